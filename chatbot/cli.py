@@ -1,0 +1,157 @@
+"""The `brandvoice` command: a map from sub-command names to plain functions.
+
+Argument parsing and printing live here only; the library functions it calls return values and
+raise BrandVoiceError, which is printed as one readable message (never a traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.console import Console
+from rich.text import Text
+
+from chatbot.errors import BrandVoiceError
+
+__all__ = ["main"]
+
+_err = Console(stderr=True)
+
+
+def _add_workspace(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--workspace",
+        metavar="DIR",
+        help="workspace folder (default: $BRANDVOICE_WORKSPACE, else the user data folder)",
+    )
+
+
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from chatbot.cli_report import print_prepare_result, rich_progress
+    from chatbot.config import PrepareConfig
+    from chatbot.models import load_tokenizer
+    from chatbot.prepare import prepare
+    from chatbot.validation import tokenizer_counter
+    from chatbot.workspace import Workspace
+
+    ws = Workspace.open(args.workspace)
+    overrides: dict = {"skip_invalid": args.skip_invalid}
+    if args.no_redact:
+        overrides["redact_pii"] = False
+    if args.column_map:
+        overrides["column_map"] = _parse_pairs(args.column_map, "--column")
+    config = PrepareConfig(**overrides)
+    counter = None
+    if not args.no_tokens:
+        counter = tokenizer_counter(load_tokenizer(args.base_model))
+    with rich_progress() as progress:
+        result = prepare(
+            ws,
+            args.brand,
+            [Path(f) for f in args.conversations],
+            Path(args.style_guide),
+            config,
+            count_tokens=counter,
+            progress=progress,
+        )
+    print_prepare_result(result)
+    return 0 if result.ok else 1
+
+
+def _parse_pairs(items: list[str], flag: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise BrandVoiceError(
+                f"{flag} {item!r}: expected KEY=VALUE, e.g. prompt='Customer Message'"
+            )
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _cmd_model_fetch(args: argparse.Namespace) -> int:
+    from chatbot.models import fetch_default_model
+
+    path = fetch_default_model()
+    print(f"Default base model ready: {path}")
+    return 0
+
+
+def _cmd_brands(args: argparse.Namespace) -> int:
+    from chatbot.cli_report import print_brands
+    from chatbot.workspace import Workspace
+
+    print_brands(Workspace.open(args.workspace))
+    return 0
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="brandvoice",
+        description="Turn a brand's conversations and style guide into a fine-tuned chatbot.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("prepare", help="check, clean, redact and split a brand's data")
+    _add_workspace(p)
+    p.add_argument("--brand", required=True, help="brand name, e.g. 'Kettlebird'")
+    p.add_argument(
+        "--conversations",
+        nargs="+",
+        required=True,
+        metavar="FILE",
+        help="conversation files: OpenAI JSONL, ShareGPT, CSV/TSV, transcripts, Zendesk",
+    )
+    p.add_argument("--style-guide", required=True, metavar="FILE", help=".md, .txt, .pdf or .docx")
+    p.add_argument(
+        "--column",
+        dest="column_map",
+        action="append",
+        metavar="ROLE=HEADER",
+        help="CSV/TSV column mapping, e.g. --column prompt='Question' (repeatable)",
+    )
+    p.add_argument("--no-redact", action="store_true", help="keep PII as is (not recommended)")
+    p.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="leave out broken records instead of stopping on them",
+    )
+    p.add_argument(
+        "--base-model",
+        default=None,
+        help="model whose tokenizer counts tokens (default: the built-in default)",
+    )
+    p.add_argument("--no-tokens", action="store_true", help="skip token counting")
+    p.set_defaults(func=_cmd_prepare)
+
+    p = sub.add_parser("model", help="manage base models")
+    msub = p.add_subparsers(dest="model_command", required=True, metavar="ACTION")
+    f = msub.add_parser("fetch", help="put the default base model into the local cache")
+    f.set_defaults(func=_cmd_model_fetch)
+
+    p = sub.add_parser("brands", help="list prepared brands")
+    _add_workspace(p)
+    p.set_defaults(func=_cmd_brands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except BrandVoiceError as exc:
+        _err.print(Text("error: ", style="bold red") + Text(str(exc)))
+        return 2
+    except KeyboardInterrupt:
+        _err.print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Terminal rendering for the CLI: report tables and progress bars (rich). No logic lives here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from chatbot.prepare import PrepareResult
+from chatbot.workspace import Workspace
+
+__all__ = ["print_prepare_result", "print_brands", "rich_progress"]
+
+console = Console()
+
+
+@contextmanager
+def rich_progress() -> Iterator[Callable[[str, int, int], None]]:
+    """A (stage, done, total) callback that drives one bar per stage."""
+    with Progress(
+        TextColumn("{task.description:<12}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+        disable=not console.is_terminal,
+    ) as bar:
+        tasks: dict[str, int] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=max(total, 1))
+            bar.update(tasks[stage], completed=done, total=max(total, 1))
+
+        yield update
+
+
+def _stats_table(stats: dict) -> Table:
+    t = Table(title="Statistics", show_header=True, header_style="bold")
+    t.add_column("measure")
+    t.add_column("value", justify="right")
+    for key in ("conversations", "turns", "assistant_replies", "total_tokens", "assistant_tokens"):
+        if key in stats:
+            t.add_row(key.replace("_", " "), f"{stats[key]:,}")
+    for key in ("tokens_per_example", "assistant_tokens_per_example", "words_per_reply"):
+        if key in stats:
+            p = stats[key]
+            t.add_row(
+                key.replace("_", " ") + " (p5 / p50 / p95)",
+                f"{p['p5']:g} / {p['p50']:g} / {p['p95']:g}",
+            )
+    return t
+
+
+def _findings_table(title: str, rows: list[dict], style: str) -> Table:
+    t = Table(title=title, title_style=style, show_header=True, header_style="bold")
+    t.add_column("where", overflow="fold")
+    t.add_column("problem", overflow="fold")
+    for f in rows:
+        where = ", ".join(x for x in (f["file"], f["location"], f["field"]) if x)
+        t.add_row(Text(where or "-"), Text(f["message"]))
+    return t
+
+
+def _pii_table(pii: dict) -> Table:
+    t = Table(title="PII redaction", show_header=True, header_style="bold")
+    t.add_column("type")
+    t.add_column("redacted", justify="right")
+    counts = pii.get("counts", {})
+    if not pii.get("enabled", True):
+        t.add_row("(redaction turned off for this brand)", "-")
+    for kind, n in sorted(counts.items()):
+        t.add_row(kind, str(n))
+    if pii.get("enabled", True) and not counts:
+        t.add_row("none found", "0")
+    return t
+
+
+def print_prepare_result(result: PrepareResult) -> None:
+    data = result.to_dict()
+    console.rule(Text(f"Brand: {result.brand}"))
+    if data["formats"]:
+        console.print(Text("Read: " + ", ".join(f"{k} ({v})" for k, v in data["formats"].items())))
+    console.print(_stats_table(data["stats"]))
+    console.print(_pii_table(data["pii"]))
+    for sample in data["pii"].get("samples", [])[:5]:
+        console.print(Text(f"  before: {sample['before']}", style="dim"))
+        console.print(Text(f"  after:  {sample['after']}"))
+    if data["warnings"]:
+        console.print(
+            _findings_table(f"Warnings ({len(data['warnings'])})", data["warnings"], "yellow")
+        )
+    if data["rules_unsure"]:
+        console.print(Text("Guide lines left for you to turn into rules in brand.yaml:", "bold"))
+        for line in data["rules_unsure"]:
+            console.print(Text(f"  - {line}"))
+    if data["errors"]:
+        console.print(_findings_table(f"Errors ({len(data['errors'])})", data["errors"], "red"))
+        console.print(
+            Text(
+                "Not written: fix the errors above (or pass --skip-invalid to leave "
+                "broken records out). The previous version, if any, is unchanged.",
+                style="bold red",
+            )
+        )
+        return
+    split = data["split"]
+    console.print(
+        Text(
+            f"Written to {result.brand_dir} "
+            f"({split.get('train', 0)} train / {split.get('eval', 0)} eval).",
+            style="bold green",
+        )
+    )
+
+
+def print_brands(ws: Workspace) -> None:
+    t = Table(title=f"Brands in {ws.root}")
+    for col in ("slug", "name", "conversations", "train", "eval"):
+        t.add_column(col)
+    for b in ws.brands():
+        t.add_row(
+            b["slug"], b["name"], str(b["conversations"]), str(b["train_size"]), str(b["eval_size"])
+        )
+    console.print(t)

@@ -1,0 +1,69 @@
+"""The typed records every stage shares: turns, conversations and validation findings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = ["ROLES", "Role", "Turn", "Conversation", "Finding", "Severity"]
+
+Role = Literal["system", "user", "assistant"]
+ROLES: tuple[str, ...] = ("system", "user", "assistant")
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: Role
+    content: str
+
+    def to_message(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass
+class Conversation:
+    """One conversation as read from a source file.
+
+    `source` is the file name and `location` where in it the conversation starts ("line 12",
+    "row 7", "ticket 4521", "block 3"), so every later finding can point back at the input.
+    """
+
+    turns: list[Turn]
+    source: str = ""
+    location: str = ""
+
+    def to_messages(self) -> list[dict[str, str]]:
+        return [t.to_message() for t in self.turns]
+
+    def to_record(self) -> dict:
+        return {"messages": self.to_messages(), "source": self.source, "location": self.location}
+
+    @classmethod
+    def from_record(cls, record: dict) -> Conversation:
+        turns = [Turn(m["role"], m["content"]) for m in record["messages"]]
+        return cls(turns, record.get("source", ""), record.get("location", ""))
+
+    def key(self) -> tuple[tuple[str, str], ...]:
+        """Identity for exact-duplicate detection."""
+        return tuple((t.role, t.content) for t in self.turns)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A problem found in the input: an error blocks prepare, a warning is reported."""
+
+    severity: Severity
+    message: str
+    file: str = ""
+    location: str = ""
+    field: str = ""
+    code: str = field(default="")
+
+    def __str__(self) -> str:
+        where = ", ".join(
+            p
+            for p in (self.file, self.location, f"field '{self.field}'" if self.field else "")
+            if p
+        )
+        return f"{where}: {self.message}" if where else self.message
