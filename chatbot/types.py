@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 __all__ = ["ROLES", "Role", "Turn", "Conversation", "Finding", "Severity"]
@@ -58,7 +58,7 @@ class Finding:
     file: str = ""
     location: str = ""
     field: str = ""
-    code: str = field(default="")
+    code: str = ""
 
     def __str__(self) -> str:
         where = ", ".join(

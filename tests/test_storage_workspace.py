@@ -1,0 +1,75 @@
+"""Atomic writes keep the previous version; the workspace resolves and records brands."""
+
+from __future__ import annotations
+
+import pytest
+
+from chatbot.errors import BrandVoiceError
+from chatbot.storage import atomic_dir, atomic_write_json, atomic_write_text, read_jsonl
+from chatbot.workspace import Workspace, resolve_workspace, slugify
+
+
+def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "a" / "file.txt"
+    atomic_write_text(target, "one")
+    atomic_write_text(target, "two")
+    assert target.read_text() == "two"
+    assert [p.name for p in target.parent.iterdir()] == ["file.txt"]
+
+
+def test_atomic_write_failure_keeps_previous(tmp_path):
+    target = tmp_path / "report.json"
+    atomic_write_json(target, {"v": 1})
+    with pytest.raises(TypeError):
+        atomic_write_json(target, {"v": object()})
+    assert target.read_text().strip().endswith("}")
+    assert '"v": 1' in target.read_text()
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+def test_atomic_dir_swaps_in_whole_and_keeps_old_on_error(tmp_path):
+    target = tmp_path / "brand"
+    with atomic_dir(target) as tmp:
+        (tmp / "x.txt").write_text("v1")
+    assert (target / "x.txt").read_text() == "v1"
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        (tmp / "x.txt").write_text("v2")
+        raise RuntimeError("disk full")
+    assert (target / "x.txt").read_text() == "v1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["brand"]
+
+
+def test_read_jsonl_round_trip(tmp_path):
+    p = tmp_path / "rows.jsonl"
+    p.write_text('{"a": 1}\n\n{"a": "é"}\n', encoding="utf-8")
+    assert read_jsonl(p) == [{"a": 1}, {"a": "é"}]
+
+
+def test_workspace_resolution_order(tmp_path, monkeypatch):
+    monkeypatch.setenv("BRANDVOICE_WORKSPACE", str(tmp_path / "env"))
+    assert resolve_workspace(tmp_path / "explicit") == tmp_path / "explicit"
+    assert resolve_workspace(None) == tmp_path / "env"
+    monkeypatch.delenv("BRANDVOICE_WORKSPACE")
+    assert "brandvoice" in str(resolve_workspace(None))
+
+
+@pytest.mark.parametrize(
+    ("name", "slug"),
+    [("Kettlebird Tea Co.", "kettlebird-tea-co"), ("Café  Olé!", "cafe-ole"), ("../../etc", "etc")],
+)
+def test_slugify(name, slug):
+    assert slugify(name) == slug
+
+
+def test_slugify_refuses_empty():
+    with pytest.raises(BrandVoiceError, match="no letters or digits"):
+        slugify("!!! ???")
+
+
+def test_workspace_records_brands_and_explains_unknown(tmp_path):
+    ws = Workspace.open(tmp_path)
+    ws.record_brand("kettlebird", "Kettlebird", 10, 9, 1)
+    ws.record_brand("kettlebird", "Kettlebird", 12, 10, 2)
+    assert [(b["slug"], b["conversations"]) for b in ws.brands()] == [("kettlebird", 12)]
+    with pytest.raises(BrandVoiceError, match="No prepared brand 'nope'.*kettlebird"):
+        ws.find_brand("Nope")
