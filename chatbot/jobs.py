@@ -1,0 +1,303 @@
+"""Training jobs: each run trains in its own process; the database holds its state.
+
+States: queued -> running -> succeeded | failed | cancelled. One run trains per workspace at a time:
+workers take an OS file lock on the workspace, so a second start waits its turn as `queued`, and a
+crashed or killed worker releases the lock by dying. Cancel is a SIGTERM the worker turns into a
+graceful stop (it saves a checkpoint); a worker that does not stop in time is killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from chatbot.config import TrainConfig
+from chatbot.errors import BrandVoiceError
+from chatbot.storage import atomic_write_text
+from chatbot.workspace import Workspace
+
+__all__ = [
+    "Run",
+    "start_run",
+    "cancel_run",
+    "resume_run",
+    "get_run",
+    "list_runs",
+    "follow_events",
+    "read_events",
+    "wait_for_run",
+]
+
+FINAL_STATES = ("succeeded", "failed", "cancelled")
+
+
+@dataclass
+class Run:
+    id: str
+    brand: str
+    state: str
+    preset: str
+    base_model: str
+    created: float
+    started: float | None
+    finished: float | None
+    error: str | None
+    pid: int | None
+    run_dir: Path
+
+    @property
+    def done(self) -> bool:
+        return self.state in FINAL_STATES
+
+
+def _row_to_run(row) -> Run:  # noqa: ANN001 - sqlite3.Row
+    d = dict(row)
+    d["run_dir"] = Path(d["run_dir"])
+    return Run(**d)
+
+
+def _set_state(ws: Workspace, run_id: str, state: str, **fields: object) -> None:
+    cols = ", ".join(f"{k} = ?" for k in ("state", *fields))
+    with ws.db() as con:
+        con.execute(f"UPDATE runs SET {cols} WHERE id = ?", (state, *fields.values(), run_id))
+
+
+def _pid_is_worker(pid: int | None, run_id: str) -> bool:
+    """True if `pid` is alive and is this run's worker (guards against pid reuse)."""
+    if not pid:
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return False
+        return True
+    return run_id.encode() in cmdline
+
+
+def _reap_dead(ws: Workspace, run: Run) -> Run:
+    """A run marked running/queued whose worker is gone crashed or was killed: say so."""
+    if run.state in ("running", "queued") and run.pid and not _pid_is_worker(run.pid, run.id):
+        msg = (
+            "the training process stopped unexpectedly (crash or kill); "
+            f"resume it with `brandvoice resume {run.id}`"
+        )
+        _set_state(ws, run.id, "failed", error=msg, finished=time.time())
+        return get_run(ws, run.id)
+    return run
+
+
+def get_run(ws: Workspace, run_id: str) -> Run:
+    with ws.db() as con:
+        row = con.execute(
+            "SELECT * FROM runs WHERE id = ? OR id LIKE ? ORDER BY created DESC",
+            (run_id, f"{run_id}%"),
+        ).fetchone()
+    if row is None:
+        raise BrandVoiceError(
+            f"No run '{run_id}' in workspace {ws.root}; `brandvoice runs` lists them."
+        )
+    return _row_to_run(row)
+
+
+def list_runs(ws: Workspace, brand: str | None = None) -> list[Run]:
+    with ws.db() as con:
+        rows = con.execute(
+            "SELECT * FROM runs WHERE (? IS NULL OR brand = ?) ORDER BY created DESC",
+            (brand, brand),
+        ).fetchall()
+    return [_reap_dead(ws, _row_to_run(r)) for r in rows]
+
+
+def _spawn_worker(ws: Workspace, run: Run, resume: bool) -> int:
+    log = open(run.run_dir / "worker.log", "ab")  # noqa: SIM115 - handed to the child process
+    cmd = [sys.executable, "-m", "chatbot.jobs", "--workspace", str(ws.root), run.id]
+    if resume:
+        cmd.append("--resume")
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        close_fds=True,
+    )
+    log.close()
+    with ws.db() as con:
+        con.execute("UPDATE runs SET pid = ? WHERE id = ?", (proc.pid, run.id))
+    return proc.pid
+
+
+def start_run(ws: Workspace, brand: str, config: TrainConfig, *, preset: str = "") -> Run:
+    """Record a queued run, write its resolved config, and start its worker process."""
+    slug = ws.find_brand(brand)
+    run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    run_dir = ws.runs_dir() / run_id
+    run_dir.mkdir(parents=True)
+    atomic_write_text(run_dir / "config.yaml", config.to_yaml())
+    with ws.db() as con:
+        con.execute(
+            "INSERT INTO runs (id, brand, state, preset, base_model, created, run_dir) "
+            "VALUES (?, ?, 'queued', ?, ?, ?, ?)",
+            (run_id, slug, preset, str(config.base_model or "default"), time.time(), str(run_dir)),
+        )
+    run = get_run(ws, run_id)
+    _spawn_worker(ws, run, resume=False)
+    return get_run(ws, run_id)
+
+
+def resume_run(ws: Workspace, run_id: str) -> Run:
+    """Continue a failed, cancelled or crashed run from its newest complete checkpoint."""
+    run = _reap_dead(ws, get_run(ws, run_id))
+    if run.state in ("running", "queued"):
+        raise BrandVoiceError(f"Run {run.id} is still {run.state}; nothing to resume.")
+    if run.state == "succeeded":
+        raise BrandVoiceError(f"Run {run.id} already finished; start a new run to train again.")
+    _set_state(ws, run.id, "queued", error=None, finished=None)
+    _spawn_worker(ws, run, resume=True)
+    return get_run(ws, run.id)
+
+
+def cancel_run(ws: Workspace, run_id: str, *, timeout: float = 60.0) -> Run:
+    """Stop a run gracefully (it keeps its last checkpoint); kill it if it does not stop in time."""
+    run = _reap_dead(ws, get_run(ws, run_id))
+    if run.done:
+        return run
+    if run.state == "queued":
+        # Not training yet (waiting for the workspace lock): nothing to save, stop it at once.
+        _set_state(ws, run.id, "cancelled", finished=time.time())
+        if run.pid and _pid_is_worker(run.pid, run.id):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(run.pid, signal.SIGKILL)
+        return get_run(ws, run.id)
+    if run.pid and _pid_is_worker(run.pid, run.id):
+        os.kill(run.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _pid_is_worker(run.pid, run.id):
+            time.sleep(0.2)
+        if _pid_is_worker(run.pid, run.id):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(run.pid, signal.SIGKILL)
+            _set_state(
+                ws,
+                run.id,
+                "cancelled",
+                finished=time.time(),
+                error=f"did not stop within {timeout:g}s and was killed; "
+                "its last complete checkpoint is kept",
+            )
+    run = get_run(ws, run.id)
+    if not run.done:
+        _set_state(ws, run.id, "cancelled", finished=time.time())
+    return get_run(ws, run.id)
+
+
+def wait_for_run(ws: Workspace, run_id: str, timeout: float | None = None) -> Run:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        run = _reap_dead(ws, get_run(ws, run_id))
+        if run.done or (deadline is not None and time.monotonic() > deadline):
+            return run
+        time.sleep(0.25)
+
+
+def read_events(run_dir: Path) -> list[dict]:
+    """Every complete event line so far (a line being written is skipped, not an error)."""
+    path = Path(run_dir) / "events.jsonl"
+    if not path.exists():
+        return []
+    events = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.endswith("\n"):
+                with contextlib.suppress(json.JSONDecodeError):
+                    events.append(json.loads(line))
+    return events
+
+
+def follow_events(ws: Workspace, run_id: str, poll: float = 0.5) -> Iterator[dict]:
+    """Yield a run's events as they are written, until the run ends."""
+    seen = 0
+    while True:
+        run = _reap_dead(ws, get_run(ws, run_id))
+        events = read_events(run.run_dir)
+        yield from events[seen:]
+        seen = len(events)
+        if run.done:
+            return
+        time.sleep(poll)
+
+
+# --- the worker process -------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _workspace_lock(ws: Workspace) -> Iterator[None]:
+    with open(ws.root / "training.lock", "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)  # waits while another run trains: this run stays queued
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _run_worker(ws: Workspace, run_id: str, resume: bool) -> int:
+    from chatbot.training import TrainingError, train
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with _workspace_lock(ws):
+        run = get_run(ws, run_id)
+        if run.state != "queued" or stop.is_set():
+            _set_state(ws, run_id, "cancelled", finished=time.time())
+            return 0
+        _set_state(ws, run_id, "running", started=time.time(), pid=os.getpid())
+        config = TrainConfig.from_yaml(run.run_dir / "config.yaml")
+        try:
+            metrics = train(run.run_dir, config, ws.brand_dir(run.brand), stop=stop, resume=resume)
+        except TrainingError as exc:
+            _set_state(ws, run_id, "failed", error=str(exc), finished=time.time())
+            return 1
+        except Exception as exc:  # noqa: BLE001 - the run must end as failed, with the reason
+            traceback.print_exc()
+            _set_state(
+                ws,
+                run_id,
+                "failed",
+                finished=time.time(),
+                error=f"internal error: {type(exc).__name__}: {exc} (see worker.log)",
+            )
+            return 1
+        state = "cancelled" if stop.is_set() or metrics.get("state") == "cancelled" else "succeeded"
+        _set_state(ws, run_id, state, finished=time.time())
+        return 0
+
+
+def _main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m chatbot.jobs", description="training worker")
+    p.add_argument("--workspace", required=True)
+    p.add_argument("run_id")
+    p.add_argument("--resume", action="store_true")
+    args = p.parse_args(argv)
+    return _run_worker(Workspace.open(args.workspace), args.run_id, args.resume)
+
+
+if __name__ == "__main__":
+    sys.exit(_main())
