@@ -89,6 +89,57 @@ def _cmd_brands(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from chatbot.cli_report import follow_run
+    from chatbot.config import TrainConfig
+    from chatbot.jobs import start_run
+    from chatbot.workspace import Workspace
+
+    ws = Workspace.open(args.workspace)
+    overrides = list(args.set or [])
+    for flag in ("base_model", "quantization"):
+        if getattr(args, flag):
+            overrides.append(f"{flag}={getattr(args, flag)}")
+    config = TrainConfig.from_preset(args.preset, overrides, yaml_path=args.config)
+    run = start_run(ws, args.brand, config, preset=args.preset)
+    print(
+        f"Run {run.id} started for brand '{run.brand}' ({args.preset} preset); folder {run.run_dir}"
+    )
+    if args.detach:
+        return 0
+    return follow_run(ws, run.id)
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from chatbot.cli_report import print_runs
+    from chatbot.jobs import list_runs
+    from chatbot.workspace import Workspace
+
+    ws = Workspace.open(args.workspace)
+    print_runs(list_runs(ws, args.brand))
+    return 0
+
+
+def _cmd_cancel(args: argparse.Namespace) -> int:
+    from chatbot.jobs import cancel_run
+    from chatbot.workspace import Workspace
+
+    run = cancel_run(Workspace.open(args.workspace), args.run, timeout=args.timeout)
+    print(f"Run {run.id}: {run.state}" + (f" ({run.error})" if run.error else ""))
+    return 0
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from chatbot.cli_report import follow_run
+    from chatbot.jobs import resume_run
+    from chatbot.workspace import Workspace
+
+    ws = Workspace.open(args.workspace)
+    run = resume_run(ws, args.run)
+    print(f"Run {run.id} resumed from its newest complete checkpoint")
+    return 0 if args.detach else follow_run(ws, run.id)
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="brandvoice",
@@ -132,6 +183,54 @@ def _build_parser() -> argparse.ArgumentParser:
     msub = p.add_subparsers(dest="model_command", required=True, metavar="ACTION")
     f = msub.add_parser("fetch", help="put the default base model into the local cache")
     f.set_defaults(func=_cmd_model_fetch)
+
+    p = sub.add_parser("train", help="fine-tune a prepared brand (QLoRA) in a background job")
+    _add_workspace(p)
+    p.add_argument("--brand", required=True)
+    p.add_argument(
+        "--preset",
+        default="quick",
+        choices=["quick", "balanced", "thorough"],
+        help="quick: minutes on a laptop CPU; balanced; thorough (default: quick)",
+    )
+    p.add_argument("--base-model", default=None, help="hub id or local folder (default: built-in)")
+    p.add_argument(
+        "--quantization",
+        choices=["nf4", "none"],
+        default=None,
+        help="nf4 = QLoRA (default); none = plain LoRA on a bf16/fp32 base",
+    )
+    p.add_argument("--config", metavar="YAML", help="a YAML file of settings to override")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override one setting, e.g. --set learning_rate=1e-4 (repeatable)",
+    )
+    p.add_argument("--detach", action="store_true", help="start and return; do not follow")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("runs", help="list training runs and their states")
+    _add_workspace(p)
+    p.add_argument("--brand", default=None)
+    p.set_defaults(func=_cmd_runs)
+
+    p = sub.add_parser("cancel", help="stop a training run (keeps its last checkpoint)")
+    _add_workspace(p)
+    p.add_argument("run", help="run id (a unique prefix is enough)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="seconds to wait for a graceful stop before killing it",
+    )
+    p.set_defaults(func=_cmd_cancel)
+
+    p = sub.add_parser("resume", help="continue a failed or cancelled run from its checkpoint")
+    _add_workspace(p)
+    p.add_argument("run")
+    p.add_argument("--detach", action="store_true")
+    p.set_defaults(func=_cmd_resume)
 
     p = sub.add_parser("brands", help="list prepared brands")
     _add_workspace(p)

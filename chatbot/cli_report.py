@@ -10,10 +10,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from chatbot.jobs import Run, cancel_run, follow_events, get_run
 from chatbot.prepare import PrepareResult
 from chatbot.workspace import Workspace
 
-__all__ = ["print_prepare_result", "print_brands", "rich_progress"]
+__all__ = ["print_prepare_result", "print_brands", "print_runs", "follow_run", "rich_progress"]
 
 console = Console()
 
@@ -128,3 +129,66 @@ def print_brands(ws: Workspace) -> None:
             b["slug"], b["name"], str(b["conversations"]), str(b["train_size"]), str(b["eval_size"])
         )
     console.print(t)
+
+
+def print_runs(runs: list[Run]) -> None:
+    t = Table(title="Training runs")
+    for col in ("run", "brand", "preset", "state", "base model", "note"):
+        t.add_column(col, overflow="fold")
+    colours = {"succeeded": "green", "failed": "red", "cancelled": "yellow", "running": "cyan"}
+    for r in runs:
+        t.add_row(
+            r.id,
+            r.brand,
+            r.preset,
+            Text(r.state, style=colours.get(r.state, "")),
+            r.base_model,
+            Text(r.error or ""),
+        )
+    console.print(t)
+
+
+def _describe(event: dict) -> str:
+    parts = [event.get("state", "")]
+    if event.get("loss") is not None:
+        parts.append(f"loss {event['loss']:.3f}")
+    if event.get("eval_loss") is not None:
+        parts.append(f"eval {event['eval_loss']:.3f}")
+    if event.get("tokens_per_s"):
+        parts.append(f"{event['tokens_per_s']:.0f} tok/s")
+    return "  ".join(parts)
+
+
+def follow_run(ws: Workspace, run_id: str) -> int:
+    """Show a run's progress until it ends; Ctrl-C cancels it gracefully. Exit 0 on success."""
+    from rich.progress import TimeRemainingColumn
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+    )
+    try:
+        with Progress(*columns, console=console) as bar:
+            task = bar.add_task("training", total=None, info="queued")
+            for event in follow_events(ws, run_id):
+                bar.update(
+                    task,
+                    completed=event.get("step", 0),
+                    total=event.get("total_steps") or None,
+                    info=_describe(event),
+                )
+    except KeyboardInterrupt:
+        console.print("Stopping the run gracefully (it keeps its last checkpoint)...")
+        cancel_run(ws, run_id)
+    run = get_run(ws, run_id)
+    style = {"succeeded": "bold green", "failed": "bold red"}.get(run.state, "bold yellow")
+    console.print(Text(f"Run {run.id}: {run.state}", style=style))
+    if run.error:
+        console.print(Text(run.error))
+    if run.state == "succeeded":
+        console.print(Text(f"Adapter: {run.run_dir / 'adapter'}"))
+    return 0 if run.state == "succeeded" else 1
