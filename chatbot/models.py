@@ -155,7 +155,6 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    config.name_or_path = DEFAULT_MODEL_NAME
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(loaded.state_dict(), strict=True)
     model.generation_config.eos_token_id = tokenizer.eos_token_id

@@ -12,7 +12,7 @@ MAX_FILE_BYTES: int = 500 * 1024 * 1024
 """Largest file read at all; the whole file is held in memory, decoded, while it is parsed."""
 
 MAX_JSON_DEPTH: int = 64
-"""Deepest JSON nesting accepted. Real chat data nests 3 or 4 levels; deeper is an attack or junk."""
+"""Deepest JSON nesting accepted; chat data nests 3 or 4 levels, deeper is an attack or junk."""
 
 MAX_ERRORS: int = 1000
 """Error findings recorded per file before reading stops with a summary finding."""

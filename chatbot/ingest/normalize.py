@@ -105,7 +105,8 @@ def finish_conversation(
     while rest and rest[-1].role == "user":
         rest.pop()
     if not rest:
-        report.error("conversation has no assistant reply after a user message", location,
-                     code="no-reply")
+        report.error(
+            "conversation has no assistant reply after a user message", location, code="no-reply"
+        )
         return None
     return Conversation([*system, *rest], report.file, location)

@@ -1,0 +1,132 @@
+"""What the browser app is built on: one typed object holding the workspace and the engine hooks.
+
+`build_app(services)` wires every tab to a `Services`. Production code gets one from
+`Services.create()`; tests build one with a fake chat engine and fake job starter, so every handler
+runs without a model or a training process. Nothing here imports gradio.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from chatbot import jobs
+from chatbot.workspace import Workspace
+
+if TYPE_CHECKING:
+    from chatbot.engine import GenerationSettings
+    from chatbot.validation import TokenCounter
+
+__all__ = ["Services", "ChatBackend", "EngineFactory", "EngineKey"]
+
+
+class ChatBackend(Protocol):
+    """The part of `chatbot.engine.ChatEngine` the Compare tab uses."""
+
+    def load_adapter(self, adapter_dir: Path) -> None: ...
+
+    def stream_pair(
+        self,
+        messages_left: list[dict[str, str]],
+        mode_left: str,
+        messages_right: list[dict[str, str]],
+        mode_right: str,
+        settings: GenerationSettings,
+    ) -> Iterator[tuple[str, str]]: ...
+
+
+EngineFactory = Callable[[str, "Path | None", str], ChatBackend]
+"""(base model, adapter folder or None, the brand's system prompt) -> a chat engine."""
+
+StartRun = Callable[..., jobs.Run]
+"""`chatbot.jobs.start_run(ws, brand, config, preset=...)` or a stand-in with that signature."""
+CancelRun = Callable[[Workspace, str], jobs.Run]
+
+
+@dataclass(frozen=True)
+class EngineKey:
+    base_model: str
+    system_prompt: str
+
+
+def _no_token_counter() -> TokenCounter | None:
+    return None
+
+
+@dataclass
+class Services:
+    """Everything the UI's handlers touch outside their own inputs."""
+
+    workspace: Workspace
+    engine_factory: EngineFactory
+    """Builds a chat engine; the app keeps one alive and switches adapters on it."""
+    start_run: StartRun = jobs.start_run
+    cancel_run: CancelRun = jobs.cancel_run
+    token_counter: Callable[[], TokenCounter | None] = _no_token_counter
+    """Returns the token counter prepare uses for token statistics (None: words only)."""
+    default_base_model: str = "default"
+    """What the Train tab proposes as base model ("default" is the built-in model)."""
+    rng: random.Random = field(default_factory=random.Random)
+    """Shuffles the sides in blind comparisons (seeded in tests)."""
+    _engine: tuple[EngineKey, ChatBackend, Path | None] | None = field(
+        default=None, init=False, repr=False
+    )
+    _engine_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    @property
+    def exports_dir(self) -> Path:
+        """The only workspace folder the browser may download from."""
+        return self.workspace.root / "exports"
+
+    def engine(self, base_model: str, adapter_dir: Path | None, system_prompt: str) -> ChatBackend:
+        """The chat engine for a base model + prompt, with `adapter_dir` loaded.
+
+        One engine is kept: a new base model or prompt replaces it (freeing the old model), a new
+        adapter on the same base is switched in place, which takes a fraction of a reload.
+        """
+        key = EngineKey(base_model, system_prompt)
+        with self._engine_lock:
+            if self._engine is not None and self._engine[0] == key:
+                _, backend, loaded = self._engine
+                if adapter_dir is not None and adapter_dir != loaded:
+                    backend.load_adapter(adapter_dir)
+                    self._engine = (key, backend, adapter_dir)
+                return backend
+            self._engine = None  # drop the old model before loading the next one
+            backend = self.engine_factory(base_model, adapter_dir, system_prompt)
+            self._engine = (key, backend, adapter_dir)
+            return backend
+
+    @classmethod
+    def create(cls, workspace: str | Path | None = None) -> Services:
+        """The production wiring: the real chat engine, real training jobs, real token counts."""
+        ws = Workspace.open(workspace)
+        return cls(workspace=ws, engine_factory=_real_engine, token_counter=_cached_counter())
+
+
+def _real_engine(base_model: str, adapter_dir: Path | None, system_prompt: str) -> ChatBackend:
+    from chatbot.engine import ChatEngine
+
+    return ChatEngine(base_model, adapter_dir, system_prompt)
+
+
+def _cached_counter() -> Callable[[], TokenCounter | None]:
+    """Load the default model's tokenizer on the first prepare, then reuse it."""
+    cache: list[TokenCounter] = []
+
+    def get() -> TokenCounter | None:
+        if not cache:
+            from transformers import AutoTokenizer
+
+            from chatbot.models import resolve_base_model
+            from chatbot.validation import tokenizer_counter
+
+            tokenizer = AutoTokenizer.from_pretrained(resolve_base_model("default"))
+            cache.append(tokenizer_counter(tokenizer))
+        return cache[0]
+
+    return get
