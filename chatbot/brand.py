@@ -155,7 +155,7 @@ class BrandProfile:
 
 def _header(name: str) -> str:
     return (
-        f"# Brand profile for {name.splitlines()[0] if name else 'this brand'}.\n"
+        f"# Brand profile for {name.splitlines()[0] if name else 'this brand'}\n"
         "# This file is yours to edit: change the system prompt, remove or adjust a rule, or\n"
         "# add one. The rules were read from the style guide and may be incomplete. Every field\n"
         "# is checked when the profile is loaded; a problem is reported with its field name.\n"
@@ -596,7 +596,7 @@ def _check_emoji(rule: EmojiRule, text: str) -> RuleResult | None:
 
 def _check_exclamations(limit: int, text: str) -> RuleResult:
     count = text.count("!") + text.count("！") + 2 * text.count("‼") + text.count("⁉")
-    detail = f"{count} exclamation mark{'s' if count != 1 else ''}"
+    detail = _plural(count, "exclamation marks")
     passed = count <= limit
     return RuleResult("exclamations", passed, detail if passed else f"{detail}, at most {limit}")
 
@@ -606,13 +606,17 @@ def count_sentences(text: str) -> int:
     return sum(1 for part in _SENTENCE_END_RE.split(text) if _TOKEN_RE.search(part))
 
 
+def _plural(count: int, unit: str) -> str:
+    return f"{count} {unit if count != 1 else unit[:-1]}"
+
+
 def _check_length(rule: LengthRule, text: str) -> RuleResult | None:
     bounds = (rule.min_words, rule.max_words, rule.min_sentences, rule.max_sentences)
     if all(b is None for b in bounds):
         return None
     words, sentences = len(_TOKEN_RE.findall(text)), count_sentences(text)
     problems = [
-        f"{value} {unit}, {word} {limit}"
+        f"{_plural(value, unit)}, {word} {limit}"
         for value, unit, word, limit, broken in (
             (words, "words", "at least", rule.min_words, lambda v, b: v < b),
             (words, "words", "at most", rule.max_words, lambda v, b: v > b),
@@ -621,7 +625,7 @@ def _check_length(rule: LengthRule, text: str) -> RuleResult | None:
         )
         if limit is not None and broken(value, limit)
     ]
-    detail = "; ".join(problems) or f"{words} words, {sentences} sentences"
+    detail = "; ".join(problems) or f"{_plural(words, 'words')}, {_plural(sentences, 'sentences')}"
     return RuleResult("length", not problems, detail)
 
 

@@ -17,8 +17,9 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from dataclasses import asdict, dataclass, field
+from itertools import chain, zip_longest
+from typing import Any, NamedTuple
 
 import phonenumbers
 import tldextract
@@ -98,18 +99,18 @@ _DATE_LIKE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]
 
 # Cheap hints that a text may hold an entity at all. Most chat messages hold none, and presidio
 # runs every requested recognizer (ten phone-matcher passes among them) over every text it gets,
-# so asking it only for the entities a text could contain is most of the speed.
-# Seven digits with at most a few separators between neighbours: every phone candidate we keep
-# has at least that, while "KB-20931" or "14:30" do not.
+# so asking it only for the entities a text could contain is most of the speed. The phone hint
+# is seven digits with at most a few separators between neighbours: every phone we keep has
+# that, while "KB-20931", "$12.50" or "14:30" do not.
 _PHONE_HINT = re.compile(r"(?:\d[^\w,]{0,3}){6}\d")
 _CARD_HINT = re.compile(r"(?:\d[- ]?){12}\d")  # presidio's card pattern needs 13+ digits
 _IBAN_HINT = re.compile(r"[A-Z]{2}\d{2}", re.IGNORECASE)
 _IP_HINT = re.compile(r"\d\.\d{1,3}\.|[0-9a-f]:[0-9a-f]{0,4}:|::", re.IGNORECASE)
 _DIGIT = re.compile(r"\d")
 
-# "@name": a first letter or underscore keeps "@5pm" out; the look-behind keeps e-mail addresses
-# ("jane@kettlebird.com") and profile links ("medium.com/@kettlebird") out.
-_HANDLE_REGEX = r"(?<![\w@/.+-])@[A-Za-z_](?:[A-Za-z0-9_.]{0,28}[A-Za-z0-9_])?(?![\w@])"
+# "@name" in any script: a first letter or underscore keeps "@5pm" out; the look-behind keeps
+# e-mail addresses ("jane@kettlebird.com") and profile links ("medium.com/@kettlebird") out.
+_HANDLE_REGEX = r"(?<![\w@/.+-])@[^\W\d](?:[\w.]{0,28}\w)?(?![\w@])"
 _HANDLE_SCORE = 0.6
 
 # presidio logs at INFO for every loaded recognizer and, per result, that the no-op NLP engine
@@ -118,15 +119,14 @@ _HANDLE_SCORE = 0.6
 _PRESIDIO_LOGGER = "presidio-analyzer"
 
 
-class _RedactionSettingsLike(Protocol):
-    enabled: bool
-    social_handles: bool
-    keep_handles: Sequence[str]
-
-
 @dataclass(frozen=True)
 class RedactionSample:
-    """One change for review: a short window of the text before and after redaction."""
+    """One change for review: a short window of the text before and after redaction.
+
+    In `before` the replaced value itself is masked ("+•• •••• ••••23", "••••@example.com"): its
+    shape is enough to tell a phone number from an order number, and samples end up in reports
+    stored next to the redacted data, which must not bring the personal data back.
+    """
 
     kind: str
     """Placeholder type, e.g. "EMAIL"."""
@@ -141,6 +141,7 @@ class RedactionResult:
     """Redacted conversations, how many spans of each type were replaced, and review samples."""
 
     conversations: list[Conversation]
+    enabled: bool = True
     counts: Counter[str] = field(default_factory=Counter)
     """Replacements per placeholder type ("EMAIL", "PHONE", ...)."""
     samples: dict[str, list[RedactionSample]] = field(default_factory=dict)
@@ -149,6 +150,16 @@ class RedactionResult:
     @property
     def total(self) -> int:
         return sum(self.counts.values())
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready counts and samples for reports; samples alternate between types."""
+        interleaved = chain.from_iterable(zip_longest(*self.samples.values()))
+        return {
+            "enabled": self.enabled,
+            "total": self.total,
+            "counts": dict(sorted(self.counts.items())),
+            "samples": [asdict(s) for s in interleaved if s is not None],
+        }
 
 
 class _Span(NamedTuple):
@@ -160,6 +171,14 @@ class _Span(NamedTuple):
     @property
     def placeholder(self) -> str:
         return f"<{self.kind}>"
+
+
+class _Pass(NamedTuple):
+    """One redaction pass over a text: the text before, after, and the spans replaced."""
+
+    before: str
+    after: str
+    spans: list[_Span]
 
 
 class Redactor:
@@ -181,18 +200,10 @@ class Redactor:
         self.social_handles = social_handles
         self.keep_handles = tuple(sorted({_normalize_handle(h) for h in keep_handles if h}))
 
-    @classmethod
-    def from_settings(cls, settings: _RedactionSettingsLike) -> Redactor:
-        return cls(
-            enabled=settings.enabled,
-            social_handles=settings.social_handles,
-            keep_handles=settings.keep_handles,
-        )
-
     def redact_text(self, text: str) -> tuple[str, Counter[str]]:
         """Return `text` with every detected span replaced, and the replacements per type."""
-        redacted, spans = self._redact(text)
-        return redacted, Counter(span.kind for span in spans)
+        passes = self._redact(text)
+        return (passes[-1].after if passes else text), _count(passes)
 
     def redact_conversations(
         self,
@@ -201,28 +212,38 @@ class Redactor:
         max_samples: int = MAX_SAMPLES_PER_TYPE,
     ) -> RedactionResult:
         """Redact every turn of every conversation; the inputs are left unchanged."""
-        result = RedactionResult(conversations=[])
+        result = RedactionResult(conversations=[], enabled=self.enabled)
         for conv in conversations:
             turns = []
             for turn in conv.turns:
-                redacted, spans = self._redact(turn.content)
-                turns.append(Turn(turn.role, redacted) if spans else turn)
-                result.counts.update(span.kind for span in spans)
-                for sample in _samples(turn.content, redacted, spans, conv):
+                passes = self._redact(turn.content)
+                turns.append(Turn(turn.role, passes[-1].after) if passes else turn)
+                result.counts.update(_count(passes))
+                for sample in _samples(passes, conv):
                     kept = result.samples.setdefault(sample.kind, [])
                     if len(kept) < max_samples:
                         kept.append(sample)
             result.conversations.append(Conversation(turns, conv.source, conv.location))
         return result
 
-    def _redact(self, text: str) -> tuple[str, list[_Span]]:
-        if not self.enabled:
-            return text, []
-        spans = self._find_spans(text)
-        # Right to left, so the offsets of spans not yet replaced stay valid.
-        for span in reversed(spans):
-            text = text[: span.start] + span.placeholder + text[span.end :]
-        return text, spans
+    def _redact(self, text: str) -> list[_Pass]:
+        """Redact `text` pass after pass until a pass finds nothing.
+
+        One pass is almost always enough. A second one matters when a replacement uncovers
+        another entity: the phone in "4111 1111 1111 1111 0301234567" reads as the tail of a
+        longer digit group until the card before it is replaced. Repeating until nothing is
+        found makes redacting twice the same as redacting once. It ends because every
+        replacement removes at least one digit, "@" or ":" and placeholders hold none.
+        """
+        passes: list[_Pass] = []
+        while self.enabled and (spans := self._find_spans(text)):
+            redacted = text
+            # Right to left, so the offsets of spans not yet replaced stay valid.
+            for span in reversed(spans):
+                redacted = redacted[: span.start] + span.placeholder + redacted[span.end :]
+            passes.append(_Pass(text, redacted, spans))
+            text = redacted
+        return passes
 
     def _find_spans(self, text: str) -> list[_Span]:
         entities = _candidate_entities(text, self.social_handles)
@@ -269,21 +290,39 @@ def _resolve_overlaps(spans: list[_Span]) -> list[_Span]:
     return sorted(kept)
 
 
-def _samples(
-    original: str, redacted: str, spans: list[_Span], conv: Conversation
-) -> Iterator[RedactionSample]:
-    shift = 0  # how far replacements so far have moved positions in the redacted text
-    for span in spans:
-        new_start = span.start + shift
-        new_end = new_start + len(span.placeholder)
-        shift += len(span.placeholder) - (span.end - span.start)
-        yield RedactionSample(
-            kind=span.kind,
-            before=_window(original, span.start, span.end),
-            after=_window(redacted, new_start, new_end),
-            source=conv.source,
-            location=conv.location,
-        )
+def _count(passes: list[_Pass]) -> Counter[str]:
+    return Counter(span.kind for one in passes for span in one.spans)
+
+
+def _samples(passes: list[_Pass], conv: Conversation) -> Iterator[RedactionSample]:
+    for one in passes:
+        shift = 0  # how far the replacements so far have moved positions in `after`
+        for span in one.spans:
+            new_start = span.start + shift
+            new_end = new_start + len(span.placeholder)
+            shift += len(span.placeholder) - (span.end - span.start)
+            masked = one.before[: span.start] + _mask(span, one.before) + one.before[span.end :]
+            yield RedactionSample(
+                kind=span.kind,
+                before=_window(masked, span.start, span.end),
+                after=_window(one.after, new_start, new_end),
+                source=conv.source,
+                location=conv.location,
+            )
+
+
+def _mask(span: _Span, text: str) -> str:
+    """The replaced value with its letters and digits hidden, keeping what shows its kind.
+
+    Separators stay, so are an e-mail's domain (rarely personal on its own, and what tells a
+    customer's address from the brand's own) and the last two characters of anything else.
+    """
+    value = text[span.start : span.end]
+    if span.kind == "EMAIL":
+        local, _, domain = value.rpartition("@")
+        return re.sub(r"\w", "•", local) + "@" + domain
+    hidden = re.sub(r"\w", "•", value[:-2])
+    return hidden + value[-2:]
 
 
 def _window(text: str, start: int, end: int) -> str:
@@ -375,7 +414,7 @@ def _is_valid_number(span: str) -> bool:
 
 
 class _HandleRecognizer(PatternRecognizer):
-    """"@name" social-media handles, except the brand's own."""
+    """Social-media handles ("@name"), except the brand's own."""
 
     def __init__(self, keep_handles: Sequence[str]) -> None:
         super().__init__(

@@ -47,6 +47,7 @@ _SUMMARY = (
     "Zendesk ticket export"
 )
 _TABLE_SUFFIXES = frozenset({".csv", ".tsv", ".tab"})
+_JSON_SUFFIXES = frozenset({".json", ".jsonl", ".ndjson"})
 _DETECT_LINES = 20
 _DETECT_RECORDS = 100
 _LEADING_SPACE = re.compile(r"\s*")
@@ -71,7 +72,8 @@ class Plan:
 
 def plan_read(text: str, file: str, suffix: str, options: ReadOptions) -> Plan:
     """Detect the format of `text` (the content of `file`); raise `InputError` when unknown."""
-    start = _LEADING_SPACE.match(text).end()  # type: ignore[union-attr]
+    leading = _LEADING_SPACE.match(text)
+    start = leading.end() if leading else 0
     if text[start : start + 1] in ("{", "["):
         return _plan_json(text, start, file, options)
     return _plan_text(text, file, suffix, options)
@@ -93,23 +95,35 @@ def _kind(record: object) -> str | None:
     return None
 
 
-def _first_lines(text: str, count: int) -> Iterator[str]:
-    """The first `count` non-blank lines, without splitting the whole text."""
+def _first_lines(text: str, count: int) -> Iterator[tuple[int, str]]:
+    """(line number, stripped line) for the first `count` non-blank lines, without splitting
+    the whole text."""
     position = 0
+    number = 0
     while count and position < len(text):
         end = text.find("\n", position)
         end = len(text) if end < 0 else end
         line = text[position:end].strip()
         position = end + 1
+        number += 1
         if line:
             count -= 1
-            yield line
+            yield number, line
 
 
 def _is_json_lines(text: str) -> bool:
-    lines = list(_first_lines(text, _DETECT_LINES))
+    lines = [line for _, line in _first_lines(text, _DETECT_LINES)]
     objects = sum(1 for line in lines if line.startswith("{") and line.endswith("}"))
     return len(lines) >= 2 and objects * 2 > len(lines)
+
+
+def _first_line_is_json(text: str) -> bool:
+    _, first = next(_first_lines(text, 1), (0, ""))
+    try:
+        load_json(first)
+    except JsonProblem:
+        return False
+    return True
 
 
 def _plan_json(text: str, start: int, file: str, options: ReadOptions) -> Plan:
@@ -118,6 +132,9 @@ def _plan_json(text: str, start: int, file: str, options: ReadOptions) -> Plan:
     try:
         document = load_json(text)
     except JsonProblem as problem:
+        if problem.reason.endswith("Extra data") and _first_line_is_json(text):
+            # several top-level values and the first is a whole line: JSON Lines after all
+            return _plan_json_lines(text, file, options)
         raise InputError(problem.reason, file=file, location=problem.where or None) from None
     first_line = text.count("\n", 0, start) + 1
     return _plan_document(document, f"line {first_line}", file, options)
@@ -126,11 +143,11 @@ def _plan_json(text: str, start: int, file: str, options: ReadOptions) -> Plan:
 def _plan_json_lines(text: str, file: str, options: ReadOptions) -> Plan:
     first_problem: str | None = None
     kind: str | None = None
-    for number, line in enumerate(_first_lines(text, _DETECT_RECORDS), 1):
+    for number, line in _first_lines(text, _DETECT_RECORDS):
         try:
             kind = _kind(load_json(line))
         except JsonProblem as problem:
-            first_problem = first_problem or f"record {number}: {problem.reason}"
+            first_problem = first_problem or f"line {number}: {problem.reason}"
             continue
         if kind is not None:
             break
@@ -157,7 +174,8 @@ def _plan_document(document: object, location: str, file: str, options: ReadOpti
         raise InputError(
             f"the file holds {json_type(document)}, not conversations; {_SUMMARY}", file=file
         )
-    if "tickets" in document or ("comments" in document and "id" not in document):
+    single_ticket = "id" in document or "requester_id" in document
+    if "tickets" in document or ("comments" in document and not single_ticket):
         return Plan("zendesk", lambda report: read_zendesk_document(document, report))
     kind = _kind(document)
     if kind is None:
@@ -195,4 +213,7 @@ def _plan_text(text: str, file: str, suffix: str, options: ReadOptions) -> Plan:
         return Plan("transcript", lambda report: read_transcript(text, labels, report))
     if layout is not None and (layout.consistent or suffix in _TABLE_SUFFIXES):
         return Plan("table", lambda r: read_table(text, layout, r, options.column_map, brands))
+    if suffix in _JSON_SUFFIXES:
+        # A .json file holding a bare number, string or null: say so rather than "unknown".
+        return _plan_json(text, 0, file, options)
     raise InputError(f"cannot tell the format of this file; {_SUMMARY}", file=file)

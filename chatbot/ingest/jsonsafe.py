@@ -63,9 +63,10 @@ def load_json(text: str) -> object:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise JsonProblem(f"invalid JSON: {exc.msg}", exc.lineno, exc.colno) from None
-    except ValueError as exc:
-        # e.g. an integer longer than Python's int-conversion limit (4300 digits).
-        raise JsonProblem(f"invalid JSON: {exc}") from None
+    except ValueError:
+        # The one other ValueError json raises: an integer longer than Python's conversion
+        # limit (4300 digits); its own message suggests a Python setting, useless to the user.
+        raise JsonProblem("invalid JSON: a number has too many digits") from None
     except RecursionError:
         # Unreachable after the depth check; kept so no input can ever surface a RecursionError.
         raise JsonProblem(f"JSON nested deeper than {limit} levels") from None

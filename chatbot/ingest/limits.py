@@ -6,7 +6,14 @@ them up at call time (`limits.MAX_FILE_BYTES`), never copy them at import.
 
 from __future__ import annotations
 
-__all__ = ["MAX_FILE_BYTES", "MAX_JSON_DEPTH", "MAX_ERRORS", "MAX_WARNINGS", "MAX_CELL_CHARS"]
+__all__ = [
+    "MAX_FILE_BYTES",
+    "MAX_JSON_DEPTH",
+    "MAX_ERRORS",
+    "MAX_WARNINGS",
+    "MAX_CELL_CHARS",
+    "MAX_SEPARATORS_PER_LINE",
+]
 
 MAX_FILE_BYTES: int = 500 * 1024 * 1024
 """Largest file read at all; the whole file is held in memory, decoded, while it is parsed."""
@@ -22,3 +29,7 @@ MAX_WARNINGS: int = 1000
 
 MAX_CELL_CHARS: int = 1_000_000
 """Longest CSV/TSV cell; the csv module's own default (131,072) is too small for long replies."""
+
+MAX_SEPARATORS_PER_LINE: int = 10_000
+"""Most delimiters on one physical line of a table. The csv module holds a whole row as a list,
+so one line of millions of commas would take gigabytes; no conversation table is that wide."""

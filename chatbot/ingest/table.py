@@ -11,7 +11,9 @@ An explicit column map (`{"prompt": "Col A", "response": "Col B"}`, optionally "
 Rows are numbered as a spreadsheet shows them: the header is row 1. Each row is one
 conversation, unless a conversation-id column ("conversation_id", "thread_id", "ticket_id"...)
 is present: then rows sharing an id form one multi-turn conversation, in file order, located at
-its first row. An empty prompt or response cell is an error naming the row and the column.
+its first row. An empty prompt or response cell is an error naming the row and the column, and
+so is a row with more non-empty cells than the header (an unquoted delimiter would otherwise cut
+a reply short silently).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from chatbot.ingest import limits
 from chatbot.ingest.normalize import clean_text, finish_conversation
 from chatbot.ingest.records import short
 from chatbot.ingest.report import Report
-from chatbot.types import Conversation, Turn
+from chatbot.types import Conversation, Role, Turn
 
 __all__ = ["TableLayout", "sniff_table", "read_table", "COLUMN_KEYS"]
 
@@ -59,6 +61,7 @@ _CONVERSATION_NAMES = frozenset(
         "conversationid conversation threadid thread ticketid chatid sessionid dialogueid dialogid"
     )
 )
+_CELL_ROLES: tuple[tuple[str, Role], ...] = (("prompt", "user"), ("response", "assistant"))
 _NON_WORD = re.compile(r"[\W_]+")
 _SNIFF_CHARS = 1024
 _SAMPLE_CHARS = 65536
@@ -132,14 +135,17 @@ def sniff_table(text: str, suffix: str = "") -> TableLayout | None:
     with _cell_limit():
         reader = csv.reader(io.StringIO(text[:_SAMPLE_CHARS], newline=""), delimiter=delimiter)
         try:
-            rows = [row for _, row in zip(range(6), reader, strict=False)]
+            header = next(reader, [])
         except csv.Error:
             return None
-    if not rows or not rows[0]:
-        return None
-    header = rows[0]
-    consistent = len(header) >= 2 and all(len(row) == len(header) for row in rows[1:] if row)
-    consistent = consistent and all(0 < len(c.strip()) <= 64 for c in header)
+        if not header:
+            return None
+        try:
+            rows = [row for _, row in zip(range(5), reader, strict=False) if row]
+        except csv.Error:
+            rows = []  # a bad cell in a data row is reported, with its row, when read
+    consistent = len(header) >= 2 and all(0 < len(cell.strip()) <= 64 for cell in header)
+    consistent = consistent and bool(rows) and all(len(row) == len(header) for row in rows)
     return TableLayout(delimiter, header, consistent)
 
 
@@ -227,7 +233,8 @@ def read_table(
 ) -> list[Conversation]:
     """Conversations from a whole table; bad rows become findings, a bad header raises."""
     with _cell_limit():
-        rows = csv.reader(io.StringIO(text, newline=""), delimiter=layout.delimiter)
+        lines = _guarded_lines(text, layout.delimiter, report.file)
+        rows = csv.reader(lines, delimiter=layout.delimiter)
         try:
             header = next(rows)
         except (csv.Error, StopIteration) as exc:
@@ -243,6 +250,21 @@ def read_table(
             if conversation is not None:
                 conversations.append(conversation)
     return conversations
+
+
+def _guarded_lines(text: str, delimiter: str, file: str) -> Iterator[str]:
+    """The physical lines of `text`, refusing one with absurdly many delimiters before csv
+    would split it into millions of cells."""
+    limit = limits.MAX_SEPARATORS_PER_LINE
+    for number, line in enumerate(io.StringIO(text, newline=""), 1):
+        if line.count(delimiter) > limit:
+            raise InputError(
+                f"more than {limit:,} {delimiter!r} separators on one line; this does not look "
+                "like a conversation table",
+                file=file,
+                location=f"line {number}",
+            )
+        yield line
 
 
 def _collect(rows: Iterator[list[str]], columns: _Columns, report: Report) -> dict[object, _Group]:
@@ -279,11 +301,19 @@ def _add_row(
 def _row_turns(
     row: list[str], location: str, columns: _Columns, report: Report, *, with_system: bool
 ) -> list[Turn] | None:
+    if any(cell.strip() for cell in row[len(columns.header) :]):
+        report.error(
+            f"the row has {len(row)} cells but the header has {len(columns.header)}: quote cells "
+            "that contain the delimiter",
+            location,
+            code="extra-cells",
+        )
+        return None
     turns: list[Turn] = []
     system = clean_text(columns.cell(row, "system"))
     if with_system and system:
         turns.append(Turn("system", system))
-    for key, role in (("prompt", "user"), ("response", "assistant")):
+    for key, role in _CELL_ROLES:
         text = clean_text(columns.cell(row, key))
         if not text:
             name = columns.header[columns.index[key]]

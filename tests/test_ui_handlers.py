@@ -1,0 +1,344 @@
+"""The browser app's handlers, driven directly with a fake chat engine and fake job starter."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from chatbot.engine import GenerationSettings
+from chatbot.errors import BrandVoiceError, ConfigError
+from chatbot.jobs import get_run
+from chatbot.votes import list_votes
+from chatbot.workspace import Workspace
+from ui import brand_tab, compare_tab, export_tab, train_tab
+from ui.services import Services
+
+ASSETS = Path(__file__).parent / "assets" / "brand"
+
+
+# --- fakes --------------------------------------------------------------------------------------
+
+
+class FakeEngine:
+    """Streams "[mode] reply N to <prompt>" word by word; the two sides have different lengths."""
+
+    def __init__(self, base_model: str, adapter_dir: Path | None, system_prompt: str) -> None:
+        self.base_model, self.adapter_dir, self.system_prompt = (
+            base_model,
+            adapter_dir,
+            system_prompt,
+        )
+        self.calls: list[tuple] = []
+
+    def load_adapter(self, adapter_dir: Path) -> None:
+        self.adapter_dir = adapter_dir
+
+    @staticmethod
+    def reply(mode: str, messages: list[dict]) -> str:
+        turn = sum(m["role"] == "user" for m in messages)
+        extra = " and a few more words" if mode == "tuned" else ""
+        return f"[{mode}] reply {turn} to {messages[-1]['content']}{extra}"
+
+    def stream_pair(self, left, mode_left, right, mode_right, settings):  # noqa: ANN001
+        self.calls.append((list(left), mode_left, list(right), mode_right, settings))
+        a = self.reply(mode_left, left).split(" ")
+        b = self.reply(mode_right, right).split(" ")
+        for i in range(max(len(a), len(b))):
+            yield (
+                (" " if i else "") + a[i] if i < len(a) else "",
+                (" " if i else "") + b[i] if i < len(b) else "",
+            )
+
+
+def _insert_run(
+    ws: Workspace, slug: str, state: str, *, events: list[dict] = (), adapter: bool = False
+) -> str:
+    """A run row as the jobs module writes it, with its events file and (optionally) adapter."""
+    run_id = time.strftime("%Y%m%d-%H%M%S-") + f"{random.randrange(16**6):06x}"
+    run_dir = ws.runs_dir() / run_id
+    run_dir.mkdir(parents=True)
+    (run_dir / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    if adapter:
+        (run_dir / "adapter").mkdir()
+        (run_dir / "adapter" / "adapter_config.json").write_text('{"r": 8}')
+        (run_dir / "adapter" / "adapter_model.safetensors").write_bytes(b"\0" * 64)
+    now = time.time()
+    with ws.db() as con:
+        con.execute(
+            "INSERT INTO runs (id, brand, state, preset, base_model, created, started, run_dir)"
+            " VALUES (?, ?, ?, 'quick', 'default', ?, ?, ?)",
+            (run_id, slug, state, now, now, str(run_dir)),
+        )
+    return run_id
+
+
+class FakeJobs:
+    """start_run/cancel_run stand-ins: they record the run in the database like the real ones."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple] = []
+
+    def start_run(self, ws: Workspace, brand: str, config, *, preset: str = ""):  # noqa: ANN001
+        self.started.append((brand, config, preset))
+        return get_run(ws, _insert_run(ws, brand, "running"))
+
+    def cancel_run(self, ws: Workspace, run_id: str):
+        with ws.db() as con:
+            con.execute(
+                "UPDATE runs SET state='cancelled', finished=? WHERE id=?", (time.time(), run_id)
+            )
+        return get_run(ws, run_id)
+
+
+@pytest.fixture
+def jobs() -> FakeJobs:
+    return FakeJobs()
+
+
+@pytest.fixture
+def engines() -> list[FakeEngine]:
+    """Every engine the app built, newest last."""
+    return []
+
+
+@pytest.fixture
+def services(tmp_path: Path, jobs: FakeJobs, engines: list[FakeEngine]) -> Services:
+    def factory(*args) -> FakeEngine:  # noqa: ANN002
+        engines.append(FakeEngine(*args))
+        return engines[-1]
+
+    return Services(
+        workspace=Workspace.open(tmp_path / "ws"),
+        engine_factory=factory,
+        start_run=jobs.start_run,
+        cancel_run=jobs.cancel_run,
+        rng=random.Random(1),
+    )
+
+
+@pytest.fixture
+def brand(services: Services) -> str:
+    """The test brand, prepared for real from the fixture files."""
+    view = brand_tab.prepare_brand(
+        services,
+        "Lumen Lamps",
+        [ASSETS / "conversations.jsonl"],
+        ASSETS / "style_guide.md",
+    )
+    assert view.slug == "lumen-lamps", view.status
+    return view.slug
+
+
+def _settings() -> GenerationSettings:
+    return GenerationSettings(temperature=0.7, top_p=0.9, max_new_tokens=64, seed=3)
+
+
+# --- Brand tab ----------------------------------------------------------------------------------
+
+
+def test_prepare_shows_report_pii_preview_and_rules(services: Services, brand: str):
+    view = brand_tab.load_brand(services, brand)
+    assert "ready to train" in view.status
+    stats = dict((row[0], row[1]) for row in view.stats)
+    assert stats["Conversations"] == str(len(view.preview))
+    assert "Train / held out" in stats
+    assert view.preview[0][1] and view.preview[0][2]  # customer message and brand reply
+    assert "Shine on, Lumen Lamps" in view.rules_yaml
+    assert view.pii  # a summary line, even when nothing was found
+    assert brand_tab.brand_choices(services) == [("Lumen Lamps", "lumen-lamps")]
+
+
+def test_prepare_reports_errors_with_file_and_line(services: Services, tmp_path: Path):
+    bad = tmp_path / "chats.jsonl"
+    good = (ASSETS / "conversations.jsonl").read_text().splitlines()
+    bad.write_text("\n".join([*good[:3], "{not json", *good[3:]]) + "\n")
+    view = brand_tab.prepare_brand(services, "Lumen Lamps", [bad], ASSETS / "style_guide.md")
+    assert view.slug is None and "not saved" in view.status
+    assert any(r[0] == "error" and r[1] == "chats.jsonl" and "4" in r[2] for r in view.findings)
+    assert services.workspace.brands() == []
+
+
+def test_prepare_needs_name_and_files(services: Services):
+    with pytest.raises(BrandVoiceError, match="name"):
+        brand_tab.prepare_brand(services, " ", [ASSETS / "conversations.jsonl"], None)
+    with pytest.raises(BrandVoiceError, match="conversations"):
+        brand_tab.prepare_brand(services, "Lumen", [], ASSETS / "style_guide.md")
+
+
+def test_rules_are_validated_and_saved(services: Services, brand: str):
+    view = brand_tab.load_brand(services, brand)
+    edited = view.rules_yaml.replace("max_exclamations:", "max_exclamations: 0 #", 1)
+    status, saved = brand_tab.save_rules(services, brand, edited)
+    assert "Saved" in status and "max_exclamations: 0" in saved
+    with pytest.raises(ConfigError, match=r"brand\.yaml[\s\S]*max_exclamations"):
+        brand_tab.save_rules(
+            services, brand, saved.replace("max_exclamations: 0", "max_exclamations: lots")
+        )
+    with pytest.raises(ConfigError, match="line"):
+        brand_tab.save_rules(services, brand, "name: [unclosed")
+    assert "max_exclamations: 0" in (services.workspace.brand_dir(brand) / "brand.yaml").read_text()
+
+
+# --- Train tab ----------------------------------------------------------------------------------
+
+
+def test_start_then_cancel(services: Services, brand: str, jobs: FakeJobs):
+    view = train_tab.start_training(services, brand, "quick", "")
+    [(slug, config, preset)] = jobs.started
+    assert (slug, preset) == (brand, "quick")
+    assert view.active and not view.can_start and view.run_id
+    with pytest.raises(BrandVoiceError, match="still running"):
+        train_tab.start_training(services, brand, "quick", "")
+    view = train_tab.cancel_training(services, brand, view.run_id)
+    assert not view.active and view.can_start
+    assert "cancelled" in view.status_html
+
+
+def test_reload_reattaches_to_the_running_job(services: Services, brand: str):
+    _insert_run(services.workspace, brand, "succeeded", adapter=True)
+    events = [
+        {"state": "training", "step": 2, "total_steps": 10, "loss": 2.5, "eta_s": 80},
+        {"state": "evaluating", "step": 4, "total_steps": 10, "eval_loss": 2.2},
+        {"state": "training", "step": 5, "total_steps": 10, "loss": 2.0, "epoch": 0.5, "eta_s": 50},
+    ]
+    running = _insert_run(services.workspace, brand, "running", events=events)
+    # A fresh Services over the same folder: nothing carried over from a session.
+    fresh = Services(workspace=Workspace.open(services.workspace.root), engine_factory=FakeEngine)
+    view = train_tab.train_view(fresh, brand)
+    assert view.run_id == running and view.active and not view.can_start
+    assert "step 5 of 10" in view.status_html and "50%" in view.status_html
+    assert "50s left" in view.status_html
+    assert sorted(set(view.loss["series"])) == ["eval", "train"]
+    assert list(view.loss[view.loss.series == "train"]["step"]) == [2, 5]
+    assert [row[1] for row in view.runs_table] == ["running", "succeeded"]
+
+
+def test_train_view_empty_states(services: Services, brand: str):
+    assert "Prepare a brand" in train_tab.train_view(services, None).status_html
+    view = train_tab.train_view(services, brand)
+    assert view.run_id is None and view.can_start and "No training runs" in view.status_html
+
+
+# --- Compare tab --------------------------------------------------------------------------------
+
+
+def _stream(services, brand, run_id, mode, text, left=None, right=None, matchup=None):  # noqa: ANN001
+    return list(
+        compare_tab.compare_stream(
+            services, brand, run_id, mode, text, left, right, matchup, _settings()
+        )
+    )
+
+
+def test_compare_streams_both_panes_at_once(services: Services, brand: str, engines: list):
+    run_id = _insert_run(services.workspace, brand, "succeeded", adapter=True)
+    frames = _stream(services, brand, run_id, "base_vs_tuned", "My shade is dented")
+    last = frames[-1]
+    assert last.done and last.matchup.awaiting_vote
+    assert last.left[-1]["content"] == "[base] reply 1 to My shade is dented"
+    assert last.right[-1]["content"].startswith("[tuned] reply 1")
+    # Both panes grow in the same frames: they stream together, not one after the other.
+    partial = [f for f in frames[1:-1] if f.left[-1]["content"] and f.right[-1]["content"]]
+    assert len(partial) >= 3
+    assert len(partial[0].left[-1]["content"]) < len(last.left[-1]["content"])
+    # The engine got the brand's system prompt and the run's adapter.
+    [engine] = engines
+    assert engine.adapter_dir == services.workspace.runs_dir() / run_id / "adapter"
+    assert "Lumen Lamps" in engine.system_prompt and engine.base_model == "default"
+    # A follow-up continues each pane's own history.
+    more = _stream(
+        services, brand, run_id, "base_vs_tuned", "Thanks", last.left, last.right, last.matchup
+    )
+    assert more[-1].left[-1]["content"] == "[base] reply 2 to Thanks"
+    assert len(more[-1].right) == 4
+    assert len(engines) == 1  # the model stays loaded between messages
+
+
+def test_blind_reveal_matches_what_was_shown(services: Services, brand: str):
+    run_id = _insert_run(services.workspace, brand, "succeeded", adapter=True)
+    sides = set()
+    for _ in range(6):
+        last = _stream(services, brand, run_id, "blind", "Which bulb?")[-1]
+        assert compare_tab.pane_labels(last.matchup, "blind") == ("Assistant A", "Assistant B")
+        outcome = compare_tab.cast_vote(
+            services, brand, "left", last.matchup, last.left, last.right
+        )
+        shown_left = last.left[-1]["content"].split("]")[0].strip("[")
+        assert outcome.matchup.left == shown_left == outcome.vote.left_system
+        expected = compare_tab.SYSTEM_NAMES[shown_left]
+        assert f"left was **{expected}**" in outcome.reveal
+        assert expected in compare_tab.pane_labels(outcome.matchup, "blind")[0]
+        sides.add(shown_left)
+    assert sides == {"prompted", "tuned"}  # the sides really are shuffled
+
+
+def test_vote_row_holds_every_field(services: Services, brand: str):
+    run_id = _insert_run(services.workspace, brand, "succeeded", adapter=True)
+    first = _stream(services, brand, run_id, "prompted_vs_tuned", "Hello")[-1]
+    last = _stream(
+        services,
+        brand,
+        run_id,
+        "prompted_vs_tuned",
+        "Which bulb?",
+        first.left,
+        first.right,
+        first.matchup,
+    )[-1]
+    outcome = compare_tab.cast_vote(services, brand, "right", last.matchup, last.left, last.right)
+    [vote] = list_votes(services.workspace, brand)
+    assert vote == outcome.vote
+    assert vote.prompt == "Which bulb?"
+    assert vote.left_reply == last.left[-1]["content"] and vote.left_reply.startswith("[prompted]")
+    assert vote.right_reply == last.right[-1]["content"]
+    assert (vote.left_system, vote.right_system, vote.verdict) == ("prompted", "tuned", "right")
+    assert vote.mode == "prompted_vs_tuned" and vote.run_id == run_id
+    assert vote.adapter == str(services.workspace.runs_dir() / run_id / "adapter")
+    assert vote.settings == {**vote.settings, "temperature": 0.7, "top_p": 0.9, "seed": 3}
+    assert vote.history["left"][0]["content"] == "Hello" and len(vote.history["right"]) == 2
+    with pytest.raises(BrandVoiceError, match="Send a message"):
+        compare_tab.cast_vote(services, brand, "tie", outcome.matchup, last.left, last.right)
+    assert "won **1**" in compare_tab.vote_summary(services, brand, run_id)
+
+
+def test_compare_needs_a_trained_run(services: Services, brand: str):
+    setup = compare_tab.compare_setup(services, brand)
+    assert setup.run_id is None and "No tuned model" in setup.notice
+    with pytest.raises(BrandVoiceError, match="Train"):
+        _stream(services, brand, None, "base_vs_tuned", "hi")
+
+
+# --- Export tab ---------------------------------------------------------------------------------
+
+
+def test_export_zip_holds_only_adapter_files(services: Services, brand: str):
+    run_id = _insert_run(services.workspace, brand, "succeeded", adapter=True)
+    adapter = services.workspace.runs_dir() / run_id / "adapter"
+    (adapter / "tokenizer.json").write_text("{}")
+    (adapter / "optimizer.pt").write_bytes(b"x")
+    (adapter / "README.md").write_text("card")
+    (adapter / "checkpoint-5").mkdir()
+    view = export_tab.export_choices(services, brand)
+    assert view.run_id == run_id
+    path, info = export_tab.export_adapter(services, run_id)
+    assert path.parent == services.exports_dir and run_id in info
+    with zipfile.ZipFile(path) as zf:
+        assert sorted(zf.namelist()) == [
+            "adapter_config.json",
+            "adapter_model.safetensors",
+            "tokenizer.json",
+        ]
+        assert zf.read("adapter_config.json") == b'{"r": 8}'
+    assert not list(services.exports_dir.glob(".*.tmp"))
+
+
+def test_export_refuses_a_run_without_adapter(services: Services, brand: str):
+    run_id = _insert_run(services.workspace, brand, "failed")
+    assert export_tab.export_choices(services, brand).run_id is None
+    with pytest.raises(BrandVoiceError, match="no adapter"):
+        export_tab.export_adapter(services, run_id)

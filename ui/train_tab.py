@@ -1,0 +1,341 @@
+"""The Train tab: start and cancel a brand's training run and watch it live.
+
+Everything shown is read back from the workspace database and the run's events file on every poll,
+never kept in the browser session: a page reload, a second tab or a restarted server attach to the
+same running job. `train_view`, `start_training` and `cancel_training` are plain functions over
+`Services`; `build` wires them to the tab, with a gr.Timer polling while a run is active.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from dataclasses import dataclass, field
+from collections.abc import Callable
+
+import gradio as gr
+import pandas as pd
+
+from chatbot.errors import BrandVoiceError
+from chatbot.jobs import Run, get_run, list_runs, read_events
+from ui.errors import user_errors
+from ui.services import Services
+from ui.theme import empty_state
+
+__all__ = [
+    "TrainView",
+    "PRESETS",
+    "train_view",
+    "start_training",
+    "cancel_training",
+    "loss_frame",
+    "build",
+]
+
+PRESETS = {
+    "quick": "Quick — a first taste of the voice in minutes, even on a laptop",
+    "balanced": "Balanced — a better voice; plan for longer",
+    "thorough": "Thorough — the most faithful voice; best on a GPU",
+}
+RUN_HEADERS = ["Run", "State", "Preset", "Base model", "Started", "Took", "Note"]
+ACTIVE_STATES = ("queued", "running")
+POLL_SECONDS = 1.5
+LOSS_COLUMNS = ["step", "loss", "series"]
+
+
+@dataclass
+class TrainView:
+    """What the tab shows for one brand and the run being watched."""
+
+    run_id: str | None = None
+    run_choices: list[tuple[str, str]] = field(default_factory=list)
+    status_html: str = ""
+    loss: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=LOSS_COLUMNS))
+    runs_table: list[list] = field(default_factory=list)
+    active: bool = False
+    """The watched run is queued or running: poll, offer Cancel, hold back Start."""
+    can_start: bool = False
+    """A prepared brand is selected and nothing of it is training."""
+
+
+# --- handlers -----------------------------------------------------------------------------------
+
+
+def train_view(services: Services, slug: str | None, run_id: str | None = None) -> TrainView:
+    """The tab's state, derived from the database: `run_id`, else the brand's active run, else
+    its newest run."""
+    if not slug:
+        return TrainView(status_html=_no_brand())
+    runs = list_runs(services.workspace, slug)
+    run = _pick(runs, run_id)
+    busy = any(r.state in ACTIVE_STATES for r in runs)
+    if run is None:
+        return TrainView(status_html=_no_runs(), can_start=True)
+    events = read_events(run.run_dir)
+    return TrainView(
+        run_id=run.id,
+        run_choices=[(_run_label(r), r.id) for r in runs],
+        status_html=_status_html(run, events),
+        loss=loss_frame(events),
+        runs_table=[_run_row(r) for r in runs],
+        active=run.state in ACTIVE_STATES,
+        can_start=not busy,
+    )
+
+
+def start_training(services: Services, slug: str | None, preset: str, base_model: str) -> TrainView:
+    """Start a run for the brand with a preset (and base model); returns the view watching it."""
+    from chatbot.config import TrainConfig
+
+    if not slug:
+        raise BrandVoiceError("Prepare a brand on the Brand tab first; then train it here.")
+    if preset not in PRESETS:
+        raise BrandVoiceError(f"Unknown preset {preset!r}; choose one of {', '.join(PRESETS)}.")
+    active = [r for r in list_runs(services.workspace, slug) if r.state in ACTIVE_STATES]
+    if active:
+        raise BrandVoiceError(
+            f"Run {active[0].id} is still {active[0].state}; wait for it or cancel it first."
+        )
+    base = (base_model or "").strip() or services.default_base_model
+    overrides = [] if base == "default" else [f"base_model={base}"]
+    config = TrainConfig.from_preset(preset, overrides)
+    run = services.start_run(services.workspace, slug, config, preset=preset)
+    return train_view(services, slug, run.id)
+
+
+def cancel_training(services: Services, slug: str | None, run_id: str | None) -> TrainView:
+    """Stop the watched run gracefully (it keeps its last checkpoint)."""
+    if not run_id:
+        raise BrandVoiceError("There is no run to cancel.")
+    run = get_run(services.workspace, run_id)
+    if run.state in ACTIVE_STATES:
+        services.cancel_run(services.workspace, run.id)
+    return train_view(services, slug, run.id)
+
+
+def loss_frame(events: list[dict]) -> pd.DataFrame:
+    """Long-form (step, loss, series) rows for the loss plot: one series each for train and eval."""
+    rows = []
+    for e in events:
+        step = e.get("step")
+        if step is None:
+            continue
+        if e.get("loss") is not None:
+            rows.append((step, float(e["loss"]), "train"))
+        if e.get("eval_loss") is not None:
+            rows.append((step, float(e["eval_loss"]), "eval"))
+    return pd.DataFrame(rows, columns=LOSS_COLUMNS)
+
+
+# --- rendering ----------------------------------------------------------------------------------
+
+
+def _pick(runs: list[Run], run_id: str | None) -> Run | None:
+    if run_id:
+        for r in runs:
+            if r.id == run_id:
+                return r
+    active = [r for r in runs if r.state in ACTIVE_STATES]
+    return (active or runs or [None])[0]
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None or seconds < 0:
+        return ""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, secs = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def _when(ts: float | None) -> str:
+    return time.strftime("%d %b %H:%M", time.localtime(ts)) if ts else ""
+
+
+def _base_name(base: str) -> str:
+    return "built-in" if base in ("", "default") else base
+
+
+def _run_label(run: Run) -> str:
+    return f"{_when(run.created)} · {run.preset or 'custom'} · {run.state}"
+
+
+def _run_row(run: Run) -> list:
+    took = None
+    if run.started:
+        took = (run.finished or time.time()) - run.started
+    return [
+        run.id,
+        run.state,
+        run.preset,
+        _base_name(run.base_model),
+        _when(run.started or run.created),
+        _duration(took),
+        run.error or "",
+    ]
+
+
+def _latest(events: list[dict]) -> dict:
+    """The newest event that carries progress (step counts), else the newest event."""
+    for e in reversed(events):
+        if e.get("total_steps"):
+            return e
+    return events[-1] if events else {}
+
+
+def _progress_meta(run: Run, last: dict) -> list[str]:
+    meta = []
+    if last.get("epoch") is not None:
+        meta.append(f"epoch {last['epoch']:.2f}")
+    if last.get("loss") is not None:
+        meta.append(f"loss {last['loss']:.3f}")
+    if last.get("eval_loss") is not None:
+        meta.append(f"eval loss {last['eval_loss']:.3f}")
+    if last.get("tokens_per_s"):
+        meta.append(f"{last['tokens_per_s']:,.0f} tokens/s")
+    if run.state in ACTIVE_STATES and last.get("eta_s") is not None:
+        meta.append(f"about {_duration(last['eta_s'])} left")
+    if run.state not in ACTIVE_STATES and run.started and run.finished:
+        meta.append(f"took {_duration(run.finished - run.started)}")
+    return meta
+
+
+def _status_html(run: Run, events: list[dict]) -> str:
+    last = _latest(events)
+    step, total = last.get("step") or 0, last.get("total_steps") or 0
+    if run.state == "succeeded":
+        step = total = max(total, step, 1)
+    pct = 100.0 * step / total if total else 0.0
+    phase = last.get("state", "") if run.state == "running" else ""
+    steps = f"step {step} of {total}" if total else _waiting_text(run)
+    meta = "".join(f"<span>{html.escape(m)}</span>" for m in _progress_meta(run, last))
+    note = _note(run)
+    return (
+        f'<div class="bv-run-head"><span class="bv-state {run.state}">{run.state}</span>'
+        f"<span>Run <code>{html.escape(run.id)}</code> · {html.escape(run.preset or 'custom')}"
+        f" preset · {html.escape(_base_name(run.base_model))} base model</span></div>"
+        f'<div class="bv-progress" data-state="{run.state}" data-step="{step}"'
+        f' data-total="{total}"><div class="bar"><div class="fill" style="width:{pct:.1f}%">'
+        f'</div></div><div class="meta"><span><b>{pct:.0f}%</b> · {steps}'
+        f"{' · ' + html.escape(phase) if phase else ''}</span>{meta}</div></div>{note}"
+    )
+
+
+def _waiting_text(run: Run) -> str:
+    if run.state == "queued":
+        return "waiting for the previous run to finish"
+    if run.state == "running":
+        return "loading the model and data"
+    return "no steps recorded"
+
+
+def _note(run: Run) -> str:
+    if run.state == "failed":
+        return f'<div class="bv-run-error">{html.escape(run.error or "The run failed.")}</div>'
+    if run.state == "succeeded":
+        return (
+            '<div class="bv-hint">Finished. Chat with it on the <b>Compare</b> tab, or download '
+            "the adapter on the <b>Export</b> tab.</div>"
+        )
+    if run.state == "cancelled":
+        return '<div class="bv-hint">Cancelled; its last checkpoint is kept.</div>'
+    return ""
+
+
+def _no_brand() -> str:
+    return empty_state(
+        "Nothing to train yet",
+        "Prepare a brand on the <b>Brand</b> tab; its training runs show up here.",
+    )
+
+
+def _no_runs() -> str:
+    return empty_state(
+        "No training runs yet",
+        "Pick a preset and press <b>Start training</b>. <i>Quick</i> gives a first taste of the "
+        "voice in minutes; progress and the loss curve appear here as it trains.",
+    )
+
+
+# --- layout -------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Outputs:
+    runs: gr.Dropdown
+    status: gr.HTML
+    loss: gr.LinePlot
+    table: gr.Dataframe
+    start: gr.Button
+    cancel: gr.Button
+    timer: gr.Timer
+
+    def all(self) -> list:
+        return list(vars(self).values())
+
+
+def _show(view: TrainView) -> tuple:
+    return (
+        gr.update(choices=view.run_choices, value=view.run_id, visible=bool(view.run_choices)),
+        view.status_html,
+        gr.update(value=view.loss, visible=view.run_id is not None),
+        gr.update(value=view.runs_table, visible=bool(view.runs_table)),
+        gr.update(interactive=view.can_start),
+        gr.update(interactive=view.active, visible=view.active),
+        gr.Timer(active=view.active),
+    )
+
+
+def _controls() -> tuple[gr.Radio, gr.Textbox, gr.Button, gr.Button]:
+    with gr.Column(scale=1, min_width=280, elem_classes="bv-card"):
+        gr.Markdown("#### Training")
+        preset = gr.Radio(
+            [(label, name) for name, label in PRESETS.items()], value="quick", label="Preset"
+        )
+        base = gr.Textbox(
+            label="Base model",
+            placeholder="built-in (SmolLM2-135M-Instruct)",
+            info="Leave empty for the built-in model, or give a local folder or hub id.",
+        )
+        start = gr.Button("Start training", variant="primary", interactive=False)
+        cancel = gr.Button("Cancel run", variant="stop", visible=False)
+    return preset, base, start, cancel
+
+
+def build(services: Services, brand: gr.Dropdown, tab: gr.Tab) -> None:
+    """Lay out the Train tab inside `tab`; `brand` is the app-wide brand picker."""
+    with gr.Row(equal_height=False):
+        preset, base, start, cancel = _controls()
+        with gr.Column(scale=3):
+            runs = gr.Dropdown(label="Run", choices=[], visible=False, interactive=True)
+            status = gr.HTML(_no_brand())
+            loss = gr.LinePlot(
+                x="step",
+                y="loss",
+                color="series",
+                color_map={"train": "#0f766e", "eval": "#d97706"},
+                x_title="step",
+                y_title="loss",
+                title="Loss",
+                height=280,
+                visible=False,
+            )
+            table = gr.Dataframe(headers=RUN_HEADERS, interactive=False, wrap=True, visible=False)
+    timer = gr.Timer(POLL_SECONDS, active=False)
+    out = _Outputs(runs, status, loss, table, start, cancel, timer)
+
+    def wire(handler: Callable[..., TrainView]) -> Callable[..., tuple]:
+        return user_errors(lambda *args: _show(handler(services, *args)))
+
+    quiet: dict = {"show_progress": "hidden"}
+    brand.change(wire(train_view), brand, out.all(), **quiet)
+    runs.input(wire(train_view), [brand, runs], out.all(), **quiet)
+    tab.select(wire(train_view), [brand, runs], out.all(), **quiet)
+    # Polls are cheap reads of the database and the events file: never queue them behind a chat.
+    timer.tick(wire(train_view), [brand, runs], out.all(), **quiet, concurrency_limit=None)
+    start.click(wire(start_training), [brand, preset, base], out.all())
+    cancel.click(wire(cancel_training), [brand, runs], out.all())
