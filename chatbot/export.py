@@ -35,9 +35,7 @@ _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
 def _exportable(path: Path) -> bool:
-    return path.is_file() and (
-        path.suffix in ADAPTER_FILE_SUFFIXES or path.name in TOKENIZER_FILES
-    )
+    return path.is_file() and (path.suffix in ADAPTER_FILE_SUFFIXES or path.name in TOKENIZER_FILES)
 
 
 def zip_adapter(run_dir: Path, out: Path | None = None) -> Path:

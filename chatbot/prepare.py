@@ -192,7 +192,8 @@ def prepare(
         social_handles=profile.privacy.redact_social_handles,
         keep_handles=profile.privacy.keep_handles,
     )
-    redaction = redactor.redact_conversations(convs)
+    # Samples are masked (`•••@example.com`): report.json must not store what was redacted.
+    redaction = redactor.redact_conversations(convs, mask_samples=True)
     convs = list(redaction.conversations)
     if progress:
         progress("redacting", len(convs), len(convs))

@@ -123,9 +123,7 @@ _PRESIDIO_LOGGER = "presidio-analyzer"
 class RedactionSample:
     """One change for review: a short window of the text before and after redaction.
 
-    In `before` the replaced value itself is masked ("+•• •••• ••••23", "••••@example.com"): its
-    shape is enough to tell a phone number from an order number, and samples end up in reports
-    stored next to the redacted data, which must not bring the personal data back.
+    `before` shows the personal data itself unless the samples were asked for masked.
     """
 
     kind: str
@@ -210,8 +208,14 @@ class Redactor:
         conversations: Iterable[Conversation],
         *,
         max_samples: int = MAX_SAMPLES_PER_TYPE,
+        mask_samples: bool = False,
     ) -> RedactionResult:
-        """Redact every turn of every conversation; the inputs are left unchanged."""
+        """Redact every turn of every conversation; the inputs are left unchanged.
+
+        With `mask_samples`, the values in the samples' `before` are masked ("+•• •••• ••••23",
+        "••••@example.com"): the shape still tells a phone number from an order number, and a
+        report stored next to the redacted data then does not bring the personal data back.
+        """
         result = RedactionResult(conversations=[], enabled=self.enabled)
         for conv in conversations:
             turns = []
@@ -219,7 +223,7 @@ class Redactor:
                 passes = self._redact(turn.content)
                 turns.append(Turn(turn.role, passes[-1].after) if passes else turn)
                 result.counts.update(_count(passes))
-                for sample in _samples(passes, conv):
+                for sample in _samples(passes, conv, mask_samples):
                     kept = result.samples.setdefault(sample.kind, [])
                     if len(kept) < max_samples:
                         kept.append(sample)
@@ -294,17 +298,20 @@ def _count(passes: list[_Pass]) -> Counter[str]:
     return Counter(span.kind for one in passes for span in one.spans)
 
 
-def _samples(passes: list[_Pass], conv: Conversation) -> Iterator[RedactionSample]:
+def _samples(passes: list[_Pass], conv: Conversation, mask: bool) -> Iterator[RedactionSample]:
     for one in passes:
+        before = one.before
+        # Every value of the pass is masked, not only the sample's own: windows can overlap.
+        for span in one.spans if mask else ():
+            before = before[: span.start] + _mask(span, one.before) + before[span.end :]
         shift = 0  # how far the replacements so far have moved positions in `after`
         for span in one.spans:
             new_start = span.start + shift
             new_end = new_start + len(span.placeholder)
             shift += len(span.placeholder) - (span.end - span.start)
-            masked = one.before[: span.start] + _mask(span, one.before) + one.before[span.end :]
             yield RedactionSample(
                 kind=span.kind,
-                before=_window(masked, span.start, span.end),
+                before=_window(before, span.start, span.end),
                 after=_window(one.after, new_start, new_end),
                 source=conv.source,
                 location=conv.location,
@@ -314,8 +321,9 @@ def _samples(passes: list[_Pass], conv: Conversation) -> Iterator[RedactionSampl
 def _mask(span: _Span, text: str) -> str:
     """The replaced value with its letters and digits hidden, keeping what shows its kind.
 
-    Separators stay, so are an e-mail's domain (rarely personal on its own, and what tells a
-    customer's address from the brand's own) and the last two characters of anything else.
+    The mask has the value's length, so offsets in the text stay valid. Separators stay, and so
+    do an e-mail's domain (rarely personal on its own, and what tells a customer's address from
+    the brand's own) and the last two characters of anything else.
     """
     value = text[span.start : span.end]
     if span.kind == "EMAIL":

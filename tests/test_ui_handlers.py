@@ -9,8 +9,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from chatbot.engine import GenerationSettings
+
 from chatbot.errors import BrandVoiceError, ConfigError
 from chatbot.jobs import get_run
 from chatbot.votes import list_votes

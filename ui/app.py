@@ -21,7 +21,7 @@ from ui.errors import user_errors
 from ui.services import Services
 from ui.theme import CSS, PRODUCT_NAME, header_html, make_theme
 
-__all__ = ["build_app", "launch", "LaunchSettings", "PASSWORD_ENV", "USERNAME_ENV"]
+__all__ = ["build_app", "launch", "launch_options", "PASSWORD_ENV", "USERNAME_ENV"]
 
 log = logging.getLogger("brandvoice.ui")
 
@@ -47,13 +47,16 @@ def _name(choices: list[tuple[str, str]], slug: str | None) -> str | None:
 def build_app(services: Services) -> gr.Blocks:
     """The whole app over one Services; no state outside it, so tests can build many."""
     with gr.Blocks(
-        title=PRODUCT_NAME, analytics_enabled=False, delete_cache=UPLOAD_RETENTION
+        title=PRODUCT_NAME,
+        analytics_enabled=False,
+        delete_cache=UPLOAD_RETENTION,
+        fill_width=True,
     ) as app:
         with gr.Row(elem_id="bv-header", equal_height=True):
-            header = gr.HTML(header_html(None), scale=4)
-            brand = gr.Dropdown(
-                label="Brand", choices=[], scale=1, min_width=220, interactive=True
-            )
+            with gr.Column(scale=3, elem_classes="bv-logo-col"):
+                header = gr.HTML(header_html(None))
+            with gr.Column(scale=1, min_width=240):
+                brand = gr.Dropdown(label="Brand", choices=[], interactive=True)
         with gr.Tabs():
             with gr.Tab("Brand", id="brand") as brand_page:
                 brand_tab.build(services, brand, brand_page)
@@ -75,61 +78,53 @@ def build_app(services: Services) -> gr.Blocks:
     return app
 
 
-class LaunchSettings:
-    """The server settings `launch` passes to Gradio, computed in one place (and testable)."""
+def launch_options(
+    services: Services,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    max_file_size: str = "200mb",
+) -> dict:
+    """The keyword arguments `launch` passes to `Blocks.launch`, decided in one place.
 
-    def __init__(
-        self,
-        services: Services,
-        host: str = "127.0.0.1",
-        port: int = 7860,
-        *,
-        username: str | None = None,
-        password: str | None = None,
-        max_file_size: str = "200mb",
-        queue_size: int = 32,
-    ) -> None:
-        self.host, self.port = host, port
-        password = password if password is not None else os.environ.get(PASSWORD_ENV) or None
-        username = username or os.environ.get(USERNAME_ENV) or "brandvoice"
-        if host not in LOOPBACK and not password:
-            raise BrandVoiceError(
-                f"Refusing to listen on {host} without a password: anyone on the network could "
-                f"read and change your brand data. Set {PASSWORD_ENV}, or use 127.0.0.1."
-            )
-        self.auth = (username, password) if password else None
-        exports = services.exports_dir
-        exports.mkdir(parents=True, exist_ok=True)
-        ws = services.workspace.root
-        self.allowed_paths = [str(exports.resolve())]
-        # Nothing in the workspace but exports/ may ever be served, whatever a handler returns.
-        self.blocked_paths = [
-            str(p.resolve())
-            for p in (ws / "brands", ws / "runs", services.workspace.db_path)
-        ]
-        self.max_file_size = max_file_size
-        self.queue_size = queue_size
-
-    def launch_kwargs(self) -> dict:
-        return {
-            "server_name": self.host,
-            "server_port": self.port,
-            "auth": self.auth,
-            "auth_message": "Sign in to brandvoice." if self.auth else None,
-            "share": False,
-            "ssr_mode": False,  # server-side rendering: a security fix only landed in Gradio 6.32
-            "run_history": False,  # otherwise every chat message is kept in the browser storage
-            "footer_links": [],
-            "show_error": False,  # unexpected errors: generic message in the browser, log here
-            "max_file_size": self.max_file_size,
-            "allowed_paths": self.allowed_paths,
-            "blocked_paths": self.blocked_paths,
-            "enable_monitoring": False,
-            "mcp_server": False,
-            "pwa": False,
-            "theme": make_theme(),
-            "css": CSS,
-        }
+    The password comes from `password`, else $BRANDVOICE_PASSWORD; the user name from `username`,
+    else $BRANDVOICE_USERNAME, else "brandvoice". Listening beyond loopback without a password is
+    refused.
+    """
+    password = password or os.environ.get(PASSWORD_ENV) or None
+    username = username or os.environ.get(USERNAME_ENV) or "brandvoice"
+    if host not in LOOPBACK and not password:
+        raise BrandVoiceError(
+            f"Refusing to listen on {host} without a password: anyone on the network could "
+            f"read and change your brand data. Set {PASSWORD_ENV}, or use 127.0.0.1."
+        )
+    ws = services.workspace
+    services.exports_dir.mkdir(parents=True, exist_ok=True)
+    return {
+        "server_name": host,
+        "server_port": port,
+        "auth": (username, password) if password else None,
+        "auth_message": "Sign in to brandvoice." if password else None,
+        "share": False,
+        "ssr_mode": False,  # server-side rendering: a security fix only landed in Gradio 6.32
+        "run_history": False,  # otherwise every chat message is kept in the browser's storage
+        "footer_links": [],
+        "show_error": False,  # unexpected errors: a generic message in the browser, details here
+        "max_file_size": max_file_size,
+        # Downloads come from exports/ only; the rest of the workspace is blocked even if a
+        # handler ever returned a path inside it.
+        "allowed_paths": [str(services.exports_dir.resolve())],
+        "blocked_paths": [
+            str(p.resolve()) for p in (ws.root / "brands", ws.root / "runs", ws.db_path)
+        ],
+        "enable_monitoring": False,
+        "mcp_server": False,
+        "pwa": False,
+        "theme": make_theme(),
+        "css": CSS,
+    }
 
 
 def launch(
@@ -140,18 +135,19 @@ def launch(
     username: str | None = None,
     password: str | None = None,
     max_file_size: str = "200mb",
+    queue_size: int = 32,
     block: bool = True,
 ) -> gr.Blocks:
-    """Serve the app. Returns the running Blocks when `block` is False (tests close it)."""
+    """Serve the app. With `block=False` it returns the running Blocks (call `.close()`)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    settings = LaunchSettings(
+    options = launch_options(
         services, host, port, username=username, password=password, max_file_size=max_file_size
     )
     app = build_app(services)
-    # One chat model generates at a time (its own concurrency group); other actions two at a time.
-    app.queue(default_concurrency_limit=2, max_size=settings.queue_size, api_open=False)
+    # Chat streams have their own limit of one (a single model); other actions run two at a time.
+    app.queue(default_concurrency_limit=2, max_size=queue_size, api_open=False)
     log.info("brandvoice at http://%s:%d (workspace %s)", host, port, services.workspace.root)
-    app.launch(**settings.launch_kwargs(), prevent_thread_lock=not block, quiet=not block)
+    app.launch(**options, prevent_thread_lock=not block, quiet=not block)
     return app
 
 

@@ -6,6 +6,7 @@ them directly); `build` lays out the tab and wires them to its components.
 
 from __future__ import annotations
 
+import html
 import json
 import tempfile
 from collections.abc import Callable, Sequence
@@ -15,15 +16,15 @@ from pathlib import Path
 
 import gradio as gr
 import yaml
+from chatbot.config import PrepareConfig
 
 from chatbot.brand import BrandProfile
-from chatbot.config import PrepareConfig
 from chatbot.errors import BrandVoiceError, ConfigError
 from chatbot.prepare import prepare
 from chatbot.storage import read_jsonl
 from ui.errors import user_errors
 from ui.services import Services
-from ui.theme import empty_state
+from ui.theme import empty_state, table
 
 __all__ = [
     "BrandView",
@@ -191,7 +192,7 @@ def _ok_status(name: str, report: dict) -> str:
     warnings = len(report.get("warnings", []))
     formats = ", ".join(f"{f} ({kind})" for f, kind in report.get("formats", {}).items())
     lines = [
-        f"### ✅ {name} is ready to train",
+        f'### <span class="bv-badge ok">Ready</span> {html.escape(name)} is ready to train',
         f"{split.get('train', 0)} conversations for training, {split.get('eval', 0)} held out "
         "to measure progress.",
     ]
@@ -205,7 +206,8 @@ def _ok_status(name: str, report: dict) -> str:
 def _failed_status(report: dict) -> str:
     n = len(report.get("errors", []))
     return (
-        f"### ⛔ {report.get('brand', 'This brand')} was not saved\n\n"
+        f'### <span class="bv-badge bad">Not saved</span> '
+        f"{html.escape(report.get('brand') or 'This brand')} was not saved\n\n"
         f"{n} error(s) below must be fixed first (or tick *Skip broken records* to leave them "
         "out). Nothing in the workspace changed."
     )
@@ -356,10 +358,10 @@ def _upload_column() -> tuple[gr.Textbox, gr.File, gr.File, gr.Checkbox, gr.Butt
             file_count="multiple",
             file_types=CONVERSATION_TYPES,
             type="filepath",
-            height=140,
+            height=150,
         )
         guide = gr.File(
-            label="Style guide", file_types=STYLE_GUIDE_TYPES, type="filepath", height=100
+            label="Style guide", file_types=STYLE_GUIDE_TYPES, type="filepath", height=150
         )
         gr.Markdown(
             "Chat exports (OpenAI JSONL, ShareGPT), CSV/TSV with prompt and reply columns, "
@@ -386,16 +388,16 @@ def _results_column(name: gr.Textbox) -> tuple[_Outputs, gr.Button, gr.Markdown]
             status = gr.Markdown(elem_classes="bv-status")
             with gr.Tabs():
                 with gr.Tab("Report"):
-                    stats = gr.Dataframe(headers=STATS_HEADERS, interactive=False, wrap=True)
-                    findings = gr.Dataframe(
-                        headers=FINDING_HEADERS, interactive=False, wrap=True, max_height=360
+                    stats = table(STATS_HEADERS)
+                    findings = table(
+                        FINDING_HEADERS, max_height=360, column_widths=["12%", "20%", "20%", "48%"]
                     )
                 with gr.Tab("Personal data"):
                     pii = gr.Markdown()
-                    pii_samples = gr.Dataframe(headers=PII_HEADERS, interactive=False, wrap=True)
+                    pii_samples = table(PII_HEADERS, column_widths=["12%", "35%", "35%", "18%"])
                 with gr.Tab("Conversations"):
-                    preview = gr.Dataframe(
-                        headers=PREVIEW_HEADERS, interactive=False, wrap=True, max_height=480
+                    preview = table(
+                        PREVIEW_HEADERS, max_height=480, column_widths=["18%", "34%", "40%", "8%"]
                     )
                 with gr.Tab("Voice rules"):
                     unsure = gr.Markdown()
@@ -415,14 +417,20 @@ def build(services: Services, brand: gr.Dropdown, tab: gr.Tab) -> None:
         out, save, saved = _results_column(name)
 
     def on_prepare(
-        name: str, files: list[str], guide: str, skip: bool, progress=gr.Progress()  # noqa: B008
+        name: str,
+        files: list[str],
+        guide: str,
+        skip: bool,
+        progress=gr.Progress(),  # noqa: B008
     ) -> tuple:
         def report(stage: str, done: int, total: int) -> None:
             progress((done, max(total, 1)), desc=stage.capitalize())
 
         view = prepare_brand(services, name, files, guide, skip, report)
         choices = brand_choices(services)
-        picker = gr.update(choices=choices, value=view.slug) if view.slug else gr.update(choices=choices)
+        picker = (
+            gr.update(choices=choices, value=view.slug) if view.slug else gr.update(choices=choices)
+        )
         return (*_show(view), picker)
 
     run.click(
@@ -437,6 +445,4 @@ def build(services: Services, brand: gr.Dropdown, tab: gr.Tab) -> None:
         out.all(),
         show_progress="hidden",
     )
-    save.click(
-        user_errors(partial(save_rules, services)), [brand, out.rules], [saved, out.rules]
-    )
+    save.click(user_errors(partial(save_rules, services)), [brand, out.rules], [saved, out.rules])

@@ -12,14 +12,14 @@ fake engine; `build` wires them to the tab.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from functools import partial
 
 import gradio as gr
+from chatbot.engine import GenerationSettings
 
 from chatbot.brand import BrandProfile
-from chatbot.engine import GenerationSettings
 from chatbot.errors import BrandVoiceError
 from chatbot.jobs import Run, get_run, list_runs
 from chatbot.votes import Verdict, Vote, list_votes, record_vote, tally
@@ -51,10 +51,10 @@ _PAIRS = {"base_vs_tuned": ("base", "tuned"), "prompted_vs_tuned": ("prompted", 
 _BLIND_PAIR = ("prompted", "tuned")  # the fair test: the tuned model against the prompted base
 SYSTEM_NAMES = {"base": "Base model", "prompted": "Base + style prompt", "tuned": "Tuned"}
 VERDICT_BUTTONS: dict[str, str] = {
-    "left": "👈  Left is better",
-    "right": "Right is better  👉",
-    "tie": "🤝  Tie",
-    "both_bad": "👎  Both are bad",
+    "left": "← Left is better",
+    "right": "Right is better →",
+    "tie": "It's a tie",
+    "both_bad": "Both are bad",
 }
 
 Messages = list[dict[str, str]]
@@ -121,12 +121,14 @@ def _chat_runs(services: Services, slug: str) -> list[Run]:
     ]
 
 
+def _no_brand_notice() -> str:
+    return empty_state("Nothing to compare yet", "Prepare and train a brand first.")
+
+
 def compare_setup(services: Services, slug: str | None) -> CompareSetup:
     """The runs whose adapters can be compared, newest first, and the votes so far."""
     if not slug:
-        return CompareSetup(
-            notice=empty_state("Nothing to compare yet", "Prepare and train a brand first.")
-        )
+        return CompareSetup(notice=_no_brand_notice())
     runs = _chat_runs(services, slug)
     if not runs:
         return CompareSetup(
@@ -261,7 +263,7 @@ def cast_vote(
             f"**Revealed:** left was **{SYSTEM_NAMES[matchup.left]}**, right was "
             f"**{SYSTEM_NAMES[matchup.right]}**. Your next message starts a new blind round."
         )
-    choice = VERDICT_BUTTONS[verdict].replace("👈", "").replace("👉", "").strip(" 🤝👎")
+    choice = VERDICT_BUTTONS[verdict].strip(" ←→")
     return VoteOutcome(vote, matchup, f"Vote saved: *{choice}*.", reveal)
 
 
@@ -300,29 +302,56 @@ def vote_summary(services: Services, slug: str | None, run_id: str | None) -> st
 
 
 @dataclass
-class _Panes:
+class _Widgets:
+    """The tab's components; each wiring helper below takes the ones it needs from here."""
+
+    notice: gr.HTML
+    panel: gr.Column
+    mode: gr.Radio
+    run: gr.Dropdown
+    settings: list[gr.components.Component]
     left_chat: gr.Chatbot
     right_chat: gr.Chatbot
-    left: gr.State
-    right: gr.State
-    matchup: gr.State
+    message: gr.Textbox
+    send: gr.Button
+    clear: gr.Button
+    votes: list[gr.Button]
+    vote_note: gr.Markdown
+    reveal: gr.Markdown
+    summary: gr.Markdown
+    left: gr.State = field(default_factory=lambda: gr.State([]))
+    """Each pane's conversation, kept apart (the two sides never see each other's replies)."""
+    right: gr.State = field(default_factory=lambda: gr.State([]))
+    matchup: gr.State = field(default_factory=lambda: gr.State(None))
 
-    def all(self) -> list:
-        return list(vars(self).values())
+    def conversation(self) -> list:
+        """What a streamed turn or a reset updates, in `_frame_outputs` order."""
+        return [
+            self.left_chat,
+            self.right_chat,
+            self.left,
+            self.right,
+            self.matchup,
+            self.message,
+            self.vote_note,
+            self.reveal,
+            *self.votes,
+        ]
 
 
 def _settings_inputs() -> list[gr.components.Component]:
     d = GenerationSettings()
-    with gr.Accordion("Generation settings", open=False):
-        with gr.Row():
-            temperature = gr.Slider(0.0, 1.5, value=d.temperature, step=0.05, label="Temperature")
-            top_p = gr.Slider(0.1, 1.0, value=d.top_p, step=0.05, label="Top-p")
-            max_new = gr.Slider(16, 1024, value=d.max_new_tokens, step=16, label="Max new tokens")
-            seed = gr.Number(value=d.seed, precision=0, label="Seed")
+    with gr.Accordion("Generation settings", open=False), gr.Row():
+        temperature = gr.Slider(0.0, 1.5, value=d.temperature, step=0.05, label="Temperature")
+        top_p = gr.Slider(0.1, 1.0, value=d.top_p, step=0.05, label="Top-p")
+        max_new = gr.Slider(16, 1024, value=d.max_new_tokens, step=16, label="Max new tokens")
+        seed = gr.Number(value=d.seed, precision=0, label="Seed")
     return [temperature, top_p, max_new, seed]
 
 
-def _settings(temperature: float, top_p: float, max_new: float, seed: float | None) -> GenerationSettings:
+def _settings(
+    temperature: float, top_p: float, max_new: float, seed: float | None
+) -> GenerationSettings:
     return GenerationSettings(
         temperature=float(temperature),
         top_p=float(top_p),
@@ -335,37 +364,39 @@ def _vote_buttons(active: bool) -> list:
     return [gr.update(interactive=active)] * len(VERDICT_BUTTONS)
 
 
-def _stream_outputs(frame: CompareFrame) -> tuple:
-    a, b = pane_labels(frame.matchup, frame.matchup.mode)
+def _frame_outputs(frame: CompareFrame | None, mode: str) -> tuple:
+    """Values for `_Widgets.conversation()`: a streamed frame, or a fresh conversation."""
+    a, b = pane_labels(frame.matchup if frame else None, mode)
+    left, right = (frame.left, frame.right) if frame else ([], [])
     return (
-        gr.update(value=frame.left, label=a),
-        gr.update(value=frame.right, label=b),
-        frame.left,
-        frame.right,
-        frame.matchup,
+        gr.update(value=left, label=a),
+        gr.update(value=right, label=b),
+        left,
+        right,
+        frame.matchup if frame else None,
         "",
         "",
-        *_vote_buttons(frame.done),
+        "",
+        *_vote_buttons(bool(frame and frame.done)),
     )
 
 
-def _reset(mode: str) -> tuple:
-    a, b = pane_labels(None, mode)
-    return (
-        gr.update(value=[], label=a),
-        gr.update(value=[], label=b),
-        [],
-        [],
-        None,
-        "",
-        "",
-        *_vote_buttons(False),
+def _chat_panes() -> tuple[gr.Chatbot, gr.Chatbot]:
+    labels = pane_labels(None, "base_vs_tuned")
+    return tuple(  # type: ignore[return-value]
+        gr.Chatbot(
+            label=label,
+            height=420,
+            feedback_options=None,
+            buttons=["copy"],
+            placeholder="Send a message below: this side's reply appears here.",
+        )
+        for label in labels
     )
 
 
-def build(services: Services, brand: gr.Dropdown, tab: gr.Tab) -> None:
-    """Lay out the Compare tab inside `tab`; `brand` is the app-wide brand picker."""
-    notice = gr.HTML(compare_setup(services, None).notice)
+def _layout() -> _Widgets:
+    notice = gr.HTML(_no_brand_notice())
     with gr.Column(visible=False) as panel:
         with gr.Row(equal_height=True):
             mode = gr.Radio(
@@ -376,10 +407,8 @@ def build(services: Services, brand: gr.Dropdown, tab: gr.Tab) -> None:
             )
             run = gr.Dropdown(label="Tuned model from run", choices=[], scale=2)
         settings = _settings_inputs()
-        with gr.Row(equal_height=True):
-            a, b = pane_labels(None, "base_vs_tuned")
-            left_chat = gr.Chatbot(label=a, height=420, feedback_options=None, buttons=["copy"])
-            right_chat = gr.Chatbot(label=b, height=420, feedback_options=None, buttons=["copy"])
+        with gr.Row(equal_height=True, elem_classes="bv-panes"):
+            left_chat, right_chat = _chat_panes()
         with gr.Row(equal_height=True):
             message = gr.Textbox(
                 placeholder="Write as a customer would, e.g. “My order arrived damaged.”",
@@ -394,29 +423,51 @@ def build(services: Services, brand: gr.Dropdown, tab: gr.Tab) -> None:
         vote_note = gr.Markdown()
         reveal = gr.Markdown(elem_classes="bv-reveal")
         summary = gr.Markdown(elem_classes="bv-hint")
-    panes = _Panes(left_chat, right_chat, gr.State([]), gr.State([]), gr.State(None))
-    stream_outputs = [*panes.all(), message, vote_note, *votes]
+    return _Widgets(
+        notice,
+        panel,
+        mode,
+        run,
+        settings,
+        left_chat,
+        right_chat,
+        message,
+        send,
+        clear,
+        votes,
+        vote_note,
+        reveal,
+        summary,
+    )
 
-    def on_send(slug, run_id, mode_key, text, left, right, matchup, *knobs) -> Iterator[tuple]:  # noqa: ANN001
+
+def _wire_chat(services: Services, w: _Widgets, brand: gr.Dropdown) -> None:
+    def on_send(slug, run_id, mode, text, left, right, matchup, *knobs) -> Iterator[tuple]:  # noqa: ANN001
         frames = compare_stream(
-            services, slug, run_id, mode_key, text, left, right, matchup, _settings(*knobs)
+            services, slug, run_id, mode, text, left, right, matchup, _settings(*knobs)
         )
         for frame in frames:
-            yield (*_stream_outputs(frame), "")
+            yield _frame_outputs(frame, mode)
 
-    send_inputs = [brand, run, mode, message, panes.left, panes.right, panes.matchup, *settings]
-    for trigger in (send.click, message.submit):
+    inputs = [brand, w.run, w.mode, w.message, w.left, w.right, w.matchup, *w.settings]
+    for trigger in (w.send.click, w.message.submit):
         trigger(
             user_errors(on_send),
-            send_inputs,
-            [*stream_outputs, reveal],
+            inputs,
+            w.conversation(),
+            # One model answers at a time; a second chat waits its turn in the queue.
             concurrency_id="chat-engine",
             concurrency_limit=1,
             show_progress="minimal",
         )
+    resets = (w.clear.click, w.mode.change, w.run.change, w.left_chat.clear, w.right_chat.clear)
+    for trigger in resets:
+        trigger(partial(_frame_outputs, None), w.mode, w.conversation(), show_progress="hidden")
 
-    def on_vote(verdict: str, slug, run_id, left, right, matchup) -> tuple:  # noqa: ANN001
-        outcome = cast_vote(services, slug, verdict, matchup, left, right)  # type: ignore[arg-type]
+
+def _wire_votes(services: Services, w: _Widgets, brand: gr.Dropdown) -> None:
+    def on_vote(verdict: Verdict, slug, run_id, left, right, matchup) -> tuple:  # noqa: ANN001
+        outcome = cast_vote(services, slug, verdict, matchup, left, right)
         a, b = pane_labels(outcome.matchup, outcome.matchup.mode)
         return (
             gr.update(label=a),
@@ -428,18 +479,13 @@ def build(services: Services, brand: gr.Dropdown, tab: gr.Tab) -> None:
             *_vote_buttons(False),
         )
 
-    vote_outputs = [left_chat, right_chat, panes.matchup, vote_note, reveal, summary, *votes]
-    for verdict, button in zip(VERDICT_BUTTONS, votes, strict=True):
-        button.click(
-            user_errors(partial(on_vote, verdict)),
-            [brand, run, panes.left, panes.right, panes.matchup],
-            vote_outputs,
-        )
+    inputs = [brand, w.run, w.left, w.right, w.matchup]
+    outputs = [w.left_chat, w.right_chat, w.matchup, w.vote_note, w.reveal, w.summary, *w.votes]
+    for verdict, button in zip(VERDICT_BUTTONS, w.votes, strict=True):
+        button.click(user_errors(partial(on_vote, verdict)), inputs, outputs)
 
-    reset_outputs = [*stream_outputs, reveal]
-    for trigger in (clear.click, mode.change, run.change):
-        trigger(lambda m: (*_reset(m), ""), mode, reset_outputs, show_progress="hidden")
 
+def _wire_setup(services: Services, w: _Widgets, brand: gr.Dropdown, tab: gr.Tab) -> None:
     def refresh(slug: str | None, current: str | None = None) -> tuple:
         setup = compare_setup(services, slug)
         has = bool(setup.run_choices)
@@ -452,12 +498,16 @@ def build(services: Services, brand: gr.Dropdown, tab: gr.Tab) -> None:
             vote_summary(services, slug, keep),
         )
 
-    setup_outputs = [notice, panel, run, summary]
-    brand.change(user_errors(refresh), brand, setup_outputs, show_progress="hidden")
-    tab.select(user_errors(refresh), [brand, run], setup_outputs, show_progress="hidden")
-    run.change(
-        lambda slug, run_id: vote_summary(services, slug, run_id),
-        [brand, run],
-        summary,
-        show_progress="hidden",
-    )
+    outputs = [w.notice, w.panel, w.run, w.summary]
+    quiet: dict = {"show_progress": "hidden"}
+    brand.change(user_errors(refresh), brand, outputs, **quiet)
+    tab.select(user_errors(refresh), [brand, w.run], outputs, **quiet)
+    w.run.change(partial(vote_summary, services), [brand, w.run], w.summary, **quiet)
+
+
+def build(services: Services, brand: gr.Dropdown, tab: gr.Tab) -> None:
+    """Lay out the Compare tab inside `tab`; `brand` is the app-wide brand picker."""
+    widgets = _layout()
+    _wire_chat(services, widgets, brand)
+    _wire_votes(services, widgets, brand)
+    _wire_setup(services, widgets, brand, tab)

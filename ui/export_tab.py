@@ -66,24 +66,43 @@ def export_adapter(services: Services, run_id: str | None) -> tuple[Path, str]:
 def _show(view: ExportView) -> tuple:
     has = bool(view.run_choices)
     return (
-        gr.update(choices=view.run_choices, value=view.run_id, visible=has),
+        gr.update(choices=view.run_choices, value=view.run_id),
         gr.update(value=view.notice, visible=not has),
         gr.update(visible=has),
-        None,
+        gr.update(value=None, visible=False),
         "",
+    )
+
+
+def _describe() -> str:
+    return (
+        "#### Download the adapter\n"
+        "The adapter holds what training learned: a few megabytes of LoRA weights that sit on "
+        "top of the base model. The zip contains the weights (`adapter_model.safetensors`), "
+        "their settings (`adapter_config.json`) and the tokenizer files, nothing else."
     )
 
 
 def build(services: Services, brand: gr.Dropdown, tab: gr.Tab) -> None:
     """Lay out the Export tab inside `tab`; `brand` is the app-wide brand picker."""
     notice = gr.HTML(export_choices(services, None).notice)
-    with gr.Column(visible=False, elem_classes="bv-card") as panel:
-        run = gr.Dropdown(label="Trained run", choices=[], interactive=True)
-        make = gr.Button("Create adapter zip", variant="primary")
-        file = gr.File(label="Adapter", interactive=False)
-        info = gr.Markdown()
+    with gr.Row(visible=False, equal_height=False) as panel:
+        with gr.Column(scale=1, elem_classes="bv-card"):
+            gr.Markdown(_describe())
+            run = gr.Dropdown(label="Trained run", choices=[], interactive=True)
+            make = gr.Button("Create adapter zip", variant="primary")
+        with gr.Column(scale=1):
+            file = gr.File(
+                label="Your download", interactive=False, visible=False, elem_classes="bv-download"
+            )
+            info = gr.Markdown()
     refresh = user_errors(lambda slug: _show(export_choices(services, slug)))
     outputs = [run, notice, panel, file, info]
     brand.change(refresh, brand, outputs, show_progress="hidden")
     tab.select(refresh, brand, outputs, show_progress="hidden")
-    make.click(user_errors(lambda run_id: export_adapter(services, run_id)), run, [file, info])
+
+    def on_export(run_id: str | None) -> tuple:
+        path, text = export_adapter(services, run_id)
+        return gr.update(value=str(path), visible=True), text
+
+    make.click(user_errors(on_export), run, [file, info])

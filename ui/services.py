@@ -19,6 +19,7 @@ from chatbot.workspace import Workspace
 
 if TYPE_CHECKING:
     from chatbot.engine import GenerationSettings
+
     from chatbot.validation import TokenCounter
 
 __all__ = ["Services", "ChatBackend", "EngineFactory", "EngineKey"]
@@ -102,10 +103,17 @@ class Services:
             return backend
 
     @classmethod
-    def create(cls, workspace: str | Path | None = None) -> Services:
-        """The production wiring: the real chat engine, real training jobs, real token counts."""
-        ws = Workspace.open(workspace)
-        return cls(workspace=ws, engine_factory=_real_engine, token_counter=_cached_counter())
+    def create(cls, workspace: str | Path | None = None, base_model: str = "default") -> Services:
+        """The production wiring: the real chat engine, real training jobs, real token counts.
+
+        `base_model` is what the Train tab proposes and whose tokenizer counts tokens in prepare.
+        """
+        return cls(
+            workspace=Workspace.open(workspace),
+            engine_factory=_real_engine,
+            token_counter=_cached_counter(base_model),
+            default_base_model=base_model,
+        )
 
 
 def _real_engine(base_model: str, adapter_dir: Path | None, system_prompt: str) -> ChatBackend:
@@ -114,8 +122,8 @@ def _real_engine(base_model: str, adapter_dir: Path | None, system_prompt: str) 
     return ChatEngine(base_model, adapter_dir, system_prompt)
 
 
-def _cached_counter() -> Callable[[], TokenCounter | None]:
-    """Load the default model's tokenizer on the first prepare, then reuse it."""
+def _cached_counter(base_model: str) -> Callable[[], TokenCounter | None]:
+    """Load the base model's tokenizer on the first prepare, then reuse it."""
     cache: list[TokenCounter] = []
 
     def get() -> TokenCounter | None:
@@ -125,7 +133,7 @@ def _cached_counter() -> Callable[[], TokenCounter | None]:
             from chatbot.models import resolve_base_model
             from chatbot.validation import tokenizer_counter
 
-            tokenizer = AutoTokenizer.from_pretrained(resolve_base_model("default"))
+            tokenizer = AutoTokenizer.from_pretrained(resolve_base_model(base_model))
             cache.append(tokenizer_counter(tokenizer))
         return cache[0]
 

@@ -10,7 +10,7 @@ import html
 import gradio as gr
 from gradio.themes.utils import fonts
 
-__all__ = ["make_theme", "CSS", "header_html", "empty_state", "PRODUCT_NAME"]
+__all__ = ["make_theme", "CSS", "header_html", "empty_state", "table", "PRODUCT_NAME"]
 
 PRODUCT_NAME = "brandvoice"
 
@@ -35,8 +35,15 @@ def make_theme() -> gr.themes.Base:
 
 
 CSS = """
-.gradio-container { max-width: 1280px !important; margin: 0 auto; }
-footer { display: none !important; }
+.gradio-container { width: 100% !important; max-width: 1240px !important;
+  margin: 0 auto !important; }
+.bv-logo-col { min-width: 320px; }
+.bv-table table, .bv-table td, .bv-table th, .bv-table .cell-wrap, .bv-table span {
+  font-family: var(--font) !important; }
+.bv-badge { display: inline-block; padding: 2px 10px; border-radius: 999px; font-size: 13px;
+  font-weight: 600; vertical-align: middle; margin-right: 8px; }
+.bv-badge.ok { background: #dcfce7; color: #166534; }
+.bv-badge.bad { background: #fee2e2; color: #991b1b; }
 #bv-header { align-items: center; padding: 10px 4px 6px; border-bottom: 1px solid #e2e8f0;
   margin-bottom: 6px; }
 .bv-title { display: flex; align-items: baseline; gap: 14px; }
@@ -86,3 +93,10 @@ def header_html(brand_name: str | None) -> str:
 def empty_state(title: str, body_html: str) -> str:
     """A friendly placeholder for a panel with nothing to show yet (`body_html` is trusted)."""
     return f'<div class="bv-empty"><h3>{html.escape(title)}</h3><p>{body_html}</p></div>'
+
+
+def table(headers: list[str], **kwargs: object) -> gr.Dataframe:
+    """A read-only report table in the app's style."""
+    return gr.Dataframe(
+        headers=headers, interactive=False, wrap=True, elem_classes="bv-table", **kwargs
+    )

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import html
 import time
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import gradio as gr
 import pandas as pd
@@ -20,7 +20,7 @@ from chatbot.errors import BrandVoiceError
 from chatbot.jobs import Run, get_run, list_runs, read_events
 from ui.errors import user_errors
 from ui.services import Services
-from ui.theme import empty_state
+from ui.theme import empty_state, table
 
 __all__ = [
     "TrainView",
@@ -290,13 +290,14 @@ def _show(view: TrainView) -> tuple:
     )
 
 
-def _controls() -> tuple[gr.Radio, gr.Textbox, gr.Button, gr.Button]:
+def _controls(default_base: str) -> tuple[gr.Radio, gr.Textbox, gr.Button, gr.Button]:
     with gr.Column(scale=1, min_width=280, elem_classes="bv-card"):
         gr.Markdown("#### Training")
         preset = gr.Radio(
             [(label, name) for name, label in PRESETS.items()], value="quick", label="Preset"
         )
         base = gr.Textbox(
+            value="" if default_base == "default" else default_base,
             label="Base model",
             placeholder="built-in (SmolLM2-135M-Instruct)",
             info="Leave empty for the built-in model, or give a local folder or hub id.",
@@ -309,7 +310,7 @@ def _controls() -> tuple[gr.Radio, gr.Textbox, gr.Button, gr.Button]:
 def build(services: Services, brand: gr.Dropdown, tab: gr.Tab) -> None:
     """Lay out the Train tab inside `tab`; `brand` is the app-wide brand picker."""
     with gr.Row(equal_height=False):
-        preset, base, start, cancel = _controls()
+        preset, base, start, cancel = _controls(services.default_base_model)
         with gr.Column(scale=3):
             runs = gr.Dropdown(label="Run", choices=[], visible=False, interactive=True)
             status = gr.HTML(_no_brand())
@@ -324,9 +325,11 @@ def build(services: Services, brand: gr.Dropdown, tab: gr.Tab) -> None:
                 height=280,
                 visible=False,
             )
-            table = gr.Dataframe(headers=RUN_HEADERS, interactive=False, wrap=True, visible=False)
+            runs_table = table(
+                RUN_HEADERS, visible=False, label="All runs of this brand", show_label=True
+            )
     timer = gr.Timer(POLL_SECONDS, active=False)
-    out = _Outputs(runs, status, loss, table, start, cancel, timer)
+    out = _Outputs(runs, status, loss, runs_table, start, cancel, timer)
 
     def wire(handler: Callable[..., TrainView]) -> Callable[..., tuple]:
         return user_errors(lambda *args: _show(handler(services, *args)))

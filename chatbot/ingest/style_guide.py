@@ -650,8 +650,10 @@ _QUOTE_RE = re.compile(
     r"|„([^“”]+?)[“”]"
     r"|«\s?([^»]+?)\s?»"
     r"|`([^`]+?)`"
-    r"|(?<!\w)'((?:[^']|'(?=\w))+?)'(?!\w)"
-    r"|(?<!\w)‘((?:[^’]|’(?=\w))+?)’(?!\w)"
+    # Single quotes double as apostrophes ('we're swamped'), so the phrase may contain them; the
+    # length bound keeps a text full of stray apostrophes from costing quadratic time.
+    r"|(?<!\w)'((?:[^']|'(?=\w)){1,80}?)'(?!\w)"
+    r"|(?<!\w)‘((?:[^’]|’(?=\w)){1,80}?)’(?!\w)"
 )
 _EMPHASIS_RE = re.compile(r"\*\*|__|(?<!\w)[*_](?=\S)|(?<=\S)[*_](?!\w)")
 _SENTENCE_SPLIT_RE = re.compile(r"(?<=[.!?])\s+")
@@ -666,14 +668,11 @@ def _quote_token(i: int) -> str:
 def _sentences(block: _Block) -> list[_Sentence]:
     starts, pieces, offset = [], [], 0
     for _, text in block.lines:
+        piece = _EMPHASIS_RE.sub("", text)  # "**Never** say" reads as "Never say"
         starts.append(offset)
-        pieces.append(text)
-        offset += len(text) + 1
-    joined = (
-        _EMPHASIS_RE.sub("", " ".join(pieces))
-        if "*" in block.text or "_" in block.text
-        else (" ".join(pieces))
-    )
+        pieces.append(piece)
+        offset += len(piece) + 1
+    joined = " ".join(pieces)
     # Split outside quotes only: "Do: "Hi Maya. I've sent..."" is one sentence.
     shielded = _QUOTE_RE.sub(lambda m: "Q" * len(m.group(0)), joined)
     out, start = [], 0

@@ -1,0 +1,159 @@
+"""The whole product in a real browser: prepare a brand, train it, compare, vote, export.
+
+Runs the real stack (prepare, a training worker process, the chat engine) on the test brand and a
+small base model, driven through Chromium with Playwright. Screenshots of every tab are saved to
+artifacts/screenshots/ for a person to look at.
+"""
+
+from __future__ import annotations
+
+import socket
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chatbot.jobs import cancel_run, list_runs
+from chatbot.votes import list_votes
+from ui import Services, launch
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+ASSETS = ROOT / "tests" / "assets" / "brand"
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+TRAIN_TIMEOUT_MS = 150_000
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+expect = playwright_api.expect
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def base_model() -> str:
+    """The base model to train: the default one (fetched once into the model cache)."""
+    from chatbot.models import resolve_base_model
+
+    return str(resolve_base_model("default"))
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory, base_model: str) -> Iterator[tuple]:
+    services = Services.create(tmp_path_factory.mktemp("workspace"), base_model=base_model)
+    port = _free_port()
+    blocks = launch(services, port=port, block=False)
+    try:
+        yield f"http://127.0.0.1:{port}", services
+    finally:
+        blocks.close()
+        for run in list_runs(services.workspace):
+            if not run.done:
+                cancel_run(services.workspace, run.id, timeout=10)
+
+
+@pytest.fixture(scope="module")
+def page() -> Iterator:
+    if not CHROMIUM.exists():
+        pytest.skip("Chromium is not installed (scripts/test.sh installs it)")
+    with playwright_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1360, "height": 1000}, accept_downloads=True)
+        yield context.new_page()
+        browser.close()
+
+
+def _shot(page, name: str) -> None:  # noqa: ANN001
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def _open_tab(page, name: str) -> None:  # noqa: ANN001
+    page.get_by_role("tab", name=name, exact=True).click()
+
+
+def _prepare_brand(page) -> None:  # noqa: ANN001
+    page.get_by_label("Brand name").fill("Lumen Lamps")
+    uploads = page.locator("input[type=file]")
+    uploads.nth(0).set_input_files([str(ASSETS / "conversations.jsonl"), str(ASSETS / "tickets.csv")])
+    uploads.nth(1).set_input_files(str(ASSETS / "style_guide.md"))
+    expect(page.get_by_text("style_guide.md")).to_be_visible()
+    page.get_by_role("button", name="Check and prepare").click()
+    expect(page.get_by_text("Lumen Lamps is ready to train")).to_be_visible(timeout=60_000)
+    expect(page.get_by_role("cell", name="Conversations", exact=True)).to_be_visible()
+    expect(page.locator("#bv-header")).to_contain_text("Lumen Lamps")
+    _shot(page, "1-brand")
+
+
+def _train(page, url: str) -> None:  # noqa: ANN001
+    _open_tab(page, "Train")
+    expect(page.get_by_text("No training runs yet")).to_be_visible()
+    page.get_by_role("button", name="Start training").click()
+    progress = page.locator(".bv-progress")
+    expect(progress).to_have_attribute("data-state", "running", timeout=30_000)
+    # A reload re-attaches to the running job: the state comes from the workspace, not the tab.
+    page.goto(url)
+    _open_tab(page, "Train")
+    expect(page.locator(".bv-progress")).to_be_visible(timeout=20_000)
+    expect(page.get_by_role("button", name="Start training")).to_be_disabled()
+    expect(page.locator(".bv-progress")).to_have_attribute(
+        "data-state", "succeeded", timeout=TRAIN_TIMEOUT_MS
+    )
+    bar = page.locator(".bv-progress")
+    assert bar.get_attribute("data-step") == bar.get_attribute("data-total") != "0"
+    expect(page.get_by_text("100%")).to_be_visible()
+    _shot(page, "2-train")
+
+
+def _compare_and_vote(page, services: Services) -> None:  # noqa: ANN001
+    _open_tab(page, "Compare")
+    box = page.get_by_placeholder("Write as a customer would")
+    expect(box).to_be_visible(timeout=20_000)
+    box.fill("My lamp shade arrived dented, what can you do?")
+    page.get_by_role("button", name="Send to both").click()
+    tie = page.get_by_role("button", name="It's a tie")
+    expect(tie).to_be_enabled(timeout=90_000)
+    replies = page.locator(".bv-panes [data-testid=bot]")
+    expect(replies).to_have_count(2)
+    for i in range(2):
+        assert replies.nth(i).inner_text().strip(), "both sides must have replied"
+    _shot(page, "3-compare")
+    page.get_by_role("button", name="Left is better").click()
+    expect(page.get_by_text("Vote saved")).to_be_visible()
+    [vote] = list_votes(services.workspace)
+    assert (vote.left_system, vote.right_system, vote.verdict) == ("base", "tuned", "left")
+    assert vote.prompt.startswith("My lamp shade") and vote.left_reply and vote.right_reply
+    assert vote.run_id and vote.settings.get("max_new_tokens")
+
+
+def _export(page, tmp_path: Path) -> None:  # noqa: ANN001
+    _open_tab(page, "Export")
+    page.get_by_role("button", name="Create adapter zip").click()
+    link = page.locator(".bv-download a[download]").first
+    expect(link).to_be_visible(timeout=30_000)
+    _shot(page, "4-export")
+    with page.expect_download() as download:
+        link.click()
+    target = tmp_path / download.value.suggested_filename
+    download.value.save_as(target)
+    with zipfile.ZipFile(target) as zf:
+        names = zf.namelist()
+    assert "adapter_config.json" in names and any(n.endswith(".safetensors") for n in names)
+
+
+def test_prepare_train_compare_vote_export(app: tuple, page, tmp_path: Path):  # noqa: ANN001
+    url, services = app
+    page.goto(url)
+    expect(page.get_by_text("No brand prepared yet")).to_be_visible(timeout=30_000)
+    _shot(page, "0-empty")
+    _prepare_brand(page)
+    _train(page, url)
+    _compare_and_vote(page, services)
+    _export(page, tmp_path)
