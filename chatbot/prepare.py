@@ -12,7 +12,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from chatbot.brand import BrandProfile
@@ -20,7 +20,7 @@ from chatbot.config import PrepareConfig
 from chatbot.errors import BrandVoiceError
 from chatbot.ingest import deduplicate, read_conversations
 from chatbot.ingest.style_guide import condense_system_prompt, extract_rules, read_style_guide
-from chatbot.privacy import RedactionResult, Redactor
+from chatbot.privacy import Redactor
 from chatbot.storage import atomic_dir, atomic_write_json, atomic_write_jsonl, atomic_write_text
 from chatbot.types import Conversation, Finding
 from chatbot.validation import TokenCounter, ValidationLimits, ValidationReport, validate
@@ -148,16 +148,6 @@ def _write_brand(
         atomic_write_json(tmp / "report.json", result.to_dict() | {"created": time.time()})
     ws.record_brand(slug, profile.name, len(convs), len(train), len(evals))
     return target
-
-
-def _pii_summary(redaction: RedactionResult, enabled: bool) -> dict:
-    return {
-        "enabled": enabled,
-        "total": redaction.total,
-        "counts": dict(sorted(redaction.counts.items())),
-        "samples": [asdict(s) for kind in sorted(redaction.samples)
-                    for s in redaction.samples[kind]],
-    }
 
 
 def prepare(

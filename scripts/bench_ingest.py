@@ -64,9 +64,11 @@ def main() -> None:
     args = ap.parse_args()
     counter = None
     if not args.no_tokens:
-        from chatbot.models import load_tokenizer
+        from transformers import AutoTokenizer
 
-        counter = tokenizer_counter(load_tokenizer(None))
+        from chatbot.models import resolve_base_model
+
+        counter = tokenizer_counter(AutoTokenizer.from_pretrained(resolve_base_model(None)))
     rng = random.Random(0)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pypdf import PdfReader, PdfWriter
 
-from chatbot.brand import BrandRules, PreferredTerm, check_reply
+from chatbot.brand import BrandProfile, BrandRules, PreferredTerm, check_reply
 from chatbot.errors import InputError
 from chatbot.ingest.style_guide import (
     StyleGuide,
@@ -721,6 +721,13 @@ def test_random_bytes_only_ever_give_input_error(tmp_path: Path, data: bytes, su
 def test_extraction_never_crashes(text: str) -> None:
     extraction = extract_rules(StyleGuide(text, "fuzz.md", "markdown"))
     check_reply(extraction.rules, text)
+    # Whatever is extracted can be saved: brand.yaml's validation accepts it.
+    BrandProfile.from_dict(BrandProfile(name="Fuzz", rules=extraction.rules).to_dict())
+
+
+def test_degenerate_rules_are_not_extracted() -> None:
+    rules, _ = rules_of('- Sign off with "  ".\n- Address the customer as ".".\n- Under 0 words.')
+    assert rules == BrandRules()
 
 
 @pytest.mark.parametrize("fmt", ["pdf", "docx"])
@@ -745,3 +752,51 @@ def test_extraction_is_fast_on_a_big_guide() -> None:
     extraction = extract_rules(StyleGuide(text, "big.md", "markdown"))
     assert time.monotonic() - start < 20
     assert extraction.rules.required_signoff == "Steep well, the Kettlebird flock"
+
+
+@pytest.mark.parametrize(
+    ("fmt", "limit", "value", "match"),
+    [
+        ("docx", "_MAX_DOCX_XML_BYTES", 1000, "MB of document XML"),
+        ("docx", "_DOCX_SECONDS", -1.0, "took too long"),
+        ("docx", "_MAX_TEXT_CHARS", 10, "more than 2 MB of text"),
+        ("pdf", "_PDF_SECONDS", -1.0, "took too long"),
+        ("pdf", "_MAX_TEXT_CHARS", 10, "more than 2 MB of text"),
+    ],
+)
+def test_limits_while_reading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str, limit: str, value: float, match: str
+) -> None:
+    """Each limit stops a long read with its own message (made small here, not the files big)."""
+    from chatbot.ingest import style_guide
+
+    data = SIMPLE_DOCX if fmt == "docx" else build_pdf([["Never say sadly."]])
+    monkeypatch.setattr(style_guide, limit, value)
+    refused(write(tmp_path, f"g.{fmt}", data), match)
+
+
+def test_conflicting_rules_go_to_unsure() -> None:
+    rules, unsure = rules_of(
+        '- Say "parcel", not "package".\n- Say "box", not "package".\n'
+        "- No more than one exclamation mark.\n- No more than two exclamation marks.\n"
+    )
+    assert rules.preferred_terms == [PreferredTerm("parcel", "package")]
+    assert rules.max_exclamations == 1
+    assert unsure == [
+        'line 2: Say "box", not "package".',
+        "line 4: No more than two exclamation marks.",
+    ]
+
+
+def test_setext_headings_and_numbered_lists() -> None:
+    extraction = extract_rules(
+        StyleGuide('Never\n=====\n\n1. "Unfortunately"\n2) "no worries"\n', "g.md", "markdown")
+    )
+    assert extraction.rules.banned_phrases == ["Unfortunately", "no worries"]
+    assert extraction.lines_of("banned_phrase:no worries") == [5]
+
+
+def test_exported_from_the_ingest_package() -> None:
+    import chatbot.ingest as ingest
+
+    assert ingest.read_style_guide is read_style_guide and "StyleGuide" in ingest.__all__

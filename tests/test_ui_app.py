@@ -107,3 +107,28 @@ def test_server_asks_for_the_password(services: Services, monkeypatch):
             assert client.get(base + "/config").status_code == 200
     finally:
         app.close()
+
+
+def test_errors_become_readable_messages(caplog):
+    from ui.errors import GENERIC_MESSAGE, user_errors
+
+    def bad_input() -> None:
+        raise BrandVoiceError("line 3: expected <EMAIL> here")
+
+    def bug() -> None:
+        raise KeyError("internal detail")
+
+    def stream():  # noqa: ANN202
+        yield 1
+        raise BrandVoiceError("stopped")
+
+    with pytest.raises(gr.Error) as err:
+        user_errors(bad_input)()
+    assert err.value.message == "line 3: expected &lt;EMAIL&gt; here"
+    with pytest.raises(gr.Error) as err:
+        user_errors(bug)()
+    assert err.value.message == GENERIC_MESSAGE and "internal detail" not in err.value.message
+    assert "internal detail" in caplog.text  # the details go to the server log
+    wrapped = user_errors(stream)
+    with pytest.raises(gr.Error, match="stopped"):
+        list(wrapped())

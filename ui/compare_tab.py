@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 
 import gradio as gr
@@ -197,24 +197,28 @@ def compare_stream(
         matchup, left, right = _new_matchup(services, run, mode, settings), [], []
     assert matchup is not None  # set above when there was none
     left, right = list(left or []), list(right or [])
-    matchup = copy.copy(matchup)
-    matchup.prompt, matchup.settings = message, asdict(settings)
-    matchup.before = {"left": copy.deepcopy(left), "right": copy.deepcopy(right)}
-    matchup.awaiting_vote = matchup.revealed = False
+    matchup = replace(
+        matchup,
+        prompt=message,
+        settings=asdict(settings),
+        before={"left": copy.deepcopy(left), "right": copy.deepcopy(right)},
+        awaiting_vote=False,
+        revealed=False,
+    )
 
-    profile = BrandProfile.load(services.workspace.brand_dir(slug) / "brand.yaml")
-    engine = services.engine(matchup.base_model, run.run_dir / "adapter", profile.system_prompt)
     user = {"role": "user", "content": message}
     left, right = [*left, user], [*right, user]
+    yield CompareFrame(left, right, matchup)  # the message shows at once; loading may take a while
+    profile = BrandProfile.load(services.workspace.brand_dir(slug) / "brand.yaml")
+    engine = services.engine(matchup.base_model, run.run_dir / "adapter", profile.system_prompt)
     left_reply = right_reply = ""
-    yield CompareFrame(left, right, matchup)
     stream = engine.stream_pair(left, matchup.left, right, matchup.right, settings)
     for left_delta, right_delta in stream:
         left_reply += left_delta or ""
         right_reply += right_delta or ""
         yield CompareFrame(_with(left, left_reply), _with(right, right_reply), matchup)
-    matchup.awaiting_vote = True
-    yield CompareFrame(_with(left, left_reply), _with(right, right_reply), matchup, done=True)
+    finished = replace(matchup, awaiting_vote=True)
+    yield CompareFrame(_with(left, left_reply), _with(right, right_reply), finished, done=True)
 
 
 def _with(history: Messages, reply: str) -> Messages:
@@ -255,8 +259,7 @@ def cast_vote(
             history=matchup.before,
         ),
     )
-    matchup = copy.copy(matchup)
-    matchup.awaiting_vote, matchup.revealed = False, True
+    matchup = replace(matchup, awaiting_vote=False, revealed=True)
     reveal = ""
     if matchup.blind:
         reveal = (
@@ -344,7 +347,7 @@ def _settings_inputs() -> list[gr.components.Component]:
     with gr.Accordion("Generation settings", open=False), gr.Row():
         temperature = gr.Slider(0.0, 1.5, value=d.temperature, step=0.05, label="Temperature")
         top_p = gr.Slider(0.1, 1.0, value=d.top_p, step=0.05, label="Top-p")
-        max_new = gr.Slider(16, 1024, value=d.max_new_tokens, step=16, label="Max new tokens")
+        max_new = gr.Slider(16, 1024, value=d.max_new_tokens, step=8, label="Max new tokens")
         seed = gr.Number(value=d.seed, precision=0, label="Seed")
     return [temperature, top_p, max_new, seed]
 

@@ -31,6 +31,10 @@ def make_theme() -> gr.themes.Base:
         button_primary_background_fill="*primary_600",
         button_primary_background_fill_hover="*primary_700",
         button_primary_text_color="white",
+        button_cancel_background_fill="#fef2f2",
+        button_cancel_background_fill_hover="#fee2e2",
+        button_cancel_text_color="#b91c1c",
+        button_cancel_border_color="#fecaca",
     )
 
 

@@ -8,7 +8,13 @@ nothing about validation policy, privacy or training: it reads faithfully and re
 
 from chatbot.ingest.dedup import deduplicate
 from chatbot.ingest.reader import SUPPORTED_FORMATS, ReadResult, read_conversations
+from chatbot.ingest.style_guide import StyleGuide, read_style_guide
 
-# style-guide reader: see style_guide.py
-
-__all__ = ["read_conversations", "ReadResult", "deduplicate", "SUPPORTED_FORMATS"]
+__all__ = [
+    "read_conversations",
+    "ReadResult",
+    "deduplicate",
+    "SUPPORTED_FORMATS",
+    "read_style_guide",
+    "StyleGuide",
+]

@@ -25,6 +25,7 @@ from typing import Literal
 from xml.parsers import expat
 
 import docx
+from docx.document import Document as DocxDocument
 from docx.opc.exceptions import PackageNotFoundError
 from docx.table import Table
 from docx.text.paragraph import Paragraph
@@ -64,13 +65,19 @@ _MAX_PDF_PAGES = 200
 _PDF_SECONDS = 20.0
 _MAX_PAGE_CONTENT_BYTES = 5_000_000
 _MAX_DOCX_BYTES = 50_000_000  # all parts of the package, uncompressed
+_MAX_DOCX_XML_BYTES = 20_000_000  # the XML parts, which python-docx parses into memory
+_DOCX_SECONDS = 20.0
 _MAX_DOCX_RATIO = 100  # Word's XML compresses ~5-20×; a bomb compresses thousands of times
 _MAX_DOCX_PARTS = 5_000
 
 
 @dataclass
 class StyleGuide:
-    """A style guide as text: `#` headings, `- ` bullets, one line per line of the guide."""
+    """A style guide as Markdown-ish text: `#` headings and `- ` bullets, whatever the format.
+
+    For .md and .txt the lines are the file's own, so line numbers match the user's editor; for
+    .pdf and .docx they are the lines of the extracted text.
+    """
 
     text: str
     source: str
@@ -383,10 +390,21 @@ def _docx_text(data: bytes, name: str) -> str:
     try:
         document = docx.Document(io.BytesIO(data))
         lines: list[str] = []
+        total = 0
+        deadline = time.monotonic() + _DOCX_SECONDS
+        styles = _style_names(document)
         for block in document.iter_inner_content():
-            lines += _docx_block_lines(block)
-            if sum(len(line) for line in lines) > _MAX_TEXT_CHARS:
+            new = _docx_block_lines(block, styles)
+            lines += new
+            total += sum(len(line) for line in new)
+            if total > _MAX_TEXT_CHARS:
                 raise _too_long(name)
+            if time.monotonic() > deadline:
+                raise InputError(
+                    "took too long to read; it holds far more than a style guide. Save the "
+                    "voice and rules as a shorter .docx or as .md",
+                    file=name,
+                )
     except (PackageNotFoundError, etree.LxmlError, KeyError, AttributeError, *_ZIP_ERRORS) as exc:
         raise InputError(
             f"is not a readable Word document ({_reason(exc)}); open it in Word and save it "
@@ -429,6 +447,13 @@ def _check_docx_sizes(infos: list[zipfile.ZipInfo], name: str) -> None:
     if len(infos) > _MAX_DOCX_PARTS:
         raise InputError(f"has {len(infos)} parts; that is not a style guide", file=name)
     total = sum(i.file_size for i in infos)
+    xml = sum(i.file_size for i in infos if i.filename.endswith((".xml", ".rels")))
+    if xml > _MAX_DOCX_XML_BYTES:
+        raise InputError(
+            f"holds {xml / 1e6:.0f} MB of document XML; a style guide is far smaller "
+            f"(limit {_MAX_DOCX_XML_BYTES // 1_000_000} MB)",
+            file=name,
+        )
     bomb = any(
         i.file_size > 1_000_000 and i.file_size > _MAX_DOCX_RATIO * max(i.compress_size, 1)
         for i in infos
@@ -480,25 +505,33 @@ def _refuse_dtd(xml: bytes, part: str, name: str) -> None:
 _HEADING_STYLE_RE = re.compile(r"heading\s*([1-6])", re.IGNORECASE)
 
 
-def _docx_block_lines(block: Paragraph | Table) -> list[str]:
+def _docx_block_lines(block: Paragraph | Table, styles: dict[str, str]) -> list[str]:
     if isinstance(block, Table):
         return _docx_table_lines(block)
-    return _docx_paragraph_lines(block)
+    return _docx_paragraph_lines(block, styles)
 
 
-def _docx_paragraph_lines(paragraph: Paragraph) -> list[str]:
+def _style_names(document: DocxDocument) -> dict[str, str]:
+    # `Paragraph.style` searches the style sheet on every call (about a millisecond each), which
+    # made a long document take minutes; one lookup table serves every paragraph instead.
+    return {s.style_id: s.name or "" for s in document.styles if s.style_id}
+
+
+def _docx_paragraph_lines(paragraph: Paragraph, styles: dict[str, str]) -> list[str]:
     text = paragraph.text.strip()
     if not text:
         return []
-    style = paragraph.style.name if paragraph.style is not None else ""
-    heading = _HEADING_STYLE_RE.fullmatch(style or "")
+    # python-docx exposes a paragraph's own style id and numbering only through its XML (`_p`).
+    p = paragraph._p
+    style = styles.get(p.style or "", "")
+    heading = _HEADING_STYLE_RE.fullmatch(style)
     if heading or style == "Title":
         level = int(heading.group(1)) if heading else 1
         return ["", "#" * level + " " + " ".join(text.split()), ""]
     # Word marks a list item either by a "List ..." style or by numbering on the paragraph itself
-    # (what the bullet button does); python-docx exposes the latter only through the XML.
-    numbered = paragraph._p.pPr is not None and paragraph._p.pPr.numPr is not None
-    if (style or "").startswith("List") or numbered:
+    # (what the bullet button does).
+    numbered = p.pPr is not None and p.pPr.numPr is not None
+    if style.startswith("List") or numbered:
         return ["- " + " ".join(text.split())]
     return ["", text, ""]
 
@@ -644,14 +677,15 @@ def _looks_like_heading(line: str, number: int, lines: list[str]) -> bool:
 
 # -- sentences -------------------------------------------------------------------------------
 
+# Every quoted span is bounded in length: an opening mark that is never closed would otherwise
+# be scanned to the end of the text from each of its occurrences (quadratic time on hostile text).
+# Single quotes double as apostrophes ('we're swamped'), so those phrases may contain them.
 _QUOTE_RE = re.compile(
-    r'"([^"]+?)"'
-    r"|“([^”]+?)”"
-    r"|„([^“”]+?)[“”]"
-    r"|«\s?([^»]+?)\s?»"
-    r"|`([^`]+?)`"
-    # Single quotes double as apostrophes ('we're swamped'), so the phrase may contain them; the
-    # length bound keeps a text full of stray apostrophes from costing quadratic time.
+    r'"([^"]{1,300}?)"'
+    r"|“([^”]{1,300}?)”"
+    r"|„([^“”]{1,300}?)[“”]"
+    r"|«\s?([^»]{1,300}?)\s?»"
+    r"|`([^`]{1,300}?)`"
     r"|(?<!\w)'((?:[^']|'(?=\w)){1,80}?)'(?!\w)"
     r"|(?<!\w)‘((?:[^’]|’(?=\w)){1,80}?)’(?!\w)"
 )
@@ -783,6 +817,8 @@ class _Collector:
 
     def set(self, owner: object, attr: str, value: object, rule: str, sentence: _Sentence) -> bool:
         """Set one field unless the guide already set it to something else (then: not sure)."""
+        if isinstance(value, str) and not value.strip():
+            return False  # an empty quote ("") is no rule
         if getattr(owner, attr) not in (None, value):
             return False
         setattr(owner, attr, value)
@@ -906,6 +942,8 @@ def _length_bounds(s: _Sentence, unit: str, c: _Collector) -> bool:
         high = _number(most.group(1)) if most else None
         low = _number(least.group(1)) if least else None
     if (low is None and high is None) or (low is not None and high is not None and low > high):
+        return False
+    if high == 0:  # "under 0 words" cannot be met; it is a typo, not a rule
         return False
     length = c.rules.length
     ok_low = low is None or c.set(length, f"min_{unit}", low, "length", s)

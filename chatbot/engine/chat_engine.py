@@ -1,0 +1,497 @@
+"""The chat engine: one loaded base model, one LoRA adapter on it, and replies streamed as text.
+
+A reply is asked for in one of three modes:
+
+- "base": the conversation as is. No system message is added, so the base model's chat template
+  adds its own default one if it has one (SmolLM2's says "You are a helpful AI assistant named
+  SmolLM, trained by Hugging Face"): that is what the base model does out of the box.
+- "prompted": the brand's system prompt first, adapter off: what prompting alone achieves.
+- "tuned": the adapter on, with the system prompt the brand was trained with (`tuned_system_prompt`;
+  empty means none, which again lets the template add its default, as it did in training).
+
+Base and tuned replies come from the same weights: the adapter is switched on and off on the one
+loaded model, never loaded twice. `stream_pair` answers two panes in one batched `generate`, with
+PEFT's mixed-adapter batches giving each row its own adapter. Requests take turns on the model
+(see `turns`). The engine knows nothing about the browser or the terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from chatbot.engine.settings import GenerationSettings
+from chatbot.engine.streaming import IncrementalDecoder, StopFlag, TokenQueueStreamer
+from chatbot.engine.turns import Ticket, TurnQueue
+from chatbot.errors import BrandVoiceError
+
+__all__ = ["ChatEngine", "MODES", "Mode"]
+
+Mode = Literal["base", "prompted", "tuned"]
+MODES: tuple[str, ...] = ("base", "prompted", "tuned")
+
+# PEFT's name for "no adapter" in a mixed-adapter batch.
+_NO_ADAPTER = "__base__"
+
+
+@dataclass(frozen=True)
+class _Pass:
+    """One `generate` call: which of the caller's rows it answers, and with which adapter per row."""
+
+    rows: list[int]
+    tuned: list[bool]
+
+
+@dataclass(frozen=True)
+class _Done:
+    """Queued after the last tokens of a job; carries the error that ended it, if any."""
+
+    error: BaseException | None = None
+
+
+class ChatEngine:
+    """Streams replies from one base model with a switchable LoRA adapter. Thread-safe."""
+
+    def __init__(
+        self,
+        base_model: str | Path | None,
+        adapter_dir: Path | None,
+        system_prompt: str = "",
+        *,
+        tuned_system_prompt: str | None = None,
+        quantization: str = "nf4",
+        max_waiting: int = 8,
+        device: str | torch.device | None = None,
+        compute_dtype: torch.dtype | None = None,
+    ) -> None:
+        """Load `base_model` (None: the default model) and, if given, the adapter in `adapter_dir`.
+
+        `quantization` is "nf4" (4-bit, as trained with QLoRA) or "none". `max_waiting` is how many
+        requests may queue behind the running one before new ones are refused as busy. `device` and
+        `compute_dtype` default to what `chatbot.models.load_base_model` picks (bf16 where native).
+        """
+        from chatbot.models import load_base_model
+
+        if max_waiting < 0:
+            raise BrandVoiceError(f"max_waiting must be 0 or more, got {max_waiting}.")
+        model, tokenizer = load_base_model(
+            base_model,
+            quantization=quantization,  # type: ignore[arg-type]
+            compute_dtype=compute_dtype,
+            device=device,
+        )
+        # Never trained here: eval mode turns dropout off, and on CPUs with AVX512-BF16 it lets
+        # bitsandbytes repack 4-bit weights for its fast inference kernel on the first forward.
+        model.eval()
+        self._model: Any = model
+        self._tokenizer: Any = tokenizer
+        self.system_prompt = system_prompt
+        self.tuned_system_prompt = (
+            system_prompt if tuned_system_prompt is None else tuned_system_prompt
+        )
+        self._turns = TurnQueue(max_waiting)
+        self._adapter: str | None = None
+        self._adapter_dir: Path | None = None
+        self._adapter_serial = 0
+        self._tuned_template: str | None = None
+        self._stop_ids = _stop_token_ids(model, tokenizer)
+        self._pad_id = _pad_token_id(tokenizer, self._stop_ids)
+        if adapter_dir is not None:
+            self.load_adapter(adapter_dir)
+
+    # ------------------------------------------------------------------------------------------
+    # What callers see
+    # ------------------------------------------------------------------------------------------
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The loaded model (a PEFT model once an adapter is loaded). Do not change it while in use."""
+        return self._model
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._tokenizer
+
+    @property
+    def adapter_dir(self) -> Path | None:
+        """The folder of the loaded adapter, or None."""
+        return self._adapter_dir
+
+    @property
+    def pending(self) -> int:
+        """Requests generating or waiting for the model right now."""
+        return self._turns.pending
+
+    def load_adapter(self, adapter_dir: Path) -> None:
+        """Switch the tuned mode to the adapter in `adapter_dir`, replacing the loaded one.
+
+        Waits for the requests already in line. The new adapter is loaded next to the old one and
+        only then made active and the old one deleted, so a broken adapter leaves the old in place.
+        """
+        adapter_dir = Path(adapter_dir)
+        config_file = adapter_dir / "adapter_config.json"
+        if not config_file.is_file():
+            raise BrandVoiceError(
+                f"{adapter_dir} holds no adapter: adapter_config.json is missing. Pass a run's "
+                "adapter/ folder."
+            )
+        template = _chat_template_of(adapter_dir)
+        with self._turns.exclusive():
+            self._attach_adapter(adapter_dir)
+            self._adapter_dir = adapter_dir
+            self._tuned_template = template
+
+    def stream(
+        self,
+        messages: list[dict[str, str]],
+        mode: str,
+        settings: GenerationSettings | None = None,
+    ) -> Iterator[str]:
+        """Stream the reply to `messages` (user/assistant turns ending with a user turn) as text deltas.
+
+        Raises BrandVoiceError when the model is busy or the request is invalid. Closing the
+        iterator early stops generation after the current step.
+        """
+        settings = settings or GenerationSettings()
+        prompt = self._prompt_ids(messages, mode, settings)
+        for (delta,) in self._run([prompt], [mode], settings):
+            yield delta
+
+    def stream_pair(
+        self,
+        messages_left: list[dict[str, str]],
+        mode_left: str,
+        messages_right: list[dict[str, str]],
+        mode_right: str,
+        settings: GenerationSettings | None = None,
+    ) -> Iterator[tuple[str, str]]:
+        """Stream two replies at once as (left delta, right delta) pairs; either may be "".
+
+        Both rows go through one batched `generate`, each with its own adapter (or none), so the
+        panes fill in together and the pair costs little more than one reply.
+        """
+        settings = settings or GenerationSettings()
+        prompts = [
+            self._prompt_ids(messages_left, mode_left, settings),
+            self._prompt_ids(messages_right, mode_right, settings),
+        ]
+        for left, right in self._run(prompts, [mode_left, mode_right], settings):
+            yield left, right
+
+    def reply(
+        self, messages: list[dict[str, str]], mode: str, settings: GenerationSettings | None = None
+    ) -> str:
+        """The whole reply at once (evaluation and scripts)."""
+        return "".join(self.stream(messages, mode, settings))
+
+    # ------------------------------------------------------------------------------------------
+    # Prompts
+    # ------------------------------------------------------------------------------------------
+
+    def _prompt_ids(
+        self, messages: list[dict[str, str]], mode: str, settings: GenerationSettings
+    ) -> list[int]:
+        """The chat-templated prompt for `mode`, cut to fit the context window (oldest turns first)."""
+        _check_messages(messages)
+        if mode not in MODES:
+            raise BrandVoiceError(f"Unknown chat mode {mode!r}; use one of {', '.join(MODES)}.")
+        if mode == "tuned" and self._adapter is None:
+            raise BrandVoiceError("No adapter is loaded, so there is no tuned model to chat with.")
+        system = {"base": "", "prompted": self.system_prompt, "tuned": self.tuned_system_prompt}[
+            mode
+        ]
+        template = self._tuned_template if mode == "tuned" else None
+        limit = _context_length(self._model) - settings.max_new_tokens
+        turns = list(messages)
+        while True:
+            ids = self._template(turns, system, template)
+            if len(ids) <= limit:
+                return ids
+            if len(turns) <= 1:
+                raise BrandVoiceError(
+                    f"The message is too long: its prompt takes {len(ids)} tokens and the reply "
+                    f"{settings.max_new_tokens}, over the model's {limit + settings.max_new_tokens}."
+                )
+            # Drop the oldest exchange; the conversation must still start with a user turn.
+            turns = turns[2:] if len(turns) > 2 else turns[-1:]
+
+    def _template(
+        self, turns: list[dict[str, str]], system: str, template: str | None
+    ) -> list[int]:
+        conversation = [{"role": "system", "content": system}] if system else []
+        conversation += [{"role": m["role"], "content": m["content"]} for m in turns]
+        # Render to text, then encode without padding: the Rust tokenizer keeps padding settings as
+        # shared state, so padding here would race between concurrent requests.
+        try:
+            text = self._tokenizer.apply_chat_template(
+                conversation, chat_template=template, add_generation_prompt=True, tokenize=False
+            )
+        except ValueError as exc:  # the tokenizer has no chat template at all
+            raise BrandVoiceError(
+                f"The base model's tokenizer has no chat template, so it cannot chat: {exc}"
+            ) from exc
+        return self._tokenizer.encode(text, add_special_tokens=False)
+
+    # ------------------------------------------------------------------------------------------
+    # Generation
+    # ------------------------------------------------------------------------------------------
+
+    def _run(
+        self, prompts: list[list[int]], modes: Sequence[str], settings: GenerationSettings
+    ) -> Iterator[tuple[str, ...]]:
+        """Queue one job for the model and stream its rows' text deltas as they are decoded."""
+        passes = self._plan(modes)
+        ticket = self._turns.enter()
+        out: queue.Queue = queue.Queue()
+        stop = StopFlag()
+        worker = threading.Thread(
+            target=self._work,
+            args=(ticket, prompts, passes, settings, stop, out),
+            name="brandvoice-generate",
+            daemon=True,
+        )
+        worker.start()
+        try:
+            yield from self._decode(out, len(prompts))
+        finally:
+            # Reached when the reply ends and when the reader stops early (the generator is closed
+            # or collected): either way, generation stops after the current step.
+            stop.set()
+            ticket.cancel()
+
+    def _plan(self, modes: Sequence[str]) -> list[_Pass]:
+        tuned = [mode == "tuned" for mode in modes]
+        rows = list(range(len(modes)))
+        if len(set(tuned)) <= 1 or self._mixed_batches_supported():
+            return [_Pass(rows, tuned)]
+        # Fallback: an adapter type without PEFT's mixed-adapter batches answers row by row, one
+        # `generate` after the other, so the second pane starts when the first has finished.
+        return [_Pass([row], [flag]) for row, flag in zip(rows, tuned, strict=True)]
+
+    def _mixed_batches_supported(self) -> bool:
+        from peft import PeftModel, PeftType
+
+        if not isinstance(self._model, PeftModel) or self._adapter is None:
+            return False
+        # PEFT implements per-row adapters (`adapter_names=`) for LoRA layers, 4-bit ones included.
+        return self._model.peft_config[self._adapter].peft_type == PeftType.LORA
+
+    def _work(
+        self,
+        ticket: Ticket,
+        prompts: list[list[int]],
+        passes: list[_Pass],
+        settings: GenerationSettings,
+        stop: StopFlag,
+        out: queue.Queue,
+    ) -> None:
+        """The worker thread: wait for the model, run each pass, then mark the job done."""
+        error: BaseException | None = None
+        try:
+            with self._turns.turn(ticket) as go:
+                for step in passes if go else []:
+                    if stop.is_set():
+                        break
+                    self._generate([prompts[r] for r in step.rows], step, settings, stop, out)
+        except Exception as exc:  # re-raised in the reader's thread, where it can be reported
+            error = exc
+        out.put(_Done(error))
+
+    def _generate(
+        self,
+        prompts: list[list[int]],
+        step: _Pass,
+        settings: GenerationSettings,
+        stop: StopFlag,
+        out: queue.Queue,
+    ) -> None:
+        from transformers import StoppingCriteriaList
+
+        device = _device_of(self._model)
+        input_ids, attention_mask = _left_pad(prompts, self._pad_id, device)
+        kwargs: dict[str, Any] = {}
+        if len(set(step.tuned)) > 1:
+            kwargs["adapter_names"] = [self._adapter if t else _NO_ADAPTER for t in step.tuned]
+        # Seeded inside the turn, so no other request draws from the generator in between.
+        torch.manual_seed(settings.seed)
+        with torch.inference_mode(), self._adapter_state(step.tuned):
+            self._model.generate(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                generation_config=self._generation_config(settings),
+                streamer=TokenQueueStreamer(out, step.rows),
+                stopping_criteria=StoppingCriteriaList([stop]),
+                **kwargs,
+            )
+
+    def _adapter_state(self, tuned: list[bool]) -> AbstractContextManager[Any]:
+        """Adapter off for a pass of base rows; for tuned and mixed passes the active one is used."""
+        from peft import PeftModel
+
+        if not any(tuned) and isinstance(self._model, PeftModel):
+            return self._model.disable_adapter()
+        return nullcontext()
+
+    def _generation_config(self, settings: GenerationSettings) -> Any:
+        from transformers import GenerationConfig
+
+        config: dict[str, Any] = {
+            "max_new_tokens": settings.max_new_tokens,
+            "repetition_penalty": settings.repetition_penalty,
+            "eos_token_id": sorted(self._stop_ids),
+            "pad_token_id": self._pad_id,
+            "do_sample": not settings.greedy,
+        }
+        if not settings.greedy:
+            # top_k=0: nucleus sampling alone decides, as the settings describe (transformers would
+            # otherwise add its default top-k of 50).
+            config.update(temperature=settings.temperature, top_p=settings.top_p, top_k=0)
+        return GenerationConfig(**config)
+
+    def _decode(self, out: queue.Queue, n_rows: int) -> Iterator[tuple[str, ...]]:
+        """Turn queued (row, id) steps into text deltas per row until the job is done."""
+        decoders = [IncrementalDecoder(self._tokenizer, self._stop_ids) for _ in range(n_rows)]
+        while True:
+            steps = [out.get()]
+            # A slow reader gets every step that piled up in one yield, not one yield per token.
+            while not out.empty() and not isinstance(steps[-1], _Done):
+                steps.append(out.get_nowait())
+            deltas = [""] * n_rows
+            for step in steps:
+                if isinstance(step, _Done):
+                    if step.error is not None:
+                        raise step.error
+                    for row, decoder in enumerate(decoders):
+                        deltas[row] += decoder.flush()
+                    break
+                for row, token_id in step:
+                    deltas[row] += decoders[row].push(token_id)
+            if any(deltas):
+                yield tuple(deltas)
+            if isinstance(steps[-1], _Done):
+                return
+
+    # ------------------------------------------------------------------------------------------
+    # Adapters
+    # ------------------------------------------------------------------------------------------
+
+    def _attach_adapter(self, adapter_dir: Path) -> None:
+        """Load the adapter under a fresh name, make it active, then delete the previous one."""
+        from peft import PeftModel
+
+        self._adapter_serial += 1
+        name = f"adapter{self._adapter_serial}"
+        old = self._adapter
+        try:
+            if isinstance(self._model, PeftModel):
+                self._model.load_adapter(str(adapter_dir), adapter_name=name, is_trainable=False)
+                self._model.set_adapter(name, inference_mode=True)
+            else:
+                self._model = PeftModel.from_pretrained(
+                    self._model, str(adapter_dir), adapter_name=name, is_trainable=False
+                )
+        except (RuntimeError, ValueError, KeyError, OSError) as exc:
+            self._forget_adapter(name, restore=old)
+            raise BrandVoiceError(
+                f"Cannot load the adapter in {adapter_dir}: {exc}. Was it trained on this base model?"
+            ) from exc
+        if old is not None:
+            self._model.delete_adapter(old)
+        self._adapter = name
+        self._model.eval()
+
+    def _forget_adapter(self, name: str, *, restore: str | None) -> None:
+        """Undo a half-loaded adapter so the previous one stays in charge."""
+        from peft import PeftModel
+
+        if not isinstance(self._model, PeftModel):
+            return
+        if name in self._model.peft_config:
+            self._model.delete_adapter(name)
+        if restore is not None:
+            self._model.set_adapter(restore, inference_mode=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers
+# ----------------------------------------------------------------------------------------------
+
+
+def _check_messages(messages: list[dict[str, str]]) -> None:
+    if not isinstance(messages, list) or not messages:
+        raise BrandVoiceError("There is no message to reply to.")
+    for i, message in enumerate(messages):
+        role = message.get("role") if isinstance(message, dict) else None
+        if role not in ("user", "assistant") or not isinstance(message.get("content"), str):
+            raise BrandVoiceError(
+                f"messages[{i}]: expected {{'role': 'user' or 'assistant', 'content': text}}, got "
+                f"{message!r:.80}. The engine adds the system prompt itself, by mode."
+            )
+    if messages[0]["role"] != "user" or messages[-1]["role"] != "user":
+        raise BrandVoiceError("The conversation must start and end with a user message.")
+
+
+def _left_pad(
+    prompts: list[list[int]], pad_id: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batch prompts padded on the left, so every row's next token comes at the same position."""
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+        mask[row, width - len(prompt) :] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _stop_token_ids(model: Any, tokenizer: Any) -> frozenset[int]:
+    """End-of-turn ids: the generation config's and the tokenizer's (chat models use both)."""
+    ids: set[int] = set()
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if isinstance(configured, int):
+        ids.add(configured)
+    elif configured:
+        ids.update(int(i) for i in configured)
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    if not ids:
+        raise BrandVoiceError(
+            "The base model defines no end-of-sequence token, so replies would never end."
+        )
+    return frozenset(ids)
+
+
+def _pad_token_id(tokenizer: Any, stop_ids: frozenset[int]) -> int:
+    return int(tokenizer.pad_token_id) if tokenizer.pad_token_id is not None else min(stop_ids)
+
+
+def _context_length(model: Any) -> int:
+    config = getattr(model, "config", None)
+    return int(getattr(config, "max_position_embeddings", None) or 2048)
+
+
+def _device_of(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _chat_template_of(adapter_dir: Path) -> str | None:
+    """The chat template saved with a run's adapter (the one training used), if any."""
+    jinja = adapter_dir / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text(encoding="utf-8")
+    config = adapter_dir / "tokenizer_config.json"
+    if config.is_file():
+        try:
+            template = json.loads(config.read_text(encoding="utf-8")).get("chat_template")
+        except (OSError, json.JSONDecodeError):
+            return None
+        return template if isinstance(template, str) else None
+    return None

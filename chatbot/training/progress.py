@@ -1,0 +1,117 @@
+"""Turns the trainer's callbacks into the run's events, and a stop request into a clean stop.
+
+Measures throughput in real (non-padding) tokens per second of training time, evaluation
+excluded, and estimates the time left from the mean step time so far.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+from chatbot.training.run_files import EventLog
+
+__all__ = ["RunEventsCallback"]
+
+
+class RunEventsCallback(TrainerCallback):
+    """Emits running/evaluating/checkpoint events; on `stop`, saves and ends after this step."""
+
+    def __init__(
+        self, events: EventLog, real_tokens: Callable[[], int], stop: threading.Event | None
+    ) -> None:
+        self.events = events
+        self.real_tokens = real_tokens
+        self.stop = stop
+        self.train_seconds = 0.0
+        self.steps_timed = 0
+        self.eval_seconds = 0.0
+        self._step_start: float | None = None
+        self._eval_start = 0.0
+        self._state: TrainerState | None = None
+
+    # -- figures ------------------------------------------------------------------------------
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        if self.train_seconds <= 0:
+            return None
+        return round(self.real_tokens() / self.train_seconds, 1)
+
+    def _common(self, state: TrainerState) -> dict:
+        remaining = max(state.max_steps - state.global_step, 0)
+        per_step = self.train_seconds / self.steps_timed if self.steps_timed else None
+        return {
+            "step": state.global_step,
+            "total_steps": state.max_steps,
+            "epoch": round(state.epoch, 4) if state.epoch is not None else None,
+            "tokens_per_s": self.tokens_per_s,
+            "eta_s": round(remaining * per_step, 1) if per_step is not None else None,
+        }
+
+    # -- trainer hooks ------------------------------------------------------------------------
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: object
+    ) -> None:
+        self._state = state
+        self.events.emit("running", **self._common(state))
+
+    def on_step_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: object
+    ) -> None:
+        self._step_start = time.perf_counter()
+
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: object
+    ) -> None:
+        if self._step_start is not None:
+            self.train_seconds += time.perf_counter() - self._step_start
+            self.steps_timed += 1
+            self._step_start = None
+        if self.stop is not None and self.stop.is_set():
+            # Trainer saves right after this hook when asked, then leaves its loop.
+            control.should_save = True
+            control.should_training_stop = True
+
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict | None = None,
+        **kw: object,
+    ) -> None:
+        if logs and "loss" in logs:
+            self.events.emit(
+                "running",
+                loss=logs["loss"],
+                learning_rate=logs.get("learning_rate"),
+                **self._common(state),
+            )
+
+    def evaluation_started(self) -> None:
+        """Called by the trainer as an evaluation begins (transformers has no hook for it)."""
+        self._eval_start = time.perf_counter()
+        if self._state is not None:
+            self.events.emit("evaluating", **self._common(self._state))
+
+    def on_evaluate(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        metrics: dict | None = None,
+        **kw: object,
+    ) -> None:
+        self.eval_seconds += time.perf_counter() - self._eval_start
+        eval_loss = (metrics or {}).get("eval_loss")
+        self.events.emit("evaluating", eval_loss=eval_loss, **self._common(state))
+
+    def on_save(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: object
+    ) -> None:
+        self.events.emit("checkpoint", **self._common(state))

@@ -1,0 +1,222 @@
+"""The training recipe: TRL's SFTTrainer with a LoRA adapter on a (4-bit) base, tuned for speed.
+
+`BrandTrainer` changes four things about `SFTTrainer` and nothing else:
+- the loss projects through the LM head only the positions whose next token is learned (the
+  assistant replies), instead of every position; the loss value is the same;
+- evaluation is the mean loss per learned token over the eval split, like the product's scorecard;
+- a loss that is NaN or infinite stops training with a `TrainingError` naming the step;
+- checkpoints are written to a temporary folder and renamed into place, complete or not at all.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from peft import LoraConfig
+from trl import SFTConfig, SFTTrainer
+
+from chatbot.config import TrainConfig
+from chatbot.errors import BrandVoiceError
+from chatbot.training.data import IGNORE_INDEX
+from chatbot.training.progress import RunEventsCallback
+from chatbot.training.run_files import CheckpointStore, is_disk_full
+
+__all__ = [
+    "TrainingError",
+    "BrandTrainer",
+    "lora_config",
+    "sft_config",
+    "use_gradient_checkpointing",
+]
+
+# Inputs the causal LM forward takes from TRL's collator (padding-free adds position ids).
+_MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids")
+# Below this size activations fit easily, and recomputing them would only cost time.
+_CHECKPOINTING_MIN_PARAMS = 1_000_000_000
+
+
+class TrainingError(BrandVoiceError):
+    """Why a run failed (NaN/inf loss, disk full, unusable data), in words the user can act on."""
+
+
+def lora_config(config: TrainConfig) -> LoraConfig:
+    target = config.lora_target.strip()
+    modules: str | list[str] = (
+        target if target == "all-linear" else [m.strip() for m in target.split(",") if m.strip()]
+    )
+    return LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=modules,
+        task_type="CAUSAL_LM",
+    )
+
+
+def use_gradient_checkpointing(config: TrainConfig, model: torch.nn.Module) -> bool:
+    if config.gradient_checkpointing != "auto":
+        return config.gradient_checkpointing == "on"
+    return sum(p.numel() for p in model.parameters()) > _CHECKPOINTING_MIN_PARAMS
+
+
+def sft_config(
+    config: TrainConfig,
+    output_dir: Path,
+    *,
+    bf16: bool,
+    on_cpu: bool,
+    evaluate: bool,
+    eval_on_start: bool,
+    gradient_checkpointing: bool,
+) -> SFTConfig:
+    """TRL/transformers arguments for `config`; logging every step feeds the progress events."""
+    eval_every = config.eval_every if evaluate else 0
+    return SFTConfig(
+        output_dir=str(output_dir),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps or -1,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler,
+        warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        seed=config.seed,
+        bf16=bf16,
+        use_cpu=on_cpu,
+        gradient_checkpointing=gradient_checkpointing,
+        # Conversations arrive tokenized and cut to config.max_length (see data.py).
+        max_length=None,
+        padding_free=config.padding_free,
+        logging_steps=1,
+        # Our own NaN check raises; the default filter would silently drop such losses.
+        logging_nan_inf_filter=False,
+        eval_strategy="steps" if eval_every else "no",
+        eval_steps=eval_every or None,
+        eval_on_start=eval_on_start,  # the base model's eval loss, for metrics' "before"
+        save_strategy="steps",
+        save_steps=config.checkpoint_every,
+        save_total_limit=None,  # CheckpointStore rotates (complete ones only)
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_pin_memory=not on_cpu,
+        remove_unused_columns=False,
+    )
+
+
+class BrandTrainer(SFTTrainer):
+    """SFTTrainer with a lean loss, token-weighted evaluation, NaN checks, atomic checkpoints."""
+
+    def __init__(self, *args: object, checkpoints: CheckpointStore, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.checkpoints = checkpoints
+        self.real_tokens = 0
+        """Non-padding tokens trained on so far in this process (for tokens/s)."""
+
+    # -- loss ---------------------------------------------------------------------------------
+
+    def _loss_sum(self, model: torch.nn.Module, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed NLL of the learned tokens and their count.
+
+        Hidden state t predicts token t+1, so only positions whose next label is learned go
+        through the LM head: on the default model the head is a fifth of the FLOPs and most
+        positions are prompt, so this saves time and the memory of full-vocabulary logits.
+        """
+        labels = inputs["labels"][:, 1:]
+        learned = labels != IGNORE_INDEX
+        keep = learned.any(dim=0).nonzero().squeeze(-1)
+        model_inputs = {k: inputs[k] for k in _MODEL_INPUTS if k in inputs}
+        logits = model(**model_inputs, use_cache=False, logits_to_keep=keep).logits
+        target = labels[:, keep]
+        # fp32 log-softmax: bf16 logits would round the loss of confident tokens to zero.
+        loss_sum = F.cross_entropy(
+            logits.float().flatten(0, 1),
+            target.flatten(),
+            ignore_index=IGNORE_INDEX,
+            reduction="sum",
+        )
+        return loss_sum, learned.sum()
+
+    def compute_loss(
+        self,
+        model: torch.nn.Module,
+        inputs: dict,
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor:
+        if return_outputs:
+            raise NotImplementedError("BrandTrainer computes the loss without full logits")
+        loss_sum, count = self._loss_sum(model, inputs)
+        # Trainer counts the learned tokens of every accumulated micro-batch in num_items_in_batch.
+        denominator = num_items_in_batch if num_items_in_batch is not None else count
+        loss = loss_sum / torch.as_tensor(denominator).clamp(min=1)
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"loss became {float(loss)} at step {self.state.global_step + 1}; try a lower "
+                f"learning rate (now {self.args.learning_rate:g}, e.g. learning_rate="
+                f"{self.args.learning_rate / 10:g}) or check the brand's data."
+            )
+        mask = inputs.get("attention_mask")
+        self.real_tokens += int(mask.sum()) if mask is not None else inputs["input_ids"].numel()
+        return loss
+
+    # -- evaluation ---------------------------------------------------------------------------
+
+    def evaluate(
+        self,
+        eval_dataset: object = None,
+        ignore_keys: list[str] | None = None,
+        metric_key_prefix: str = "eval",
+    ) -> dict[str, float]:
+        """Mean loss per learned token over the eval split (not a mean of batch means)."""
+        for callback in self.callback_handler.callbacks:
+            if isinstance(callback, RunEventsCallback):
+                callback.evaluation_started()
+        model = self.model
+        was_training = model.training
+        model.eval()
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for batch in self.get_eval_dataloader(eval_dataset):
+                loss_sum, n = self._loss_sum(model, self._prepare_inputs(batch))
+                total, count = total + float(loss_sum), count + int(n)
+        model.train(was_training)
+        metrics = {f"{metric_key_prefix}_loss": total / max(count, 1)}
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(
+            self.args, self.state, self.control, metrics
+        )
+        return metrics
+
+    # -- checkpoints --------------------------------------------------------------------------
+
+    def _save_checkpoint(self, model: torch.nn.Module, trial: object) -> None:
+        """Let Trainer write its checkpoint into a staging folder: complete, or nothing at all."""
+        step = self.state.global_step
+        run_output = self.args.output_dir
+        try:
+            with self.checkpoints.writing(step) as staging:
+                # Trainer writes to <output_dir>/checkpoint-<step>; aim it at the staging folder.
+                self.args.output_dir = str(staging)
+                super()._save_checkpoint(model, trial)
+                inner = staging / f"checkpoint-{step}"
+                for item in inner.iterdir():
+                    os.replace(item, staging / item.name)
+                inner.rmdir()
+                (staging / "README.md").unlink(missing_ok=True)  # model card, not needed here
+        except (OSError, RuntimeError) as exc:
+            if not is_disk_full(exc):
+                raise
+            previous = self.checkpoints.newest()
+            kept = f"; {previous.name} is intact" if previous else ""
+            raise TrainingError(
+                f"the disk is full: checkpoint-{step} could not be written to "
+                f"{self.checkpoints.root}{kept}. Free some space, then resume the run."
+            ) from exc
+        finally:
+            self.args.output_dir = run_output

@@ -1,0 +1,225 @@
+"""One training run, top to bottom: set up, fit, finish; every outcome is recorded in its folder."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+
+from chatbot.config import TrainConfig
+from chatbot.models import default_compute_dtype, keep_4bit_layers_trainable, load_base_model
+from chatbot.storage import atomic_dir, atomic_write_json
+from chatbot.training.data import (
+    DataError,
+    read_brand,
+    tokenize_conversations,
+    training_chat_template,
+    with_system_prompt,
+)
+from chatbot.training.progress import RunEventsCallback
+from chatbot.training.recipe import (
+    BrandTrainer,
+    TrainingError,
+    lora_config,
+    sft_config,
+    use_gradient_checkpointing,
+)
+from chatbot.training.run_files import CheckpointStore, EventLog, is_disk_full
+
+__all__ = ["train"]
+
+
+def train(
+    run_dir: Path,
+    config: TrainConfig,
+    brand_dir: Path,
+    *,
+    stop: threading.Event | None = None,
+    resume: bool = False,
+    on_event: Callable[[dict], None] | None = None,
+) -> dict:
+    """Train a LoRA adapter on a prepared brand; return the run's metrics.
+
+    `stop` set: the run saves a checkpoint at the next step boundary and returns metrics with
+    `"state": "cancelled"` (no exception). `resume`: continue from the newest complete
+    checkpoint in `run_dir` (from the start if there is none). A failed run raises
+    `TrainingError` after recording a "failed" event with the reason.
+    """
+    run = _TrainingRun(Path(run_dir), config, Path(brand_dir), stop, on_event)
+    with run.failures_recorded():
+        run.setup(resume)
+        run.fit()
+        return run.finish()
+
+
+class _TrainingRun:
+    def __init__(
+        self,
+        run_dir: Path,
+        config: TrainConfig,
+        brand_dir: Path,
+        stop: threading.Event | None,
+        on_event: Callable[[dict], None] | None,
+    ) -> None:
+        self.run_dir, self.config, self.brand_dir, self.stop = run_dir, config, brand_dir, stop
+        self.events = EventLog(run_dir / "events.jsonl", on_event)
+        self.checkpoints = CheckpointStore(run_dir / "checkpoints")
+        self.started = time.time()
+        self.sizes: dict[str, int] = {}
+
+    @contextmanager
+    def failures_recorded(self) -> Iterator[None]:
+        """End every failure with a "failed" event; known causes become a TrainingError."""
+        try:
+            yield
+        except TrainingError as exc:
+            self.events.emit("failed", error=str(exc))
+            raise
+        except (DataError, OSError, RuntimeError) as exc:
+            if not isinstance(exc, DataError) and not is_disk_full(exc):
+                self.events.emit("failed", error=f"{type(exc).__name__}: {exc}")
+                raise
+            reason = str(exc) if isinstance(exc, DataError) else f"the disk is full ({exc})"
+            self.events.emit("failed", error=reason)
+            raise TrainingError(reason) from exc
+        except Exception as exc:  # recorded, then re-raised unchanged
+            self.events.emit("failed", error=f"{type(exc).__name__}: {exc}")
+            raise
+
+    # -- stages -------------------------------------------------------------------------------
+
+    def setup(self, resume: bool) -> None:
+        config = self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        config.to_yaml(self.run_dir / "config.yaml")
+        self.resume_from = self.checkpoints.newest() if resume else None
+        model, self.tokenizer = load_base_model(config.base_model, quantization=config.quantization)
+        keep_4bit_layers_trainable(model)
+        device = next(model.parameters()).device
+        if device.type == "cpu":
+            torch.set_num_threads(_cpu_threads(config.threads))
+        train_set, eval_set = self._datasets()
+        evaluate = eval_set is not None
+        args = sft_config(
+            config,
+            self.checkpoints.root,
+            bf16=default_compute_dtype(device) == torch.bfloat16,
+            on_cpu=device.type == "cpu",
+            evaluate=evaluate,
+            eval_on_start=evaluate and self.resume_from is None,
+            gradient_checkpointing=use_gradient_checkpointing(config, model),
+        )
+        self.progress = RunEventsCallback(self.events, lambda: self.trainer.real_tokens, self.stop)
+        self.trainer = BrandTrainer(
+            model=model,
+            args=args,
+            train_dataset=train_set,
+            eval_dataset=eval_set,
+            processing_class=self.tokenizer,
+            peft_config=lora_config(config),
+            callbacks=[self.progress],
+            checkpoints=self.checkpoints,
+        )
+
+    def _datasets(self) -> tuple[Dataset, Dataset | None]:
+        brand = read_brand(self.brand_dir)
+        policy = self.config.system_prompt
+        include = policy == "always" or (policy == "brand" and brand.system_prompt_mode == "always")
+        template = training_chat_template(self.tokenizer)
+
+        def encode(conversations: list) -> tuple[list[dict], int]:
+            with_prompt = [
+                with_system_prompt(m, brand.system_prompt, include) for m in conversations
+            ]
+            return tokenize_conversations(
+                with_prompt, self.tokenizer, template, self.config.max_length
+            )
+
+        train_rows, dropped = encode(brand.train)
+        eval_rows, _ = encode(brand.eval)
+        if not train_rows:
+            raise TrainingError(
+                f"no training conversation has an assistant reply within max_length="
+                f"{self.config.max_length} tokens; raise max_length."
+            )
+        self.sizes = {"train": len(train_rows), "eval": len(eval_rows), "dropped": dropped}
+        return Dataset.from_list(train_rows), Dataset.from_list(eval_rows) if eval_rows else None
+
+    def fit(self) -> None:
+        checkpoint = str(self.resume_from) if self.resume_from else None
+        self.output = self.trainer.train(resume_from_checkpoint=checkpoint)
+
+    def finish(self) -> dict:
+        if self.stop is not None and self.stop.is_set():
+            metrics = self._metrics("cancelled", eval_after=None)
+            atomic_write_json(self.run_dir / "metrics.json", metrics)
+            self.events.emit("cancelled", **self.progress._common(self.trainer.state))
+            return metrics
+        eval_after = None
+        if self.trainer.eval_dataset is not None:
+            eval_after = self.trainer.evaluate()["eval_loss"]
+        self._save_adapter()
+        metrics = self._metrics("succeeded", eval_after=eval_after)
+        atomic_write_json(self.run_dir / "metrics.json", metrics)
+        self.events.emit(
+            "succeeded",
+            loss=metrics["final_train_loss"],
+            eval_loss=eval_after,
+            **self.progress._common(self.trainer.state),
+        )
+        return metrics
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _save_adapter(self) -> None:
+        """adapter/: adapter_model.safetensors, adapter_config.json and the tokenizer files."""
+        with atomic_dir(self.run_dir / "adapter") as folder:
+            self.trainer.model.save_pretrained(folder, safe_serialization=True)
+            self.tokenizer.save_pretrained(folder)
+            (folder / "README.md").unlink(missing_ok=True)  # PEFT's model card template
+
+    def _metrics(self, state: str, *, eval_after: float | None) -> dict:
+        history = self.trainer.state.log_history
+        losses = [h["loss"] for h in history if "loss" in h]
+        evals = [h for h in history if "eval_loss" in h]
+        before = evals[0]["eval_loss"] if evals and evals[0].get("step", 0) == 0 else None
+        progress = self.progress
+        return {
+            "state": state,
+            "steps": self.trainer.state.global_step,
+            "total_steps": self.trainer.state.max_steps,
+            "epochs": self.trainer.state.epoch,
+            "train_loss": getattr(getattr(self, "output", None), "training_loss", None),
+            "final_train_loss": losses[-1] if losses else None,
+            "eval_loss_before": before,
+            "eval_loss_after": eval_after,
+            "tokens_per_s": progress.tokens_per_s,
+            "train_tokens": self.trainer.real_tokens,
+            "train_seconds": round(progress.train_seconds, 2),
+            "eval_seconds": round(progress.eval_seconds, 2),
+            "duration_s": round(time.time() - self.started, 2),
+            "train_conversations": self.sizes.get("train"),
+            "eval_conversations": self.sizes.get("eval"),
+            "dropped_conversations": self.sizes.get("dropped"),
+            "base_model": self.config.base_model,
+            "quantization": self.config.quantization,
+            "adapter": str(self.run_dir / "adapter") if state == "succeeded" else None,
+            "checkpoint": str(self.checkpoints.newest() or "") or None,
+        }
+
+
+def _cpu_threads(requested: int) -> int:
+    """One intra-op thread per physical core we may run on: hyper-threads only add contention."""
+    if requested:
+        return requested
+    import psutil
+
+    physical = psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else physical
+    return max(1, min(physical, usable))

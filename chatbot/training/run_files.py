@@ -1,0 +1,108 @@
+"""What a training run writes into its folder while it runs: events and resumable checkpoints.
+
+`events.jsonl` gets one JSON object a line, flushed as training goes, so another process can
+follow it. `checkpoints/checkpoint-<step>/` folders are built in a temporary sibling and renamed
+into place with a `COMPLETE` marker written last; only complete ones count, the newest few are kept.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from chatbot.storage import atomic_dir
+
+__all__ = ["EventLog", "CheckpointStore", "EVENT_FIELDS", "COMPLETE_MARKER", "is_disk_full"]
+
+EVENT_FIELDS = (
+    "time",
+    "state",
+    "step",
+    "total_steps",
+    "epoch",
+    "loss",
+    "eval_loss",
+    "learning_rate",
+    "tokens_per_s",
+    "eta_s",
+)
+COMPLETE_MARKER = "COMPLETE"
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+class EventLog:
+    """Appends events to `events.jsonl` (flushed per line) and hands each to `on_event`."""
+
+    def __init__(self, path: Path, on_event: Callable[[dict], None] | None = None) -> None:
+        self.path = Path(path)
+        self.on_event = on_event
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def emit(self, state: str, **values: object) -> dict:
+        """Record one event; fields not given are null, extra fields (e.g. `error`) are kept."""
+        event = {name: None for name in EVENT_FIELDS}
+        event.update(values, time=round(time.time(), 3), state=state)
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(event, ensure_ascii=False) + "\n")
+            fh.flush()
+        if self.on_event is not None:
+            self.on_event(event)
+        return event
+
+
+class CheckpointStore:
+    """The run's `checkpoints/` folder: atomic writes, a completeness marker, rotation."""
+
+    def __init__(self, root: Path, keep: int = 2) -> None:
+        self.root = Path(root)
+        self.keep = keep
+
+    def complete(self) -> list[Path]:
+        """Complete checkpoints, oldest first (by step)."""
+        if not self.root.is_dir():
+            return []
+        found = [
+            (int(m.group(1)), p)
+            for p in self.root.iterdir()
+            if (m := _CHECKPOINT.match(p.name)) and (p / COMPLETE_MARKER).is_file()
+        ]
+        return [p for _, p in sorted(found)]
+
+    def newest(self) -> Path | None:
+        done = self.complete()
+        return done[-1] if done else None
+
+    @contextmanager
+    def writing(self, step: int) -> Iterator[Path]:
+        """Yield an empty folder to fill; on success it becomes `checkpoint-<step>`, complete.
+
+        If the body raises (disk full, ...), nothing of the new checkpoint remains and the
+        previous checkpoints are untouched.
+        """
+        with atomic_dir(self.root / f"checkpoint-{step}") as staging:
+            yield staging
+            (staging / COMPLETE_MARKER).write_text(
+                json.dumps({"step": step, "time": time.time()}) + "\n", encoding="utf-8"
+            )
+        self._rotate()
+
+    def _rotate(self) -> None:
+        """Drop all but the newest `keep` complete checkpoints, and any incomplete leftovers."""
+        done = self.complete()
+        kept = set(done[-self.keep :])
+        for path in self.root.iterdir():
+            if path.is_dir() and path not in kept and _CHECKPOINT.match(path.name):
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for a write that failed for lack of space (torch wraps it in a RuntimeError)."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return "No space left on device" in str(exc)
