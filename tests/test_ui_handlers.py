@@ -9,14 +9,15 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from chatbot.engine import GenerationSettings
 
+from chatbot.config import TrainConfig
+from chatbot.engine import GenerationSettings
 from chatbot.errors import BrandVoiceError, ConfigError
 from chatbot.jobs import get_run
 from chatbot.votes import list_votes
 from chatbot.workspace import Workspace
 from ui import brand_tab, compare_tab, export_tab, train_tab
-from ui.services import Services
+from ui.services import EngineSpec, Services
 
 ASSETS = Path(__file__).parent / "assets" / "brand"
 
@@ -63,6 +64,7 @@ def _insert_run(
     run_dir = ws.runs_dir() / run_id
     run_dir.mkdir(parents=True)
     (run_dir / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    TrainConfig.from_preset("quick").to_yaml(run_dir / "config.yaml")
     if adapter:
         (run_dir / "adapter").mkdir()
         (run_dir / "adapter" / "adapter_config.json").write_text('{"r": 8}')
@@ -108,8 +110,8 @@ def engines() -> list[FakeEngine]:
 
 @pytest.fixture
 def services(tmp_path: Path, jobs: FakeJobs, engines: list[FakeEngine]) -> Services:
-    def factory(*args) -> FakeEngine:  # noqa: ANN002
-        engines.append(FakeEngine(*args))
+    def factory(spec: EngineSpec) -> FakeEngine:
+        engines.append(FakeEngine(spec))
         return engines[-1]
 
     return Services(
@@ -249,7 +251,8 @@ def test_compare_streams_both_panes_at_once(services: Services, brand: str, engi
     # The engine got the brand's system prompt and the run's adapter.
     [engine] = engines
     assert engine.adapter_dir == services.workspace.runs_dir() / run_id / "adapter"
-    assert "Lumen Lamps" in engine.system_prompt and engine.base_model == "default"
+    assert "Lumen Lamps" in engine.spec.system_prompt and engine.spec.base_model == "default"
+    assert engine.spec.quantization == "nf4"
     # A follow-up continues each pane's own history.
     more = _stream(
         services, brand, run_id, "base_vs_tuned", "Thanks", last.left, last.right, last.matchup

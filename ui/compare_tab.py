@@ -12,19 +12,21 @@ fake engine; `build` wires them to the tab.
 from __future__ import annotations
 
 import copy
+import random
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 
 import gradio as gr
-from chatbot.engine import GenerationSettings
 
 from chatbot.brand import BrandProfile
+from chatbot.config import TrainConfig
+from chatbot.engine import GenerationSettings
 from chatbot.errors import BrandVoiceError
 from chatbot.jobs import Run, get_run, list_runs
 from chatbot.votes import Verdict, Vote, list_votes, record_vote, tally
 from ui.errors import user_errors
-from ui.services import Services
+from ui.services import EngineSpec, Services
 from ui.theme import empty_state
 
 __all__ = [
@@ -69,7 +71,6 @@ class Matchup:
     right: str
     run_id: str
     adapter: str
-    base_model: str
     settings: dict = field(default_factory=dict)
     prompt: str = ""
     before: dict = field(default_factory=dict)
@@ -142,9 +143,26 @@ def compare_setup(services: Services, slug: str | None) -> CompareSetup:
     return CompareSetup(choices, runs[0].id, summary=vote_summary(services, slug, runs[0].id))
 
 
-def _new_matchup(services: Services, run: Run, mode: str, settings: GenerationSettings) -> Matchup:
+def _engine_spec(services: Services, slug: str, run: Run) -> EngineSpec:
+    """The model a run's adapter belongs on, and the prompts each side gets."""
+    profile = BrandProfile.load(services.workspace.brand_dir(slug) / "brand.yaml")
+    config = TrainConfig.from_yaml(run.run_dir / "config.yaml")
+    # The tuned side sees a system prompt exactly when its training conversations carried one
+    # (the same rule training applies), else it would be chatted with out of its habit.
+    trained_with_prompt = config.system_prompt == "always" or (
+        config.system_prompt == "brand" and profile.system_prompt_mode == "always"
+    )
+    return EngineSpec(
+        base_model=config.base_model,
+        quantization=config.quantization,
+        system_prompt=profile.system_prompt,
+        tuned_system_prompt=profile.system_prompt if trained_with_prompt else "",
+    )
+
+
+def _new_matchup(run: Run, mode: str, rng: random.Random) -> Matchup:
     if mode == "blind":
-        left, right = services.rng.sample(_BLIND_PAIR, 2)
+        left, right = rng.sample(_BLIND_PAIR, 2)
     else:
         left, right = _PAIRS[mode]
     return Matchup(
@@ -153,8 +171,6 @@ def _new_matchup(services: Services, run: Run, mode: str, settings: GenerationSe
         right=right,
         run_id=run.id,
         adapter=str(run.run_dir / "adapter"),
-        base_model=run.base_model or "default",
-        settings=asdict(settings),
     )
 
 
@@ -194,7 +210,7 @@ def compare_stream(
         raise BrandVoiceError("Type a message for both assistants first.")
     run = get_run(services.workspace, run_id)
     if not _continues(matchup, mode, run.id):
-        matchup, left, right = _new_matchup(services, run, mode, settings), [], []
+        matchup, left, right = _new_matchup(run, mode, services.rng), [], []
     assert matchup is not None  # set above when there was none
     left, right = list(left or []), list(right or [])
     matchup = replace(
@@ -209,8 +225,7 @@ def compare_stream(
     user = {"role": "user", "content": message}
     left, right = [*left, user], [*right, user]
     yield CompareFrame(left, right, matchup)  # the message shows at once; loading may take a while
-    profile = BrandProfile.load(services.workspace.brand_dir(slug) / "brand.yaml")
-    engine = services.engine(matchup.base_model, run.run_dir / "adapter", profile.system_prompt)
+    engine = services.engine(_engine_spec(services, slug, run), run.run_dir / "adapter")
     left_reply = right_reply = ""
     stream = engine.stream_pair(left, matchup.left, right, matchup.right, settings)
     for left_delta, right_delta in stream:

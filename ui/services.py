@@ -19,10 +19,9 @@ from chatbot.workspace import Workspace
 
 if TYPE_CHECKING:
     from chatbot.engine import GenerationSettings
-
     from chatbot.validation import TokenCounter
 
-__all__ = ["Services", "ChatBackend", "EngineFactory", "EngineKey"]
+__all__ = ["Services", "ChatBackend", "EngineFactory", "EngineSpec"]
 
 
 class ChatBackend(Protocol):
@@ -40,18 +39,26 @@ class ChatBackend(Protocol):
     ) -> Iterator[tuple[str, str]]: ...
 
 
-EngineFactory = Callable[[str, "Path | None", str], ChatBackend]
-"""(base model, adapter folder or None, the brand's system prompt) -> a chat engine."""
+@dataclass(frozen=True)
+class EngineSpec:
+    """What a loaded chat model is: changing any of these means loading another model."""
+
+    base_model: str
+    """"default", a local model folder or a hub id, as the run was trained on."""
+    quantization: str = "nf4"
+    """As the run was trained: the adapter is served on the same kind of base."""
+    system_prompt: str = ""
+    """The brand's system prompt, for the "prompted" side."""
+    tuned_system_prompt: str = ""
+    """The system prompt the tuned side gets: the brand's, or "" when it was trained without."""
+
+
+EngineFactory = Callable[[EngineSpec], ChatBackend]
+"""Loads the base model of a spec, with no adapter yet."""
 
 StartRun = Callable[..., jobs.Run]
 """`chatbot.jobs.start_run(ws, brand, config, preset=...)` or a stand-in with that signature."""
 CancelRun = Callable[[Workspace, str], jobs.Run]
-
-
-@dataclass(frozen=True)
-class EngineKey:
-    base_model: str
-    system_prompt: str
 
 
 def _no_token_counter() -> TokenCounter | None:
@@ -73,7 +80,7 @@ class Services:
     """What the Train tab proposes as base model ("default" is the built-in model)."""
     rng: random.Random = field(default_factory=random.Random)
     """Shuffles the sides in blind comparisons (seeded in tests)."""
-    _engine: tuple[EngineKey, ChatBackend, Path | None] | None = field(
+    _engine: tuple[EngineSpec, ChatBackend, Path | None] | None = field(
         default=None, init=False, repr=False
     )
     _engine_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -83,23 +90,22 @@ class Services:
         """The only workspace folder the browser may download from."""
         return self.workspace.root / "exports"
 
-    def engine(self, base_model: str, adapter_dir: Path | None, system_prompt: str) -> ChatBackend:
-        """The chat engine for a base model + prompt, with `adapter_dir` loaded.
+    def engine(self, spec: EngineSpec, adapter_dir: Path) -> ChatBackend:
+        """The chat engine for `spec` with the adapter in `adapter_dir` loaded.
 
-        One engine is kept: a new base model or prompt replaces it (freeing the old model), a new
-        adapter on the same base is switched in place, which takes a fraction of a reload.
+        One engine is kept: another spec replaces it (the old model is dropped first, so two are
+        never held at once); another adapter on the same spec is switched in place, which takes a
+        fraction of a model load.
         """
-        key = EngineKey(base_model, system_prompt)
         with self._engine_lock:
-            if self._engine is not None and self._engine[0] == key:
+            if self._engine is not None and self._engine[0] == spec:
                 _, backend, loaded = self._engine
-                if adapter_dir is not None and adapter_dir != loaded:
-                    backend.load_adapter(adapter_dir)
-                    self._engine = (key, backend, adapter_dir)
-                return backend
-            self._engine = None  # drop the old model before loading the next one
-            backend = self.engine_factory(base_model, adapter_dir, system_prompt)
-            self._engine = (key, backend, adapter_dir)
+            else:
+                self._engine = None
+                backend, loaded = self.engine_factory(spec), None
+            if adapter_dir != loaded:
+                backend.load_adapter(adapter_dir)
+            self._engine = (spec, backend, adapter_dir)
             return backend
 
     @classmethod
@@ -116,10 +122,16 @@ class Services:
         )
 
 
-def _real_engine(base_model: str, adapter_dir: Path | None, system_prompt: str) -> ChatBackend:
+def _real_engine(spec: EngineSpec) -> ChatBackend:
     from chatbot.engine import ChatEngine
 
-    return ChatEngine(base_model, adapter_dir, system_prompt)
+    return ChatEngine(
+        spec.base_model,
+        None,
+        spec.system_prompt,
+        tuned_system_prompt=spec.tuned_system_prompt,
+        quantization=spec.quantization,
+    )
 
 
 def _cached_counter(base_model: str) -> Callable[[], TokenCounter | None]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
+from transformers import PrinterCallback
 
 from chatbot.config import TrainConfig
 from chatbot.models import default_compute_dtype, keep_4bit_layers_trainable, load_base_model
@@ -126,6 +127,8 @@ class _TrainingRun:
             callbacks=[self.progress],
             checkpoints=self.checkpoints,
         )
+        # With tqdm off, Trainer prints every log dict; the run's events replace that output.
+        self.trainer.remove_callback(PrinterCallback)
 
     def _datasets(self) -> tuple[Dataset, Dataset | None]:
         brand = read_brand(self.brand_dir)

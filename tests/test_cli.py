@@ -1,0 +1,94 @@
+"""The `brandvoice` command: exit codes, readable errors, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chatbot.cli import main
+
+ASSETS = Path(__file__).parent / "assets" / "brand"
+
+
+def _prepare(ws: Path, *files: Path, extra: tuple[str, ...] = ("--no-tokens",)) -> int:
+    return main(
+        [
+            "prepare",
+            "--workspace",
+            str(ws),
+            "--brand",
+            "Lumen Lamps",
+            "--conversations",
+            *map(str, files),
+            "--style-guide",
+            str(ASSETS / "style_guide.md"),
+            *extra,
+        ]
+    )
+
+
+def test_prepare_prints_the_report_and_succeeds(tmp_path, capsys):
+    code = _prepare(tmp_path, ASSETS / "conversations.jsonl", ASSETS / "tickets.csv")
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "Brand: Lumen Lamps" in out and "Statistics" in out and "conversations" in out
+    assert (tmp_path / "brands" / "lumen-lamps" / "train.jsonl").exists()
+
+
+def test_prepare_with_errors_exits_1_and_names_the_line(tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text((ASSETS / "conversations.jsonl").read_text() + "{not json}\n")
+    assert _prepare(tmp_path / "ws", bad) == 1
+    out = capsys.readouterr().out
+    assert "bad.jsonl, line 15" in out and "Not written" in out
+
+
+def test_unreadable_file_exits_2_with_one_message(tmp_path):
+    junk = tmp_path / "junk.csv"
+    junk.write_bytes(bytes(range(256)) * 50)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "chatbot.cli",
+            "prepare",
+            "--workspace",
+            str(tmp_path / "ws"),
+            "--brand",
+            "X",
+            "--conversations",
+            str(junk),
+            "--style-guide",
+            str(ASSETS / "style_guide.md"),
+            "--no-tokens",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "junk.csv" in proc.stderr and "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_missing_file_is_a_clear_error(tmp_path, capsys):
+    assert _prepare(tmp_path, tmp_path / "nope.jsonl") == 2
+    assert "nope.jsonl" in capsys.readouterr().err
+
+
+def test_brands_lists_prepared_brands(tmp_path, capsys):
+    _prepare(tmp_path, ASSETS / "conversations.jsonl")
+    capsys.readouterr()
+    assert main(["brands", "--workspace", str(tmp_path)]) == 0
+    assert "lumen-lamps" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_prepare_counts_tokens_with_the_default_model(tmp_path, default_model_dir):
+    assert _prepare(tmp_path, ASSETS / "conversations.jsonl", extra=()) == 0
+    report = json.loads((tmp_path / "brands" / "lumen-lamps" / "report.json").read_text())
+    stats = report["stats"]
+    assert stats["tokens_per_example"]["p50"] > 10 and stats["assistant_tokens"] > 0
