@@ -216,7 +216,8 @@ class TrainConfig:
         if name not in PRESETS:
             problems.append(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
         values: dict[str, Any] = {**PRESETS.get(name, {}), "preset": name}
-        values.update(_coerce_all(cls, from_file, problems, f"{yaml_path}: "))
+        file_values = {k: v for k, v in from_file.items() if k != "preset"}  # it chose above
+        values.update(_coerce_all(cls, file_values, problems, f"{yaml_path}: "))
         pairs = _parse_pairs(overrides, problems) if not isinstance(overrides, dict) else overrides
         values.update(_coerce_all(cls, pairs, problems, ""))
         return _build(cls, values, problems, source=str(yaml_path) if yaml_path else None)

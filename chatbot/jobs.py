@@ -97,11 +97,16 @@ def _reap_dead(ws: Workspace, run: Run) -> Run:
             f"resume it with `brandvoice resume {run.id}`"
         )
         _set_state(ws, run.id, "failed", error=msg, finished=time.time())
-        return get_run(ws, run.id)
+        return _get_row(ws, run.id)
     return run
 
 
 def get_run(ws: Workspace, run_id: str) -> Run:
+    """The run with this id (or unique id prefix); a run whose worker died is marked failed."""
+    return _reap_dead(ws, _get_row(ws, run_id))
+
+
+def _get_row(ws: Workspace, run_id: str) -> Run:
     with ws.db() as con:
         row = con.execute(
             "SELECT * FROM runs WHERE id = ? OR id LIKE ? ORDER BY created DESC",
@@ -137,6 +142,9 @@ def _spawn_worker(ws: Workspace, run: Run, resume: bool) -> int:
         close_fds=True,
     )
     log.close()
+    # Collect the child's exit status when it ends so a long-lived parent (the app) keeps no
+    # zombies; the worker itself outlives a parent that exits (it has its own session).
+    threading.Thread(target=proc.wait, daemon=True, name=f"reap-{run.id}").start()
     with ws.db() as con:
         con.execute("UPDATE runs SET pid = ? WHERE id = ?", (proc.pid, run.id))
     return proc.pid
@@ -162,7 +170,7 @@ def start_run(ws: Workspace, brand: str, config: TrainConfig, *, preset: str = "
 
 def resume_run(ws: Workspace, run_id: str) -> Run:
     """Continue a failed, cancelled or crashed run from its newest complete checkpoint."""
-    run = _reap_dead(ws, get_run(ws, run_id))
+    run = get_run(ws, run_id)
     if run.state in ("running", "queued"):
         raise BrandVoiceError(f"Run {run.id} is still {run.state}; nothing to resume.")
     if run.state == "succeeded":
@@ -174,7 +182,7 @@ def resume_run(ws: Workspace, run_id: str) -> Run:
 
 def cancel_run(ws: Workspace, run_id: str, *, timeout: float = 60.0) -> Run:
     """Stop a run gracefully (it keeps its last checkpoint); kill it if it does not stop in time."""
-    run = _reap_dead(ws, get_run(ws, run_id))
+    run = get_run(ws, run_id)
     if run.done:
         return run
     if run.state == "queued":
@@ -209,7 +217,7 @@ def cancel_run(ws: Workspace, run_id: str, *, timeout: float = 60.0) -> Run:
 def wait_for_run(ws: Workspace, run_id: str, timeout: float | None = None) -> Run:
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        run = _reap_dead(ws, get_run(ws, run_id))
+        run = get_run(ws, run_id)
         if run.done or (deadline is not None and time.monotonic() > deadline):
             return run
         time.sleep(0.25)
@@ -233,7 +241,7 @@ def follow_events(ws: Workspace, run_id: str, poll: float = 0.5) -> Iterator[dic
     """Yield a run's events as they are written, until the run ends."""
     seen = 0
     while True:
-        run = _reap_dead(ws, get_run(ws, run_id))
+        run = get_run(ws, run_id)
         events = read_events(run.run_dir)
         yield from events[seen:]
         seen = len(events)

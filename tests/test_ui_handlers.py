@@ -28,12 +28,9 @@ ASSETS = Path(__file__).parent / "assets" / "brand"
 class FakeEngine:
     """Streams "[mode] reply N to <prompt>" word by word; the two sides have different lengths."""
 
-    def __init__(self, base_model: str, adapter_dir: Path | None, system_prompt: str) -> None:
-        self.base_model, self.adapter_dir, self.system_prompt = (
-            base_model,
-            adapter_dir,
-            system_prompt,
-        )
+    def __init__(self, spec: EngineSpec) -> None:
+        self.spec = spec
+        self.adapter_dir: Path | None = None
         self.calls: list[tuple] = []
 
     def load_adapter(self, adapter_dir: Path) -> None:
@@ -215,8 +212,10 @@ def test_reload_reattaches_to_the_running_job(services: Services, brand: str):
     assert view.run_id == running and view.active and not view.can_start
     assert "step 5 of 10" in view.status_html and "50%" in view.status_html
     assert "50s left" in view.status_html
-    assert sorted(set(view.loss["series"])) == ["eval", "train"]
-    assert list(view.loss[view.loss.series == "train"]["step"]) == [2, 5]
+    points = view.loss.dropna()
+    assert sorted(set(points["series"])) == ["eval", "train"]
+    assert list(points[points.series == "train"]["step"]) == [2, 5]
+    assert list(points[points.series == "eval"]["loss"]) == [2.2]
     assert [row[1] for row in view.runs_table] == ["running", "succeeded"]
 
 

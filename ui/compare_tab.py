@@ -12,6 +12,7 @@ fake engine; `build` wires them to the tab.
 from __future__ import annotations
 
 import copy
+import html
 import random
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -27,6 +28,7 @@ from chatbot.jobs import Run, get_run, list_runs
 from chatbot.votes import Verdict, Vote, list_votes, record_vote, tally
 from ui.errors import user_errors
 from ui.services import EngineSpec, Services
+from ui.text import run_label
 from ui.theme import empty_state
 
 __all__ = [
@@ -139,7 +141,7 @@ def compare_setup(services: Services, slug: str | None) -> CompareSetup:
                 "by side with the base model.",
             )
         )
-    choices = [(f"{r.id} · {r.preset or 'custom'} preset", r.id) for r in runs]
+    choices = [(run_label(r), r.id) for r in runs]
     return CompareSetup(choices, runs[0].id, summary=vote_summary(services, slug, runs[0].id))
 
 
@@ -328,6 +330,8 @@ class _Widgets:
     mode: gr.Radio
     run: gr.Dropdown
     settings: list[gr.components.Component]
+    left_title: gr.HTML
+    right_title: gr.HTML
     left_chat: gr.Chatbot
     right_chat: gr.Chatbot
     message: gr.Textbox
@@ -345,6 +349,8 @@ class _Widgets:
     def conversation(self) -> list:
         """What a streamed turn or a reset updates, in `_frame_outputs` order."""
         return [
+            self.left_title,
+            self.right_title,
             self.left_chat,
             self.right_chat,
             self.left,
@@ -387,6 +393,8 @@ def _frame_outputs(frame: CompareFrame | None, mode: str) -> tuple:
     a, b = pane_labels(frame.matchup if frame else None, mode)
     left, right = (frame.left, frame.right) if frame else ([], [])
     return (
+        _pane_title(a),
+        _pane_title(b),
         gr.update(value=left, label=a),
         gr.update(value=right, label=b),
         left,
@@ -399,18 +407,23 @@ def _frame_outputs(frame: CompareFrame | None, mode: str) -> tuple:
     )
 
 
-def _chat_panes() -> tuple[gr.Chatbot, gr.Chatbot]:
-    labels = pane_labels(None, "base_vs_tuned")
-    return tuple(  # type: ignore[return-value]
-        gr.Chatbot(
+def _pane_title(label: str) -> str:
+    return f'<div class="bv-pane-title">{html.escape(label)}</div>'
+
+
+def _chat_pane(label: str) -> tuple[gr.HTML, gr.Chatbot]:
+    """One side: its title (the system's name, or A/B while blind) above its chat."""
+    with gr.Column():
+        title = gr.HTML(_pane_title(label))
+        chat = gr.Chatbot(
             label=label,
+            show_label=False,
             height=420,
             feedback_options=None,
             buttons=["copy"],
             placeholder="Send a message below: this side's reply appears here.",
         )
-        for label in labels
-    )
+    return title, chat
 
 
 def _layout() -> _Widgets:
@@ -426,7 +439,9 @@ def _layout() -> _Widgets:
             run = gr.Dropdown(label="Tuned model from run", choices=[], scale=2)
         settings = _settings_inputs()
         with gr.Row(equal_height=True, elem_classes="bv-panes"):
-            left_chat, right_chat = _chat_panes()
+            a, b = pane_labels(None, "base_vs_tuned")
+            left_title, left_chat = _chat_pane(a)
+            right_title, right_chat = _chat_pane(b)
         with gr.Row(equal_height=True):
             message = gr.Textbox(
                 placeholder="Write as a customer would, e.g. “My order arrived damaged.”",
@@ -447,6 +462,8 @@ def _layout() -> _Widgets:
         mode,
         run,
         settings,
+        left_title,
+        right_title,
         left_chat,
         right_chat,
         message,
@@ -488,8 +505,8 @@ def _wire_votes(services: Services, w: _Widgets, brand: gr.Dropdown) -> None:
         outcome = cast_vote(services, slug, verdict, matchup, left, right)
         a, b = pane_labels(outcome.matchup, outcome.matchup.mode)
         return (
-            gr.update(label=a),
-            gr.update(label=b),
+            _pane_title(a),
+            _pane_title(b),
             outcome.matchup,
             outcome.message,
             outcome.reveal,
@@ -498,7 +515,7 @@ def _wire_votes(services: Services, w: _Widgets, brand: gr.Dropdown) -> None:
         )
 
     inputs = [brand, w.run, w.left, w.right, w.matchup]
-    outputs = [w.left_chat, w.right_chat, w.matchup, w.vote_note, w.reveal, w.summary, *w.votes]
+    outputs = [w.left_title, w.right_title, w.matchup, w.vote_note, w.reveal, w.summary, *w.votes]
     for verdict, button in zip(VERDICT_BUTTONS, w.votes, strict=True):
         button.click(user_errors(partial(on_vote, verdict)), inputs, outputs)
 

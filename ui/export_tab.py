@@ -15,6 +15,7 @@ from chatbot.export import zip_adapter
 from chatbot.jobs import Run, get_run, list_runs
 from ui.errors import user_errors
 from ui.services import Services
+from ui.text import base_model_label, run_label
 from ui.theme import empty_state
 
 __all__ = ["ExportView", "export_choices", "export_adapter", "build"]
@@ -44,7 +45,7 @@ def export_choices(services: Services, slug: str | None) -> ExportView:
                 "downloaded here.",
             )
         )
-    choices = [(f"{r.id} · {r.preset or 'custom'} preset", r.id) for r in runs]
+    choices = [(run_label(r), r.id) for r in runs]
     return ExportView(run_choices=choices, run_id=runs[0].id)
 
 
@@ -56,10 +57,10 @@ def export_adapter(services: Services, run_id: str | None) -> tuple[Path, str]:
     out = services.exports_dir / f"{run.brand}-{run.id}-adapter.zip"
     path = zip_adapter(run.run_dir, out)
     size = path.stat().st_size / 1e6
-    base = "the built-in base model" if run.base_model in ("", "default") else run.base_model
     return path, (
-        f"**{path.name}** ({size:.1f} MB): the LoRA adapter of run `{run.id}`, trained on "
-        f"{base}. Load it with PEFT: `PeftModel.from_pretrained(base_model, unzipped_folder)`."
+        f"**{path.name}** ({size:.1f} MB): the LoRA adapter of run `{run.id}`, trained on the "
+        f"{base_model_label(run.base_model)} base model. Load it with PEFT: "
+        "`PeftModel.from_pretrained(base_model, unzipped_folder)`."
     )
 
 

@@ -77,6 +77,7 @@ CSS = """
 .bv-run-head { display: flex; align-items: center; gap: 10px; font-size: 15px; }
 .bv-run-error { color: #991b1b; margin-top: 6px; font-size: 14px; }
 .bv-votes button { min-width: 0 !important; }
+.bv-pane-title { font-weight: 600; font-size: 15px; color: #0f172a; padding: 2px 4px; }
 .bv-reveal { font-size: 15px; }
 """
 

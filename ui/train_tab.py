@@ -9,6 +9,7 @@ same running job. `train_view`, `start_training` and `cancel_training` are plain
 from __future__ import annotations
 
 import html
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from chatbot.errors import BrandVoiceError
 from chatbot.jobs import Run, get_run, list_runs, read_events
 from ui.errors import user_errors
 from ui.services import Services
+from ui.text import base_model_label, duration_text, run_label, when_text
 from ui.theme import empty_state, table
 
 __all__ = [
@@ -50,12 +52,14 @@ class TrainView:
     run_id: str | None = None
     run_choices: list[tuple[str, str]] = field(default_factory=list)
     status_html: str = ""
-    loss: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=LOSS_COLUMNS))
+    loss: pd.DataFrame = field(default_factory=lambda: loss_frame([]))
     runs_table: list[list] = field(default_factory=list)
     active: bool = False
     """The watched run is queued or running: poll, offer Cancel, hold back Start."""
     can_start: bool = False
     """A prepared brand is selected and nothing of it is training."""
+    signature: str = ""
+    """Changes whenever anything shown changes: polls that find the same one redraw nothing."""
 
 
 # --- handlers -----------------------------------------------------------------------------------
@@ -74,12 +78,13 @@ def train_view(services: Services, slug: str | None, run_id: str | None = None) 
     events = read_events(run.run_dir)
     return TrainView(
         run_id=run.id,
-        run_choices=[(_run_label(r), r.id) for r in runs],
+        run_choices=[(run_label(r, state=True), r.id) for r in runs],
         status_html=_status_html(run, events),
         loss=loss_frame(events),
         runs_table=[_run_row(r) for r in runs],
         active=run.state in ACTIVE_STATES,
         can_start=not busy,
+        signature=f"{slug}/{run.id}/{run.state}/{len(events)}/{[r.state for r in runs]}",
     )
 
 
@@ -114,17 +119,24 @@ def cancel_training(services: Services, slug: str | None, run_id: str | None) ->
 
 
 def loss_frame(events: list[dict]) -> pd.DataFrame:
-    """Long-form (step, loss, series) rows for the loss plot: one series each for train and eval."""
-    rows = []
+    """Long-form (step, loss, series) rows for the loss plot: one series each for train and eval.
+
+    The browser's plot fixes its axis kinds and its list of series from the first data it draws
+    and keeps them through later updates. So the columns stay numeric even when empty, and both
+    series are always present, from the start, as one empty (NaN) point each, which the plot
+    leaves out.
+    """
+    rows = [(0, math.nan, "train"), (0, math.nan, "eval")]
     for e in events:
         step = e.get("step")
         if step is None:
             continue
         if e.get("loss") is not None:
-            rows.append((step, float(e["loss"]), "train"))
+            rows.append((int(step), float(e["loss"]), "train"))
         if e.get("eval_loss") is not None:
-            rows.append((step, float(e["eval_loss"]), "eval"))
-    return pd.DataFrame(rows, columns=LOSS_COLUMNS)
+            rows.append((int(step), float(e["eval_loss"]), "eval"))
+    frame = pd.DataFrame(rows, columns=LOSS_COLUMNS)
+    return frame.astype({"step": "int64", "loss": "float64", "series": "string"})
 
 
 # --- rendering ----------------------------------------------------------------------------------
@@ -139,31 +151,6 @@ def _pick(runs: list[Run], run_id: str | None) -> Run | None:
     return (active or runs or [None])[0]
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None or seconds < 0:
-        return ""
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, secs = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
-
-
-def _when(ts: float | None) -> str:
-    return time.strftime("%d %b %H:%M", time.localtime(ts)) if ts else ""
-
-
-def _base_name(base: str) -> str:
-    return "built-in" if base in ("", "default") else base
-
-
-def _run_label(run: Run) -> str:
-    return f"{_when(run.created)} · {run.preset or 'custom'} · {run.state}"
-
-
 def _run_row(run: Run) -> list:
     took = None
     if run.started:
@@ -172,9 +159,9 @@ def _run_row(run: Run) -> list:
         run.id,
         run.state,
         run.preset,
-        _base_name(run.base_model),
-        _when(run.started or run.created),
-        _duration(took),
+        base_model_label(run.base_model),
+        when_text(run.started or run.created),
+        duration_text(took),
         run.error or "",
     ]
 
@@ -198,9 +185,9 @@ def _progress_meta(run: Run, last: dict) -> list[str]:
     if last.get("tokens_per_s"):
         meta.append(f"{last['tokens_per_s']:,.0f} tokens/s")
     if run.state in ACTIVE_STATES and last.get("eta_s") is not None:
-        meta.append(f"about {_duration(last['eta_s'])} left")
+        meta.append(f"about {duration_text(last['eta_s'])} left")
     if run.state not in ACTIVE_STATES and run.started and run.finished:
-        meta.append(f"took {_duration(run.finished - run.started)}")
+        meta.append(f"took {duration_text(run.finished - run.started)}")
     return meta
 
 
@@ -217,7 +204,7 @@ def _status_html(run: Run, events: list[dict]) -> str:
     return (
         f'<div class="bv-run-head"><span class="bv-state {run.state}">{run.state}</span>'
         f"<span>Run <code>{html.escape(run.id)}</code> · {html.escape(run.preset or 'custom')}"
-        f" preset · {html.escape(_base_name(run.base_model))} base model</span></div>"
+        f" preset · {html.escape(base_model_label(run.base_model))} base model</span></div>"
         f'<div class="bv-progress" data-state="{run.state}" data-step="{step}"'
         f' data-total="{total}"><div class="bar"><div class="fill" style="width:{pct:.1f}%">'
         f'</div></div><div class="meta"><span><b>{pct:.0f}%</b> · {steps}'
@@ -282,7 +269,8 @@ def _show(view: TrainView) -> tuple:
     return (
         gr.update(choices=view.run_choices, value=view.run_id, visible=bool(view.run_choices)),
         view.status_html,
-        gr.update(value=view.loss, visible=view.run_id is not None),
+        # Shown from its first point on: the plot sizes its axes from the first data it gets.
+        gr.update(value=view.loss, visible=bool(view.loss["loss"].notna().any())),
         gr.update(value=view.runs_table, visible=bool(view.runs_table)),
         gr.update(interactive=view.can_start),
         gr.update(interactive=view.active, visible=view.active),
@@ -331,14 +319,27 @@ def build(services: Services, brand: gr.Dropdown, tab: gr.Tab) -> None:
     timer = gr.Timer(POLL_SECONDS, active=False)
     out = _Outputs(runs, status, loss, runs_table, start, cancel, timer)
 
+    shown = gr.State("")  # the signature of what the page shows, so polls can skip redraws
+    outputs = [*out.all(), shown]
+
     def wire(handler: Callable[..., TrainView]) -> Callable[..., tuple]:
-        return user_errors(lambda *args: _show(handler(services, *args)))
+        def show(*args: object) -> tuple:
+            view = handler(services, *args)
+            return (*_show(view), view.signature)
+
+        return user_errors(show)
+
+    def poll(slug: str | None, run_id: str | None, last: str) -> tuple:
+        view = train_view(services, slug, run_id)
+        if view.signature == last:  # nothing new: redrawing the plot would only make it flicker
+            return (*(gr.skip() for _ in out.all()[:-1]), gr.Timer(active=view.active), last)
+        return (*_show(view), view.signature)
 
     quiet: dict = {"show_progress": "hidden"}
-    brand.change(wire(train_view), brand, out.all(), **quiet)
-    runs.input(wire(train_view), [brand, runs], out.all(), **quiet)
-    tab.select(wire(train_view), [brand, runs], out.all(), **quiet)
+    brand.change(wire(train_view), brand, outputs, **quiet)
+    runs.input(wire(train_view), [brand, runs], outputs, **quiet)
+    tab.select(wire(train_view), [brand, runs], outputs, **quiet)
     # Polls are cheap reads of the database and the events file: never queue them behind a chat.
-    timer.tick(wire(train_view), [brand, runs], out.all(), **quiet, concurrency_limit=None)
-    start.click(wire(start_training), [brand, preset, base], out.all())
-    cancel.click(wire(cancel_training), [brand, runs], out.all())
+    timer.tick(user_errors(poll), [brand, runs, shown], outputs, **quiet, concurrency_limit=None)
+    start.click(wire(start_training), [brand, preset, base], outputs)
+    cancel.click(wire(cancel_training), [brand, runs], outputs)

@@ -10,9 +10,11 @@ A reply is asked for in one of three modes:
   empty means none, which again lets the template add its default, as it did in training).
 
 Base and tuned replies come from the same weights: the adapter is switched on and off on the one
-loaded model, never loaded twice. `stream_pair` answers two panes in one batched `generate`, with
-PEFT's mixed-adapter batches giving each row its own adapter. Requests take turns on the model
-(see `turns`). The engine knows nothing about the browser or the terminal.
+loaded model, never loaded twice. `stream_pair` answers two panes in one batched `generate` (run in
+a worker thread, its tokens decoded as they come), each row with its own adapter or none: through
+`fast_lora` for plain LoRA adapters, else PEFT's mixed-adapter batches (`adapter_names=`), else one
+pane after the other. The system block of each mode is computed once and reused (`prefix_cache`).
+Requests take turns on the model (`turns`). The engine knows nothing of the browser or terminal.
 """
 
 from __future__ import annotations
@@ -24,14 +26,27 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
+from chatbot.engine.fast_lora import row_slice_lora, supports
+from chatbot.engine.prefix_cache import (
+    MIN_PREFIX,
+    KeyValues,
+    PrefixStore,
+    Prompt,
+    batch_inputs,
+    common_prefix,
+    prefix_states,
+)
 from chatbot.engine.settings import GenerationSettings
 from chatbot.engine.streaming import IncrementalDecoder, StopFlag, TokenQueueStreamer
 from chatbot.engine.turns import Ticket, TurnQueue
 from chatbot.errors import BrandVoiceError
+
+if TYPE_CHECKING:
+    from chatbot.models import Quantization
 
 __all__ = ["ChatEngine", "MODES", "Mode"]
 
@@ -44,7 +59,7 @@ _NO_ADAPTER = "__base__"
 
 @dataclass(frozen=True)
 class _Pass:
-    """One `generate` call: which of the caller's rows it answers, and with which adapter per row."""
+    """One `generate` call: which of the caller's rows it answers, and which rows are tuned."""
 
     rows: list[int]
     tuned: list[bool]
@@ -67,7 +82,7 @@ class ChatEngine:
         system_prompt: str = "",
         *,
         tuned_system_prompt: str | None = None,
-        quantization: str = "nf4",
+        quantization: Quantization = "nf4",
         max_waiting: int = 8,
         device: str | torch.device | None = None,
         compute_dtype: torch.dtype | None = None,
@@ -84,7 +99,7 @@ class ChatEngine:
             raise BrandVoiceError(f"max_waiting must be 0 or more, got {max_waiting}.")
         model, tokenizer = load_base_model(
             base_model,
-            quantization=quantization,  # type: ignore[arg-type]
+            quantization=quantization,
             compute_dtype=compute_dtype,
             device=device,
         )
@@ -102,6 +117,10 @@ class ChatEngine:
         self._adapter_dir: Path | None = None
         self._adapter_serial = 0
         self._tuned_template: str | None = None
+        self._fast_lora = False
+        """Whether the loaded adapter runs through `fast_lora` instead of PEFT's forward."""
+        self._prefixes: dict[tuple[str, str | None], list[int]] = {}
+        self._prefix_states = PrefixStore()
         self._stop_ids = _stop_token_ids(model, tokenizer)
         self._pad_id = _pad_token_id(tokenizer, self._stop_ids)
         if adapter_dir is not None:
@@ -113,7 +132,7 @@ class ChatEngine:
 
     @property
     def model(self) -> torch.nn.Module:
-        """The loaded model (a PEFT model once an adapter is loaded). Do not change it while in use."""
+        """The loaded model (a PEFT model once an adapter is loaded); read it, do not change it."""
         return self._model
 
     @property
@@ -155,7 +174,7 @@ class ChatEngine:
         mode: str,
         settings: GenerationSettings | None = None,
     ) -> Iterator[str]:
-        """Stream the reply to `messages` (user/assistant turns ending with a user turn) as text deltas.
+        """Stream the reply to `messages` (user/assistant turns, the last a user's) as text deltas.
 
         Raises BrandVoiceError when the model is busy or the request is invalid. Closing the
         iterator early stops generation after the current step.
@@ -183,8 +202,7 @@ class ChatEngine:
             self._prompt_ids(messages_left, mode_left, settings),
             self._prompt_ids(messages_right, mode_right, settings),
         ]
-        for left, right in self._run(prompts, [mode_left, mode_right], settings):
-            yield left, right
+        yield from self._run(prompts, [mode_left, mode_right], settings)  # type: ignore[misc]
 
     def reply(
         self, messages: list[dict[str, str]], mode: str, settings: GenerationSettings | None = None
@@ -192,14 +210,21 @@ class ChatEngine:
         """The whole reply at once (evaluation and scripts)."""
         return "".join(self.stream(messages, mode, settings))
 
+    def render_prompt(
+        self, messages: list[dict[str, str]], mode: str, settings: GenerationSettings | None = None
+    ) -> str:
+        """The exact prompt text the model is given for `mode`, special tokens included."""
+        prompt = self._prompt_ids(messages, mode, settings or GenerationSettings())
+        return self._tokenizer.decode(prompt.ids, skip_special_tokens=False)
+
     # ------------------------------------------------------------------------------------------
     # Prompts
     # ------------------------------------------------------------------------------------------
 
     def _prompt_ids(
         self, messages: list[dict[str, str]], mode: str, settings: GenerationSettings
-    ) -> list[int]:
-        """The chat-templated prompt for `mode`, cut to fit the context window (oldest turns first)."""
+    ) -> Prompt:
+        """The chat-templated prompt for `mode`, cut to fit the context window (oldest turns go)."""
         _check_messages(messages)
         if mode not in MODES:
             raise BrandVoiceError(f"Unknown chat mode {mode!r}; use one of {', '.join(MODES)}.")
@@ -214,14 +239,31 @@ class ChatEngine:
         while True:
             ids = self._template(turns, system, template)
             if len(ids) <= limit:
-                return ids
+                shared = self._shared_prefix(system, template)
+                prefix = len(shared) if ids[: len(shared)] == shared else 0
+                return Prompt(ids, prefix)
             if len(turns) <= 1:
+                window = limit + settings.max_new_tokens
                 raise BrandVoiceError(
-                    f"The message is too long: its prompt takes {len(ids)} tokens and the reply "
-                    f"{settings.max_new_tokens}, over the model's {limit + settings.max_new_tokens}."
+                    f"The message is too long: its prompt takes {len(ids)} tokens and the reply up "
+                    f"to {settings.max_new_tokens}, over the model's {window}. Shorten the "
+                    "message or lower max new tokens."
                 )
             # Drop the oldest exchange; the conversation must still start with a user turn.
             turns = turns[2:] if len(turns) > 2 else turns[-1:]
+
+    def _shared_prefix(self, system: str, template: str | None) -> list[int]:
+        """The ids every prompt with this system prompt starts with, as far as the first user words.
+
+        Found by rendering two different one-line conversations and keeping what they share, which
+        works for any chat template.
+        """
+        key = (system, template)
+        if key not in self._prefixes:
+            one = self._template([{"role": "user", "content": "a"}], system, template)
+            two = self._template([{"role": "user", "content": "z"}], system, template)
+            self._prefixes[key] = one[: common_prefix(one, two)]
+        return self._prefixes[key]
 
     def _template(
         self, turns: list[dict[str, str]], system: str, template: str | None
@@ -245,7 +287,7 @@ class ChatEngine:
     # ------------------------------------------------------------------------------------------
 
     def _run(
-        self, prompts: list[list[int]], modes: Sequence[str], settings: GenerationSettings
+        self, prompts: list[Prompt], modes: Sequence[str], settings: GenerationSettings
     ) -> Iterator[tuple[str, ...]]:
         """Queue one job for the model and stream its rows' text deltas as they are decoded."""
         passes = self._plan(modes)
@@ -268,13 +310,14 @@ class ChatEngine:
             ticket.cancel()
 
     def _plan(self, modes: Sequence[str]) -> list[_Pass]:
+        """One batched pass for all rows, base rows first so the tuned rows form one slice."""
         tuned = [mode == "tuned" for mode in modes]
-        rows = list(range(len(modes)))
-        if len(set(tuned)) <= 1 or self._mixed_batches_supported():
-            return [_Pass(rows, tuned)]
+        order = sorted(range(len(modes)), key=lambda row: tuned[row])
+        if self._fast_lora or len(set(tuned)) <= 1 or self._mixed_batches_supported():
+            return [_Pass(order, [tuned[row] for row in order])]
         # Fallback: an adapter type without PEFT's mixed-adapter batches answers row by row, one
         # `generate` after the other, so the second pane starts when the first has finished.
-        return [_Pass([row], [flag]) for row, flag in zip(rows, tuned, strict=True)]
+        return [_Pass([row], [tuned[row]]) for row in range(len(modes))]
 
     def _mixed_batches_supported(self) -> bool:
         from peft import PeftModel, PeftType
@@ -287,7 +330,7 @@ class ChatEngine:
     def _work(
         self,
         ticket: Ticket,
-        prompts: list[list[int]],
+        prompts: list[Prompt],
         passes: list[_Pass],
         settings: GenerationSettings,
         stop: StopFlag,
@@ -303,11 +346,12 @@ class ChatEngine:
                     self._generate([prompts[r] for r in step.rows], step, settings, stop, out)
         except Exception as exc:  # re-raised in the reader's thread, where it can be reported
             error = exc
-        out.put(_Done(error))
+        finally:
+            out.put(_Done(error))
 
     def _generate(
         self,
-        prompts: list[list[int]],
+        prompts: list[Prompt],
         step: _Pass,
         settings: GenerationSettings,
         stop: StopFlag,
@@ -315,30 +359,47 @@ class ChatEngine:
     ) -> None:
         from transformers import StoppingCriteriaList
 
-        device = _device_of(self._model)
-        input_ids, attention_mask = _left_pad(prompts, self._pad_id, device)
-        kwargs: dict[str, Any] = {}
-        if len(set(step.tuned)) > 1:
-            kwargs["adapter_names"] = [self._adapter if t else _NO_ADAPTER for t in step.tuned]
+        states = [self._prefix_state(p, t) for p, t in zip(prompts, step.tuned, strict=True)]
+        inputs = batch_inputs(
+            prompts, states, self._pad_id, self._model.config, _device_of(self._model)
+        )
+        if len(set(step.tuned)) > 1 and not self._fast_lora:
+            inputs["adapter_names"] = [self._adapter if t else _NO_ADAPTER for t in step.tuned]
         # Seeded inside the turn, so no other request draws from the generator in between.
         torch.manual_seed(settings.seed)
         with torch.inference_mode(), self._adapter_state(step.tuned):
             self._model.generate(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
+                **inputs,
                 generation_config=self._generation_config(settings),
                 streamer=TokenQueueStreamer(out, step.rows),
                 stopping_criteria=StoppingCriteriaList([stop]),
-                **kwargs,
             )
 
+    def _prefix_state(self, prompt: Prompt, tuned: bool) -> KeyValues | None:
+        """The cached keys and values of the prompt's shared prefix, computed on first use."""
+        if prompt.prefix < MIN_PREFIX:
+            return None
+        key = (self._adapter if tuned else None, *prompt.ids[: prompt.prefix])
+        states = self._prefix_states.get(key)
+        if states is None:
+            ids = torch.tensor([prompt.ids[: prompt.prefix]], device=_device_of(self._model))
+            with torch.inference_mode(), self._adapter_state([tuned]):
+                states = prefix_states(self._model(input_ids=ids, use_cache=True).cache)
+            self._prefix_states.put(key, states)
+        return states
+
     def _adapter_state(self, tuned: list[bool]) -> AbstractContextManager[Any]:
-        """Adapter off for a pass of base rows; for tuned and mixed passes the active one is used."""
+        """Which rows of a pass see the adapter (its tuned rows come last, see `_plan`)."""
         from peft import PeftModel
 
-        if not any(tuned) and isinstance(self._model, PeftModel):
+        if not isinstance(self._model, PeftModel) or self._adapter is None:
+            return nullcontext()
+        if self._fast_lora:
+            first = tuned.index(True) if any(tuned) else len(tuned)
+            return row_slice_lora(self._model, self._adapter, slice(first, len(tuned)))
+        if not any(tuned):
             return self._model.disable_adapter()
-        return nullcontext()
+        return nullcontext()  # all rows tuned, or mixed rows via `adapter_names`
 
     def _generation_config(self, settings: GenerationSettings) -> Any:
         from transformers import GenerationConfig
@@ -401,12 +462,15 @@ class ChatEngine:
         except (RuntimeError, ValueError, KeyError, OSError) as exc:
             self._forget_adapter(name, restore=old)
             raise BrandVoiceError(
-                f"Cannot load the adapter in {adapter_dir}: {exc}. Was it trained on this base model?"
+                f"Cannot load the adapter in {adapter_dir}: {exc}. "
+                "Was it trained on this base model?"
             ) from exc
         if old is not None:
             self._model.delete_adapter(old)
         self._adapter = name
         self._model.eval()
+        self._fast_lora = supports(self._model, name)
+        self._prefix_states.clear()  # tuned prefixes were computed with the old adapter
 
     def _forget_adapter(self, name: str, *, restore: str | None) -> None:
         """Undo a half-loaded adapter so the previous one stays in charge."""
@@ -437,19 +501,6 @@ def _check_messages(messages: list[dict[str, str]]) -> None:
             )
     if messages[0]["role"] != "user" or messages[-1]["role"] != "user":
         raise BrandVoiceError("The conversation must start and end with a user message.")
-
-
-def _left_pad(
-    prompts: list[list[int]], pad_id: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Batch prompts padded on the left, so every row's next token comes at the same position."""
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for row, prompt in enumerate(prompts):
-        ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
-        mask[row, width - len(prompt) :] = 1
-    return ids.to(device), mask.to(device)
 
 
 def _stop_token_ids(model: Any, tokenizer: Any) -> frozenset[int]:

@@ -15,12 +15,12 @@ _MAX_NEW_TOKENS_LIMIT = 4096
 
 @dataclass(frozen=True)
 class GenerationSettings:
-    """Sampling settings for one reply (or one pair of replies). Invalid values raise ConfigError."""
+    """Sampling settings for one reply or one pair of replies; invalid values raise ConfigError."""
 
     temperature: float = 0.7
-    """0 means greedy decoding (always the most likely token; `top_p` and `seed` are then unused)."""
+    """0 means greedy decoding (always the most likely token; `top_p` and `seed` go unused)."""
     top_p: float = 0.9
-    """Nucleus sampling: sample only from the most likely tokens whose probabilities add up to this."""
+    """Nucleus sampling: draw only from the likeliest tokens whose probabilities add up to this."""
     max_new_tokens: int = 200
     """The reply stops after this many tokens even if the model has not finished."""
     seed: int = 0
@@ -39,7 +39,7 @@ class GenerationSettings:
                 f"max_new_tokens: must be a whole number from 1 to {_MAX_NEW_TOKENS_LIMIT}, "
                 f"got {self.max_new_tokens}"
             )
-        # torch.manual_seed takes any 64-bit value; negative seeds are refused to keep them portable.
+        # torch.manual_seed takes any 64-bit value; negative ones are refused to stay portable.
         if not _whole(self.seed) or not 0 <= self.seed < 2**63:
             problems.append(f"seed: must be a whole number, 0 or more, got {self.seed}")
         if not _finite(self.repetition_penalty) or not 0.0 < self.repetition_penalty <= 10.0:

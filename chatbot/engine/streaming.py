@@ -1,8 +1,8 @@
-"""Tokens to text while `generate` runs: a batch streamer, per-row incremental decoding, a stop flag.
+"""Tokens to text while `generate` runs: a batch streamer, per-row incremental decoding, stopping.
 
 `generate` runs in a background thread and hands each step's new tokens, one per batch row, to
-`TokenQueueStreamer.put`. The streamer only copies the ids into a queue, so the decoding loop does no
-tokenizer work between forward passes; the consuming thread turns ids into text with one
+`TokenQueueStreamer.put`. The streamer only copies the ids into a queue, so the decoding loop does
+no tokenizer work between forward passes; the consuming thread turns ids into text with one
 `IncrementalDecoder` per row. `StopFlag` is the consumer's way back: setting it ends `generate`
 after the current step.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -93,7 +93,7 @@ class TokenQueueStreamer(BaseStreamer):
         self._out.put(list(zip(self._rows, ids, strict=True)))
 
     def end(self) -> None:
-        """Nothing to flush: the consumer learns that generation ended from the job, not from here."""
+        """Nothing to flush: the consumer learns that generation ended from the job itself."""
 
 
 class StopFlag(StoppingCriteria):
@@ -112,12 +112,3 @@ class StopFlag(StoppingCriteria):
         # One Python attribute read per step; the tensor is what the criteria protocol expects.
         done = self._event.is_set()
         return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
-
-
-def drain(source: queue.Queue, timeout: float) -> Iterator[object]:
-    """Yield queued items as they arrive; stops on the `None` sentinel. Internal to the engine."""
-    while True:
-        item = source.get(timeout=timeout)
-        if item is None:
-            return
-        yield item

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from chatbot.errors import BrandVoiceError
@@ -91,11 +91,3 @@ class TurnQueue:
             if ticket in self._line:
                 self._line.remove(ticket)
             self._changed.notify_all()
-
-
-def run_in_turn(queue: TurnQueue, ticket: Ticket, work: Callable[[], None]) -> bool:
-    """Run `work` when `ticket` heads the line; False (without running it) if cancelled first."""
-    with queue.turn(ticket) as go:
-        if go:
-            work()
-        return go

@@ -25,6 +25,7 @@ from chatbot.training.progress import RunEventsCallback
 from chatbot.training.run_files import CheckpointStore, is_disk_full
 
 __all__ = [
+    "learned_token_loss",
     "TrainingError",
     "BrandTrainer",
     "lora_config",
@@ -89,7 +90,7 @@ def sft_config(
         seed=config.seed,
         bf16=bf16,
         use_cpu=on_cpu,
-        gradient_checkpointing=gradient_checkpointing,
+        activation_checkpointing=gradient_checkpointing,
         # Conversations arrive tokenized and cut to config.max_length (see data.py).
         max_length=None,
         padding_free=config.padding_free,
@@ -109,38 +110,43 @@ def sft_config(
     )
 
 
+def learned_token_loss(model: torch.nn.Module, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed NLL of the learned tokens (labels not IGNORE_INDEX) of a batch, and their count.
+
+    Hidden state t predicts token t+1, so only positions whose next label is learned go through
+    the LM head: on the default model the head is a fifth of the FLOPs and most positions are
+    prompt, so this saves time and the memory of full-vocabulary logits. Works for padded and
+    padding-free (one row, position ids) batches alike.
+    """
+    labels = inputs["labels"][:, 1:]
+    learned = labels != IGNORE_INDEX
+    keep = learned.any(dim=0).nonzero().squeeze(-1)
+    model_inputs = {k: inputs[k] for k in _MODEL_INPUTS if k in inputs}
+    logits = model(**model_inputs, use_cache=False, logits_to_keep=keep).logits
+    target = labels[:, keep]
+    # fp32 log-softmax: bf16 logits would round the loss of confident tokens to zero.
+    loss_sum = F.cross_entropy(
+        logits.float().flatten(0, 1), target.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+    )
+    return loss_sum, learned.sum()
+
+
 class BrandTrainer(SFTTrainer):
     """SFTTrainer with a lean loss, token-weighted evaluation, NaN checks, atomic checkpoints."""
 
     def __init__(self, *args: object, checkpoints: CheckpointStore, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
+        # SFTTrainer stores a quantized model's LoRA weights in bf16 (QLoRA paper); AdamW then
+        # rounds away updates below bf16's precision, and a resumed run reloads them as fp32.
+        # fp32 master weights with bf16 autocast compute avoid both, at a negligible cost.
+        for param in self.model.parameters():
+            if param.requires_grad:
+                param.data = param.data.float()
         self.checkpoints = checkpoints
         self.real_tokens = 0
         """Non-padding tokens trained on so far in this process (for tokens/s)."""
 
     # -- loss ---------------------------------------------------------------------------------
-
-    def _loss_sum(self, model: torch.nn.Module, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """Summed NLL of the learned tokens and their count.
-
-        Hidden state t predicts token t+1, so only positions whose next label is learned go
-        through the LM head: on the default model the head is a fifth of the FLOPs and most
-        positions are prompt, so this saves time and the memory of full-vocabulary logits.
-        """
-        labels = inputs["labels"][:, 1:]
-        learned = labels != IGNORE_INDEX
-        keep = learned.any(dim=0).nonzero().squeeze(-1)
-        model_inputs = {k: inputs[k] for k in _MODEL_INPUTS if k in inputs}
-        logits = model(**model_inputs, use_cache=False, logits_to_keep=keep).logits
-        target = labels[:, keep]
-        # fp32 log-softmax: bf16 logits would round the loss of confident tokens to zero.
-        loss_sum = F.cross_entropy(
-            logits.float().flatten(0, 1),
-            target.flatten(),
-            ignore_index=IGNORE_INDEX,
-            reduction="sum",
-        )
-        return loss_sum, learned.sum()
 
     def compute_loss(
         self,
@@ -151,7 +157,7 @@ class BrandTrainer(SFTTrainer):
     ) -> torch.Tensor:
         if return_outputs:
             raise NotImplementedError("BrandTrainer computes the loss without full logits")
-        loss_sum, count = self._loss_sum(model, inputs)
+        loss_sum, count = learned_token_loss(model, inputs)
         # Trainer counts the learned tokens of every accumulated micro-batch in num_items_in_batch.
         denominator = num_items_in_batch if num_items_in_batch is not None else count
         loss = loss_sum / torch.as_tensor(denominator).clamp(min=1)
@@ -183,7 +189,7 @@ class BrandTrainer(SFTTrainer):
         total, count = 0.0, 0
         with torch.no_grad():
             for batch in self.get_eval_dataloader(eval_dataset):
-                loss_sum, n = self._loss_sum(model, self._prepare_inputs(batch))
+                loss_sum, n = learned_token_loss(model, self._prepare_inputs(batch))
                 total, count = total + float(loss_sum), count + int(n)
         model.train(was_training)
         metrics = {f"{metric_key_prefix}_loss": total / max(count, 1)}

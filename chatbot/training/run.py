@@ -52,14 +52,16 @@ def train(
     checkpoint in `run_dir` (from the start if there is none). A failed run raises
     `TrainingError` after recording a "failed" event with the reason.
     """
-    run = _TrainingRun(Path(run_dir), config, Path(brand_dir), stop, on_event)
+    run = TrainingRun(Path(run_dir), config, Path(brand_dir), stop, on_event)
     with run.failures_recorded():
         run.setup(resume)
         run.fit()
         return run.finish()
 
 
-class _TrainingRun:
+class TrainingRun:
+    """The stages of `train()`: setup, fit, finish (exposed for tests that look inside)."""
+
     def __init__(
         self,
         run_dir: Path,

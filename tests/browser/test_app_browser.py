@@ -7,6 +7,7 @@ artifacts/screenshots/ for a person to look at.
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import zipfile
 from collections.abc import Iterator
@@ -14,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from chatbot.jobs import cancel_run, list_runs
+from chatbot.config import TrainConfig
+from chatbot.jobs import Run, cancel_run, list_runs, start_run
 from chatbot.votes import list_votes
+from chatbot.workspace import Workspace
 from ui import Services, launch
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -25,6 +28,7 @@ ASSETS = ROOT / "tests" / "assets" / "brand"
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+TRAIN_STEPS = 6
 TRAIN_TIMEOUT_MS = 150_000
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -37,17 +41,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def base_model() -> str:
-    """The base model to train: the default one (fetched once into the model cache)."""
-    from chatbot.models import resolve_base_model
-
-    return str(resolve_base_model("default"))
+def _short_run(ws: Workspace, brand: str, config: TrainConfig, *, preset: str = "") -> Run:
+    """The real job runner, with the run cut to a few small steps to keep the test short."""
+    short = dataclasses.replace(config, max_steps=TRAIN_STEPS, batch_size=2, max_length=256)
+    return start_run(ws, brand, short, preset=preset)
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory, base_model: str) -> Iterator[tuple]:
-    services = Services.create(tmp_path_factory.mktemp("workspace"), base_model=base_model)
+def app(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[tuple]:
+    """The app on the tiny base model (trained and chatted with for real), on a free port."""
+    workspace = tmp_path_factory.mktemp("workspace")
+    services = Services.create(workspace, base_model=str(tiny_model_dir))
+    services.start_run = _short_run
     port = _free_port()
     blocks = launch(services, port=port, block=False)
     try:
@@ -112,6 +117,7 @@ def _train(page, url: str) -> None:  # noqa: ANN001
     bar = page.locator(".bv-progress")
     assert bar.get_attribute("data-step") == bar.get_attribute("data-total") != "0"
     expect(page.get_by_text("100%")).to_be_visible()
+    page.wait_for_timeout(1500)  # let the bar's and the plot's transitions finish
     _shot(page, "2-train")
 
 
@@ -141,6 +147,8 @@ def _export(page, tmp_path: Path) -> None:  # noqa: ANN001
     page.get_by_role("button", name="Create adapter zip").click()
     link = page.locator(".bv-download a[download]").first
     expect(link).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("Load it with PEFT")).to_be_visible()
+    page.wait_for_timeout(500)  # the finished event's fade-in
     _shot(page, "4-export")
     with page.expect_download() as download:
         link.click()
@@ -156,7 +164,11 @@ def test_prepare_train_compare_vote_export(app: tuple, page, tmp_path: Path):  #
     page.goto(url)
     expect(page.get_by_text("No brand prepared yet")).to_be_visible(timeout=30_000)
     _shot(page, "0-empty")
-    _prepare_brand(page)
-    _train(page, url)
-    _compare_and_vote(page, services)
-    _export(page, tmp_path)
+    try:
+        _prepare_brand(page)
+        _train(page, url)
+        _compare_and_vote(page, services)
+        _export(page, tmp_path)
+    except BaseException:
+        _shot(page, "failure")  # what the page showed when the test gave up
+        raise

@@ -1,0 +1,112 @@
+"""TrainConfig: presets, overrides (strings, dicts, YAML) and validation listing every problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from chatbot.config import DEFAULT_PRESET, PRESETS, TrainConfig
+from chatbot.errors import ConfigError
+
+
+def test_defaults_are_valid_and_qlora() -> None:
+    config = TrainConfig()
+    assert config.quantization == "nf4" and config.lora_target == "all-linear"
+    assert config.validate() == []
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_resolves(name: str) -> None:
+    config = TrainConfig.from_preset(name)
+    assert config.preset == name
+    for key, value in PRESETS[name].items():
+        assert getattr(config, key) == value
+
+
+def test_preset_then_yaml_then_overrides(tmp_path: Path) -> None:
+    settings = tmp_path / "settings.yaml"
+    settings.write_text("preset: balanced\nepochs: 7\nlearning_rate: 5.0e-5\nlora_r: 4\n")
+    config = TrainConfig.from_preset(None, ["epochs=2", "lora_alpha=8"], yaml_path=settings)
+    assert config.preset == "balanced"
+    assert config.epochs == 2.0  # override beats the file
+    assert config.learning_rate == 5e-5 and config.lora_r == 4  # the file beats the preset
+    assert config.lora_alpha == 8
+    assert config.max_length == PRESETS["balanced"]["max_length"]  # the preset beats the default
+    # An explicit preset name wins over the file's.
+    assert TrainConfig.from_preset("thorough", yaml_path=settings).preset == "thorough"
+
+
+def test_override_values_are_parsed_and_typed() -> None:
+    config = TrainConfig.from_preset(
+        "quick",
+        [
+            "learning_rate=2e-4",
+            "epochs=1",
+            "padding_free=false",
+            "lr_scheduler=linear",
+            "base_model=org/model",
+        ],
+    )
+    assert config.learning_rate == 2e-4 and isinstance(config.learning_rate, float)
+    assert config.epochs == 1.0 and isinstance(config.epochs, float)
+    assert config.padding_free is False
+    assert config.lr_scheduler == "linear" and config.base_model == "org/model"
+    as_dict = TrainConfig.from_preset("quick", {"batch_size": 4, "quantization": "none"})
+    assert as_dict.batch_size == 4 and as_dict.quantization == "none"
+    assert TrainConfig.from_preset().preset == DEFAULT_PRESET
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as err:
+        TrainConfig.from_preset(
+            "quick",
+            [
+                "learning_rate=-1",
+                "batch_size=2.5",
+                "quantization=nf8",
+                "lora_dropout=1.5",
+                "learnin_rate=1",
+                "no-equals-sign",
+                "padding_free=maybe",
+            ],
+        )
+    problems = err.value.problems
+    assert len(problems) == 7, problems
+    text = str(err.value)
+    for fragment in (
+        "learning_rate must be greater than 0",
+        "batch_size must be a whole number",
+        "quantization must be one of nf4, none",
+        "lora_dropout must be in [0, 1)",
+        "unknown setting 'learnin_rate' (did you mean learning_rate?)",
+        "'no-equals-sign' is not of the form key=value",
+        "padding_free must be true or false",
+    ):
+        assert fragment in text
+
+
+def test_direct_construction_validates_too() -> None:
+    with pytest.raises(ConfigError) as err:
+        TrainConfig(epochs=0, lora_r=0, warmup_ratio=1.0, system_prompt="sometimes")  # type: ignore[arg-type]
+    assert len(err.value.problems) == 4
+
+
+def test_unknown_preset_and_file_errors_name_the_source(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown preset 'fast'; choose one of: quick"):
+        TrainConfig.from_preset("fast")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("epochs: [1, 2]\n")
+    with pytest.raises(ConfigError) as err:
+        TrainConfig.from_preset("quick", yaml_path=bad)
+    assert str(bad) in str(err.value) and "epochs must be a number" in str(err.value)
+    with pytest.raises(ConfigError, match="mapping"):
+        bad.write_text("- just a list\n")
+        TrainConfig.from_preset("quick", yaml_path=bad)
+
+
+def test_yaml_round_trip(tmp_path: Path) -> None:
+    config = TrainConfig.from_preset("thorough", ["epochs=1.5", "system_prompt=never"])
+    text = config.to_yaml(tmp_path / "config.yaml")
+    assert (tmp_path / "config.yaml").read_text() == text
+    assert TrainConfig.from_yaml(tmp_path / "config.yaml") == config
