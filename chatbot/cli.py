@@ -147,6 +147,39 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     return 0 if args.detach else follow_run(ws, run.id)
 
 
+def _cmd_chat(args: argparse.Namespace) -> int:
+    from chatbot.adapters import adapter_setup, latest_adapter_run
+    from chatbot.chat_cli import run_chat
+    from chatbot.engine import ChatEngine, GenerationSettings
+    from chatbot.workspace import Workspace
+
+    ws = Workspace.open(args.workspace)
+    run_id = args.run or latest_adapter_run(ws, args.brand).id
+    setup = adapter_setup(ws, run_id)
+    settings = GenerationSettings(
+        temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=args.seed
+    )
+    print(f"Loading {setup.base_model} with the adapter of run {setup.run_id}...")
+    engine = ChatEngine(
+        setup.base_model,
+        setup.adapter_dir,
+        setup.system_prompt,
+        tuned_system_prompt=setup.tuned_system_prompt,
+        quantization=setup.quantization,
+    )
+    run_chat(engine, args.mode, settings)
+    return 0
+
+
+def _cmd_ui(args: argparse.Namespace) -> int:
+    from ui import Services, launch
+
+    services = Services.create(args.workspace, base_model=args.base_model or "default")
+    print(f"brandvoice is running at http://{args.host}:{args.port}  (Ctrl-C to stop)", flush=True)
+    launch(services, args.host, args.port)
+    return 0
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="brandvoice",
@@ -239,6 +272,28 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detach", action="store_true")
     p.set_defaults(func=_cmd_resume)
 
+    p = sub.add_parser("chat", help="chat with a brand's tuned model in the terminal")
+    _add_workspace(p)
+    p.add_argument("--brand", help="brand name (its newest finished run is used)")
+    p.add_argument("--run", help="a run id instead of the brand's newest")
+    p.add_argument(
+        "--mode",
+        choices=["tuned", "base", "prompted"],
+        default="tuned",
+        help="tuned (default), base, or prompted (base + the brand's style prompt)",
+    )
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--max-new-tokens", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_chat)
+
+    p = sub.add_parser("ui", help="open the browser app")
+    _add_workspace(p)
+    p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--base-model", default=None, help="base model the Train tab proposes")
+    p.set_defaults(func=_cmd_ui)
+
     p = sub.add_parser("brands", help="list prepared brands")
     _add_workspace(p)
     p.set_defaults(func=_cmd_brands)
@@ -248,6 +303,8 @@ def _build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
+    if args.command == "chat" and not (args.brand or args.run):
+        parser.error("chat needs --brand NAME or --run RUN")
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -15,3 +15,23 @@ echo "==> preparing the demo brand from data/kettlebird/"
 brandvoice prepare --brand "$BRAND" \
   --conversations data/kettlebird/conversations.jsonl \
   --style-guide data/kettlebird/style_guide.md
+
+# A finished demo run is reused on later launches (delete .demo-workspace/ to start over).
+if python - "$BRAND" <<'PY'
+import sys
+from chatbot.adapters import latest_adapter_run
+from chatbot.errors import BrandVoiceError
+from chatbot.workspace import Workspace
+try:
+    run = latest_adapter_run(Workspace.open(None), sys.argv[1])
+except BrandVoiceError:
+    sys.exit(1)
+print(f"==> reusing finished run {run.id}")
+PY
+then :; else
+  echo "==> training the demo brand with the quick preset (a few minutes on a laptop CPU)"
+  brandvoice train --brand "$BRAND" --preset quick
+fi
+
+echo "==> launching the app: open the URL below; the Compare tab has the tuned model ready"
+exec brandvoice ui --host "${HOST:-127.0.0.1}" --port "${PORT:-7860}"

@@ -1,0 +1,64 @@
+"""A finished run's adapter and how to talk to it: which base, which prompts, where it lives.
+
+The chat engine, the CLI's `chat`, the app's Compare tab and the scorecard all need the same
+answer to "how was this adapter trained?", so it is worked out here once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from chatbot.brand import BrandProfile
+from chatbot.config import TrainConfig
+from chatbot.errors import BrandVoiceError
+from chatbot.jobs import Run, get_run, list_runs
+from chatbot.workspace import Workspace
+
+__all__ = ["AdapterSetup", "adapter_setup", "latest_adapter_run"]
+
+
+@dataclass(frozen=True)
+class AdapterSetup:
+    run_id: str
+    adapter_dir: Path
+    base_model: str
+    quantization: str
+    system_prompt: str
+    """The brand's style prompt (what "base + style prompt" is given)."""
+    tuned_system_prompt: str
+    """The prompt the tuned side gets: the one its training conversations carried, else ""."""
+
+
+def latest_adapter_run(ws: Workspace, brand: str) -> Run:
+    """The newest succeeded run of a brand, or a message saying how to make one."""
+    slug = ws.find_brand(brand)
+    for run in list_runs(ws, slug):
+        if run.state == "succeeded" and (run.run_dir / "adapter").is_dir():
+            return run
+    raise BrandVoiceError(
+        f"Brand '{slug}' has no finished training run yet; "
+        f"train one with `brandvoice train --brand {slug}`."
+    )
+
+
+def adapter_setup(ws: Workspace, run_id: str) -> AdapterSetup:
+    run = get_run(ws, run_id)
+    adapter = run.run_dir / "adapter"
+    if run.state != "succeeded" or not (adapter / "adapter_config.json").exists():
+        raise BrandVoiceError(f"Run {run.id} is {run.state} and has no finished adapter to use.")
+    config = TrainConfig.from_yaml(run.run_dir / "config.yaml")
+    profile = BrandProfile.load(ws.brand_dir(run.brand) / "brand.yaml")
+    # Training records the prompt it really used; a brand.yaml edited since then must not change
+    # what the adapter is chatted with.
+    recorded = run.run_dir / "system_prompt.txt"
+    if recorded.exists():
+        tuned = recorded.read_text(encoding="utf-8")
+    else:
+        with_prompt = config.system_prompt == "always" or (
+            config.system_prompt == "brand" and profile.system_prompt_mode == "always"
+        )
+        tuned = profile.system_prompt if with_prompt else ""
+    return AdapterSetup(
+        run.id, adapter, config.base_model, config.quantization, profile.system_prompt, tuned
+    )
