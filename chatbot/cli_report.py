@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -159,6 +160,19 @@ def _describe(event: dict) -> str:
     return "  ".join(parts)
 
 
+def _follow_plain(ws: Workspace, run_id: str, every: float = 10.0) -> None:
+    """Progress as log lines (a pipe or CI log has no live bar): state changes and every 10 s."""
+    last_state, last_print = None, 0.0
+    for event in follow_events(ws, run_id):
+        now = time.monotonic()
+        if event.get("state") != last_state or now - last_print >= every:
+            eta = event.get("eta_s")
+            eta_text = f"  eta {eta:.0f}s" if isinstance(eta, (int, float)) else ""
+            step = f"step {event.get('step', 0)}/{event.get('total_steps') or '?'}"
+            console.print(Text(f"{step}  {_describe(event)}{eta_text}"))
+            last_state, last_print = event.get("state"), now
+
+
 def follow_run(ws: Workspace, run_id: str) -> int:
     """Show a run's progress until it ends; Ctrl-C cancels it gracefully. Exit 0 on success."""
     from rich.progress import TimeRemainingColumn
@@ -172,15 +186,18 @@ def follow_run(ws: Workspace, run_id: str) -> int:
         TextColumn("{task.fields[info]}"),
     )
     try:
-        with Progress(*columns, console=console) as bar:
-            task = bar.add_task("training", total=None, info="queued")
-            for event in follow_events(ws, run_id):
-                bar.update(
-                    task,
-                    completed=event.get("step", 0),
-                    total=event.get("total_steps") or None,
-                    info=_describe(event),
-                )
+        if not console.is_terminal:
+            _follow_plain(ws, run_id)
+        else:
+            with Progress(*columns, console=console) as bar:
+                task = bar.add_task("training", total=None, info="queued")
+                for event in follow_events(ws, run_id):
+                    bar.update(
+                        task,
+                        completed=event.get("step", 0),
+                        total=event.get("total_steps") or None,
+                        info=_describe(event),
+                    )
     except KeyboardInterrupt:
         console.print("Stopping the run gracefully (it keeps its last checkpoint)...")
         cancel_run(ws, run_id)

@@ -133,6 +133,12 @@ def _spawn_worker(ws: Workspace, run: Run, resume: bool) -> int:
     cmd = [sys.executable, "-m", "chatbot.jobs", "--workspace", str(ws.root), run.id]
     if resume:
         cmd.append("--resume")
+    # The log is for diagnosis: no download or loading progress bars in it.
+    env = os.environ | {
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "TQDM_DISABLE": "1",
+        "TRANSFORMERS_VERBOSITY": "error",
+    }
     proc = subprocess.Popen(
         cmd,
         stdin=subprocess.DEVNULL,
@@ -140,6 +146,7 @@ def _spawn_worker(ws: Workspace, run: Run, resume: bool) -> int:
         stderr=subprocess.STDOUT,
         start_new_session=True,
         close_fds=True,
+        env=env,
     )
     log.close()
     # Collect the child's exit status when it ends so a long-lived parent (the app) keeps no

@@ -71,6 +71,8 @@ Round = tuple[Pane, Pane]
 
 def main() -> int:
     args = _parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory(prefix="bench-chat-") as tmp:
         adapter = args.adapter or _stand_in_adapter(args.base_model, Path(tmp) / "adapter")
@@ -99,6 +101,9 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--tokens", type=int, default=64, help="max new tokens per reply")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds per path")
     parser.add_argument("--quantization", choices=["nf4", "none"], default="nf4")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's, the cores)"
+    )
     return parser.parse_args()
 
 

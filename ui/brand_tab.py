@@ -16,9 +16,9 @@ from pathlib import Path
 
 import gradio as gr
 import yaml
-from chatbot.config import PrepareConfig
 
 from chatbot.brand import BrandProfile
+from chatbot.config import PrepareConfig
 from chatbot.errors import BrandVoiceError, ConfigError
 from chatbot.prepare import prepare
 from chatbot.storage import read_jsonl
@@ -359,9 +359,14 @@ def _upload_column() -> tuple[gr.Textbox, gr.File, gr.File, gr.Checkbox, gr.Butt
             file_types=CONVERSATION_TYPES,
             type="filepath",
             height=150,
+            elem_id="bv-conversations",
         )
         guide = gr.File(
-            label="Style guide", file_types=STYLE_GUIDE_TYPES, type="filepath", height=150
+            label="Style guide",
+            file_types=STYLE_GUIDE_TYPES,
+            type="filepath",
+            height=150,
+            elem_id="bv-style-guide",
         )
         gr.Markdown(
             "Chat exports (OpenAI JSONL, ShareGPT), CSV/TSV with prompt and reply columns, "

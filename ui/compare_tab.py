@@ -356,7 +356,6 @@ class _Widgets:
             self.left,
             self.right,
             self.matchup,
-            self.message,
             self.vote_note,
             self.reveal,
             *self.votes,
@@ -400,7 +399,6 @@ def _frame_outputs(frame: CompareFrame | None, mode: str) -> tuple:
         left,
         right,
         frame.matchup if frame else None,
-        "",
         "",
         "",
         *_vote_buttons(bool(frame and frame.done)),
@@ -477,19 +475,25 @@ def _layout() -> _Widgets:
 
 
 def _wire_chat(services: Services, w: _Widgets, brand: gr.Dropdown) -> None:
+    outputs = [*w.conversation(), w.message]
+
     def on_send(slug, run_id, mode, text, left, right, matchup, *knobs) -> Iterator[tuple]:  # noqa: ANN001
+        if not (text or "").strip():  # an empty box is not worth an error
+            gr.Warning("Type a message for both assistants first.")
+            yield tuple(gr.skip() for _ in outputs)
+            return
         frames = compare_stream(
             services, slug, run_id, mode, text, left, right, matchup, _settings(*knobs)
         )
         for frame in frames:
-            yield _frame_outputs(frame, mode)
+            yield (*_frame_outputs(frame, mode), "")  # the box empties once the message is sent
 
     inputs = [brand, w.run, w.mode, w.message, w.left, w.right, w.matchup, *w.settings]
     for trigger in (w.send.click, w.message.submit):
         trigger(
             user_errors(on_send),
             inputs,
-            w.conversation(),
+            outputs,
             # One model answers at a time; a second chat waits its turn in the queue.
             concurrency_id="chat-engine",
             concurrency_limit=1,

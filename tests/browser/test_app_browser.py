@@ -88,11 +88,11 @@ def _open_tab(page, name: str) -> None:  # noqa: ANN001
 
 def _prepare_brand(page) -> None:  # noqa: ANN001
     page.get_by_label("Brand name").fill("Lumen Lamps")
-    uploads = page.locator("input[type=file]")
     conversations = [str(ASSETS / "conversations.jsonl"), str(ASSETS / "tickets.csv")]
-    uploads.nth(0).set_input_files(conversations)
-    uploads.nth(1).set_input_files(str(ASSETS / "style_guide.md"))
-    expect(page.get_by_text("style_guide.md")).to_be_visible()
+    page.locator("#bv-conversations input[type=file]").first.set_input_files(conversations)
+    expect(page.locator("#bv-conversations")).to_contain_text("tickets")
+    page.locator("#bv-style-guide input[type=file]").set_input_files(str(ASSETS / "style_guide.md"))
+    expect(page.locator("#bv-style-guide")).to_contain_text("style_guide")
     page.get_by_role("button", name="Check and prepare").click()
     expect(page.get_by_text("Lumen Lamps is ready to train")).to_be_visible(timeout=60_000)
     expect(page.locator(".bv-table").first).to_contain_text("Brand replies")
