@@ -180,6 +180,157 @@ def _cmd_ui(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from chatbot.cli_report import rich_progress
+    from chatbot.jobs import get_run
+    from chatbot.scorecard import compare_scorecards, evaluate, load_scorecard, write_report
+    from chatbot.workspace import Workspace
+
+    ws = Workspace.open(args.workspace)
+    # Unset options keep the scorecard's own defaults (ScorecardSettings).
+    knobs = {
+        k: v
+        for k, v in (("max_prompts", args.max_prompts), ("max_new_tokens", args.max_new_tokens))
+        if v is not None
+    }
+    old = None
+    with rich_progress() as progress:
+        card = evaluate(ws, args.run, progress=progress, **knobs)
+        files = write_report(card, get_run(ws, card.run_id).run_dir)
+        if args.against:
+            # The older run's saved scorecard is reused; one is made (and saved) if it has none.
+            old_run = get_run(ws, args.against)
+            old = load_scorecard(old_run.run_dir)
+            if old is None:
+                old = evaluate(ws, old_run.id, progress=progress, **knobs)
+                write_report(old, old_run.run_dir)
+    _print_scorecard(card, files.html)
+    if old is None:
+        return 0
+    return _print_regressions(card, old, compare_scorecards(card, old))
+
+
+def _print_scorecard(card, html: Path) -> None:  # noqa: ANN001 - a chatbot.scorecard.Scorecard
+    from rich.table import Table
+
+    from chatbot.cli_report import console
+    from chatbot.scorecard import headlines, summary_rows
+
+    header, rows = summary_rows(card)
+    table = Table(title=f"Scorecard: {card.brand_name}, run {card.run_id}", header_style="bold")
+    for i, name in enumerate(header):
+        table.add_column(name, justify="right" if i else "left")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    for line in headlines(card):
+        console.print(Text(f"- {line}"))
+    console.print(Text(f"Report: {html}", style="bold green"))
+
+
+def _print_regressions(card, old, regressions: list) -> int:  # noqa: ANN001 - Scorecards
+    from chatbot.cli_report import console
+    from chatbot.scorecard import comparability
+
+    for reason in comparability(card, old):
+        console.print(Text(f"Note: {reason}.", style="yellow"))
+    if not regressions:
+        console.print(Text(f"No regressions against run {old.run_id}.", style="bold green"))
+        return 0
+    console.print(Text(f"{len(regressions)} regression(s) against run {old.run_id}:", "bold red"))
+    for regression in regressions:
+        console.print(Text(f"  - {regression.detail}"))
+    return 1
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from chatbot.cli_report import rich_progress
+    from chatbot.export import export_run
+    from chatbot.workspace import Workspace
+
+    ws = Workspace.open(args.workspace)
+    out = Path(args.out) if args.out else None
+    with rich_progress() as progress:
+        result = export_run(ws, args.run, args.format, out, progress=progress)
+    print(f"Exported run {result.run_id} ({result.format}): {result.path}")
+    print(f"Verified in a fresh process: {len(result.check.token_ids)} greedy tokens reproduced.")
+    for warning in result.warnings:
+        _err.print(Text("warning: ", style="bold yellow") + Text(warning))
+    return 0
+
+
+def _cmd_import_adapter(args: argparse.Namespace) -> int:
+    from chatbot.cli_report import rich_progress
+    from chatbot.importing import import_adapter
+    from chatbot.workspace import Workspace
+
+    ws = Workspace.open(args.workspace)
+    with rich_progress() as progress:
+        result = import_adapter(
+            ws,
+            Path(args.archive),
+            args.brand,
+            base_model=args.base_model,
+            quantization=args.quantization,
+            progress=progress,
+        )
+    run = result.run
+    print(f"Imported as run {run.id} of brand '{run.brand}' (base model {run.base_model}).")
+    if result.ignored:
+        print(f"Left out {len(result.ignored)} file(s) not needed: {', '.join(result.ignored)}")
+    for warning in result.warnings:
+        _err.print(Text("warning: ", style="bold yellow") + Text(warning))
+    print(f"Chat with it: brandvoice chat --run {run.id}")
+    return 0
+
+
+def _cmd_export_votes(args: argparse.Namespace) -> int:
+    from chatbot.preferences import export_votes
+    from chatbot.workspace import Workspace
+
+    ws = Workspace.open(args.workspace)
+    result = export_votes(
+        ws, args.brand, Path(args.out), args.format, run_id=args.run, style=args.style
+    )
+    print(f"Wrote {result.rows} {result.kind.upper()} rows ({result.votes} votes): {result.path}")
+    for reason, count in sorted(result.skipped.items()):
+        print(f"  left out ({reason}): {count}")
+    redacted = ", ".join(f"{n} {kind}" for kind, n in sorted(result.redacted.items()))
+    print(f"  personal data replaced: {redacted or 'none found'}")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    from chatbot.adapters import adapter_setup, latest_adapter_run
+    from chatbot.engine import ChatEngine
+    from chatbot.jobs import get_run
+    from chatbot.serve import API_KEY_ENV, check_bind, serve
+    from chatbot.workspace import Workspace
+
+    ws = Workspace.open(args.workspace)
+    api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
+    check_bind(args.host, api_key)  # before the model loads, so a refusal comes at once
+    setup = adapter_setup(ws, args.run or latest_adapter_run(ws, args.brand).id)
+    model_id = get_run(ws, setup.run_id).brand
+    print(f"Loading {setup.base_model} with the adapter of run {setup.run_id}...")
+    engine = ChatEngine(
+        setup.base_model,
+        setup.adapter_dir,
+        setup.system_prompt,
+        tuned_system_prompt=setup.tuned_system_prompt,
+        quantization=setup.quantization,
+    )
+    print(
+        f"OpenAI-compatible API at http://{args.host}:{args.port}/v1 (model '{model_id}'); "
+        "Ctrl-C to stop",
+        flush=True,
+    )
+    serve(engine, model_id, args.host, args.port, api_key=api_key)
+    return 0
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="brandvoice",
@@ -294,6 +445,81 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-model", default=None, help="base model the Train tab proposes")
     p.set_defaults(func=_cmd_ui)
 
+    p = sub.add_parser(
+        "eval", help="score a run against the base model: likelihood, rules, style, report"
+    )
+    _add_workspace(p)
+    p.add_argument("--run", required=True, help="run id (a unique prefix is enough)")
+    p.add_argument(
+        "--against",
+        metavar="OLD_RUN",
+        help="also list what got worse since this older run (exit status 1 if anything did)",
+    )
+    p.add_argument("--max-prompts", type=int, help="held-out customer turns answered (default 40)")
+    p.add_argument("--max-new-tokens", type=int, help="tokens per generated reply (default 80)")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("export", help="package a run for production: adapter zip or merged model")
+    _add_workspace(p)
+    p.add_argument("--run", required=True, help="run id (a unique prefix is enough)")
+    p.add_argument(
+        "--format",
+        choices=["adapter", "merged"],
+        default="adapter",
+        help="adapter: LoRA adapter zip (PEFT, vLLM); merged: base + adapter in bf16 (a folder)",
+    )
+    p.add_argument(
+        "--out",
+        metavar="PATH",
+        help="where to write it; a path ending in .zip gives a zip, else a folder "
+        "(default: the workspace's exports/ folder)",
+    )
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("import-adapter", help="add a LoRA adapter zip trained elsewhere as a run")
+    _add_workspace(p)
+    p.add_argument("archive", metavar="ZIP", help="zip with adapter_model.safetensors and config")
+    p.add_argument(
+        "--brand", help="a prepared brand (default: the brand named by the zip's brand.yaml)"
+    )
+    p.add_argument(
+        "--base-model", default=None, help="base model to use instead of the one the adapter names"
+    )
+    p.add_argument(
+        "--quantization",
+        choices=["none", "nf4"],
+        default="none",
+        help="how chat loads the base for it: none (default) or nf4 (4-bit, as in QLoRA)",
+    )
+    p.set_defaults(func=_cmd_import_adapter)
+
+    p = sub.add_parser("export-votes", help="Compare votes as DPO or KTO training data (JSONL)")
+    _add_workspace(p)
+    p.add_argument("--brand", required=True)
+    p.add_argument("--format", choices=["dpo", "kto"], default="dpo")
+    p.add_argument("--out", required=True, metavar="FILE", help="the .jsonl file to write")
+    p.add_argument("--run", help="only the votes on this run's adapter")
+    p.add_argument(
+        "--style",
+        choices=["conversational", "standard"],
+        default="conversational",
+        help="prompts as message lists (default) or plain strings",
+    )
+    p.set_defaults(func=_cmd_export_votes)
+
+    p = sub.add_parser("serve", help="an OpenAI-compatible API for a tuned model")
+    _add_workspace(p)
+    p.add_argument("--run", help="run id (default: the brand's newest finished run)")
+    p.add_argument("--brand", help="brand name, when no --run is given")
+    p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument(
+        "--api-key",
+        default=None,
+        help="require this key (Authorization: Bearer KEY); default $BRANDVOICE_API_KEY",
+    )
+    p.set_defaults(func=_cmd_serve)
+
     p = sub.add_parser("brands", help="list prepared brands")
     _add_workspace(p)
     p.set_defaults(func=_cmd_brands)
@@ -305,6 +531,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "chat" and not (args.brand or args.run):
         parser.error("chat needs --brand NAME or --run RUN")
+    if args.command == "serve" and not (args.brand or args.run):
+        parser.error("serve needs --run RUN or --brand NAME")
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -38,6 +38,7 @@ __all__ = [
     "follow_events",
     "read_events",
     "wait_for_run",
+    "record_imported_run",
 ]
 
 FINAL_STATES = ("succeeded", "failed", "cancelled")
@@ -172,6 +173,43 @@ def start_run(ws: Workspace, brand: str, config: TrainConfig, *, preset: str = "
         )
     run = get_run(ws, run_id)
     _spawn_worker(ws, run, resume=False)
+    return get_run(ws, run_id)
+
+
+def record_imported_run(
+    ws: Workspace,
+    brand: str,
+    config: TrainConfig,
+    adapter_dir: Path,
+    *,
+    system_prompt: str = "",
+    preset: str = "imported",
+    origin: dict | None = None,
+) -> Run:
+    """Record an adapter trained elsewhere as a succeeded run, so chat, compare and eval can use it.
+
+    `brand` is the slug of a brand that has a brand.yaml. `adapter_dir` (checked by the caller) is
+    moved into the new run folder as its `adapter/`, so it must be on the workspace's file system.
+    `system_prompt` is what the tuned side is chatted with ("" for none); `origin` (where the
+    adapter came from), when given, is kept as `imported.json`.
+    """
+    if not (ws.brand_dir(brand) / "brand.yaml").is_file():
+        raise BrandVoiceError(f"No brand '{brand}' in workspace {ws.root} (no brand.yaml).")
+    run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    run_dir = ws.runs_dir() / run_id
+    run_dir.mkdir(parents=True)
+    atomic_write_text(run_dir / "config.yaml", config.to_yaml())
+    atomic_write_text(run_dir / "system_prompt.txt", system_prompt)
+    if origin is not None:
+        atomic_write_text(run_dir / "imported.json", json.dumps(origin, indent=2) + "\n")
+    os.replace(adapter_dir, run_dir / "adapter")
+    now = time.time()
+    with ws.db() as con:
+        con.execute(
+            "INSERT INTO runs (id, brand, state, preset, base_model, created, started, finished, "
+            "run_dir) VALUES (?, ?, 'succeeded', ?, ?, ?, ?, ?, ?)",
+            (run_id, brand, preset, str(config.base_model), now, now, now, str(run_dir)),
+        )
     return get_run(ws, run_id)
 
 

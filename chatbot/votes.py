@@ -9,6 +9,7 @@ in the workspace database's `votes` table; this module adds the columns it needs
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -76,7 +77,12 @@ def _ensure_columns(ws: Workspace) -> None:
         have = {row["name"] for row in con.execute("PRAGMA table_info(votes)")}
         for name, decl in _EXTRA_COLUMNS.items():
             if name not in have:
-                con.execute(f"ALTER TABLE votes ADD COLUMN {name} {decl}")
+                try:
+                    con.execute(f"ALTER TABLE votes ADD COLUMN {name} {decl}")
+                except sqlite3.OperationalError as exc:
+                    # Another process added it between our look and our change: that is fine.
+                    if "duplicate column" not in str(exc):
+                        raise
 
 
 def record_vote(ws: Workspace, vote: Vote) -> Vote:

@@ -221,6 +221,28 @@ def test_incremental_decoding_never_splits_a_character(engine: ChatEngine) -> No
     assert decoder.push(ids[0]) == ""  # padding after the end is ignored
 
 
+def test_batch_inputs_lay_out_cached_prefixes_and_padding() -> None:
+    from transformers import LlamaConfig
+
+    from chatbot.engine.prefix_cache import Prompt, batch_inputs
+
+    config = LlamaConfig(
+        hidden_size=8, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1
+    )
+    states = [(torch.ones(1, 1, 3, 4), torch.ones(1, 1, 3, 4) * 2) for _ in range(2)]
+    prompts = [Prompt([5, 6, 7, 8, 9], prefix=3), Prompt([1, 2], prefix=0)]
+    inputs = batch_inputs(prompts, [states, None], 0, config, torch.device("cpu"))
+    # [pad][prefix][pad][rest]: row 0 = prefix 5 6 7 + rest 8 9; row 1 = no prefix + rest 1 2.
+    assert inputs["input_ids"].tolist() == [[5, 6, 7, 8, 9], [0, 0, 0, 1, 2]]
+    assert inputs["attention_mask"].tolist() == [[1, 1, 1, 1, 1], [0, 0, 0, 1, 1]]
+    cache = inputs["cache"]
+    assert cache.get_seq_length() == 3
+    keys = cache.layers[0].keys
+    assert keys.shape == (2, 1, 3, 4) and keys[0].eq(1).all() and keys[1].eq(0).all()
+    plain = batch_inputs(prompts, [None, None], 0, config, torch.device("cpu"))
+    assert "cache" not in plain and plain["input_ids"].tolist()[1] == [0, 0, 0, 1, 2]
+
+
 # -- turns and cancelling ------------------------------------------------------------------------
 
 

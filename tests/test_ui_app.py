@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import gradio as gr
@@ -82,8 +83,9 @@ def test_server_serves_exports_and_nothing_else(services: Services, monkeypatch)
         base = f"http://127.0.0.1:{port}"
         assert httpx.get(base + "/").status_code == 200
         config = httpx.get(base + "/config").json()
-        assert config.get("run_history") is not True
-        assert config["analytics_enabled"] is False
+        assert config["run_history"] is False  # no chat messages kept in the browser's storage
+        assert httpx.get(base + "/gradio_api/runs").status_code == 404
+        assert config["analytics_enabled"] is False and config["show_error"] is False
         for secret in (ws / "brands" / "b" / "conversations.jsonl", ws / "brandvoice.sqlite3"):
             r = httpx.get(f"{base}/gradio_api/file={secret.resolve()}")
             assert r.status_code == 403, secret
@@ -118,7 +120,7 @@ def test_errors_become_readable_messages(caplog):
     def bug() -> None:
         raise KeyError("internal detail")
 
-    def stream():  # noqa: ANN202
+    def stream() -> Iterator[int]:
         yield 1
         raise BrandVoiceError("stopped")
 

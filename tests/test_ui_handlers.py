@@ -6,6 +6,7 @@ import json
 import random
 import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from chatbot.config import TrainConfig
 from chatbot.engine import GenerationSettings
 from chatbot.errors import BrandVoiceError, ConfigError
-from chatbot.jobs import get_run
+from chatbot.jobs import Run, get_run
 from chatbot.votes import list_votes
 from chatbot.workspace import Workspace
 from ui import brand_tab, compare_tab, export_tab, train_tab
@@ -42,7 +43,14 @@ class FakeEngine:
         extra = " and a few more words" if mode == "tuned" else ""
         return f"[{mode}] reply {turn} to {messages[-1]['content']}{extra}"
 
-    def stream_pair(self, left, mode_left, right, mode_right, settings):  # noqa: ANN001
+    def stream_pair(
+        self,
+        left: list[dict],
+        mode_left: str,
+        right: list[dict],
+        mode_right: str,
+        settings: GenerationSettings,
+    ) -> Iterator[tuple[str, str]]:
         self.calls.append((list(left), mode_left, list(right), mode_right, settings))
         a = self.reply(mode_left, left).split(" ")
         b = self.reply(mode_right, right).split(" ")
@@ -82,11 +90,11 @@ class FakeJobs:
     def __init__(self) -> None:
         self.started: list[tuple] = []
 
-    def start_run(self, ws: Workspace, brand: str, config, *, preset: str = ""):  # noqa: ANN001
+    def start_run(self, ws: Workspace, brand: str, config: TrainConfig, *, preset: str = "") -> Run:
         self.started.append((brand, config, preset))
         return get_run(ws, _insert_run(ws, brand, "running"))
 
-    def cancel_run(self, ws: Workspace, run_id: str):
+    def cancel_run(self, ws: Workspace, run_id: str) -> Run:
         with ws.db() as con:
             con.execute(
                 "UPDATE runs SET state='cancelled', finished=? WHERE id=?", (time.time(), run_id)
@@ -228,7 +236,16 @@ def test_train_view_empty_states(services: Services, brand: str):
 # --- Compare tab --------------------------------------------------------------------------------
 
 
-def _stream(services, brand, run_id, mode, text, left=None, right=None, matchup=None):  # noqa: ANN001
+def _stream(
+    services: Services,
+    brand: str,
+    run_id: str | None,
+    mode: str,
+    text: str,
+    left: list[dict] | None = None,
+    right: list[dict] | None = None,
+    matchup: compare_tab.Matchup | None = None,
+) -> list[compare_tab.CompareFrame]:
     return list(
         compare_tab.compare_stream(
             services, brand, run_id, mode, text, left, right, matchup, _settings()

@@ -1,5 +1,7 @@
 """The browser app: `build_app(services)` composes one tab per module; `launch` serves it safely.
 
+`brandvoice ui` (chatbot.cli) is the command that starts it.
+
 Safe defaults: the server listens on 127.0.0.1 only, asks for a password when one is set in
 $BRANDVOICE_PASSWORD (and refuses to listen beyond this machine without one), keeps no chat history
 in the browser, sends no analytics, serves no files but the workspace's exports and Gradio's own
@@ -11,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
 import gradio as gr
 
@@ -149,25 +150,3 @@ def launch(
     log.info("brandvoice at http://%s:%d (workspace %s)", host, port, services.workspace.root)
     app.launch(**options, prevent_thread_lock=not block, quiet=not block)
     return app
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m ui.app [--workspace DIR] [--host H] [--port P]`."""
-    import argparse
-
-    p = argparse.ArgumentParser(prog="python -m ui.app", description="the brandvoice browser app")
-    p.add_argument("--workspace", type=Path, default=None)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=7860)
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        launch(Services.create(args.workspace), args.host, args.port)
-    except BrandVoiceError as exc:
-        log.error("%s", exc)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -417,6 +417,7 @@ def _results_column(name: gr.Textbox) -> tuple[_Outputs, gr.Button, gr.Markdown]
 
 def build(services: Services, brand: gr.Dropdown, tab: gr.Tab) -> None:
     """Lay out the Brand tab inside `tab`; `brand` is the app-wide brand picker."""
+    del tab  # nothing on this tab goes stale while another one is open
     with gr.Row(equal_height=False):
         name, files, guide, skip, run = _upload_column()
         out, save, saved = _results_column(name)

@@ -477,7 +477,16 @@ def _layout() -> _Widgets:
 def _wire_chat(services: Services, w: _Widgets, brand: gr.Dropdown) -> None:
     outputs = [*w.conversation(), w.message]
 
-    def on_send(slug, run_id, mode, text, left, right, matchup, *knobs) -> Iterator[tuple]:  # noqa: ANN001
+    def on_send(
+        slug: str | None,
+        run_id: str | None,
+        mode: str,
+        text: str,
+        left: Messages,
+        right: Messages,
+        matchup: Matchup | None,
+        *knobs: float,
+    ) -> Iterator[tuple]:
         if not (text or "").strip():  # an empty box is not worth an error
             gr.Warning("Type a message for both assistants first.")
             yield tuple(gr.skip() for _ in outputs)
@@ -505,7 +514,14 @@ def _wire_chat(services: Services, w: _Widgets, brand: gr.Dropdown) -> None:
 
 
 def _wire_votes(services: Services, w: _Widgets, brand: gr.Dropdown) -> None:
-    def on_vote(verdict: Verdict, slug, run_id, left, right, matchup) -> tuple:  # noqa: ANN001
+    def on_vote(
+        verdict: Verdict,
+        slug: str | None,
+        run_id: str | None,
+        left: Messages,
+        right: Messages,
+        matchup: Matchup | None,
+    ) -> tuple:
         outcome = cast_vote(services, slug, verdict, matchup, left, right)
         a, b = pane_labels(outcome.matchup, outcome.matchup.mode)
         return (

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import gradio as gr
 import pandas as pd
 
+from chatbot.config import DEFAULT_PRESET, PRESETS, TrainConfig
 from chatbot.errors import BrandVoiceError
 from chatbot.jobs import Run, get_run, list_runs, read_events
 from ui.errors import user_errors
@@ -26,7 +27,7 @@ from ui.theme import empty_state, table
 
 __all__ = [
     "TrainView",
-    "PRESETS",
+    "PRESET_LABELS",
     "train_view",
     "start_training",
     "cancel_training",
@@ -34,7 +35,9 @@ __all__ = [
     "build",
 ]
 
-PRESETS = {
+# What each of the engine's presets means to a person choosing one (the presets themselves, and
+# which exist, live in chatbot.config).
+PRESET_LABELS = {
     "quick": "Quick — a first taste of the voice in minutes, even on a laptop",
     "balanced": "Balanced — a better voice; plan for longer",
     "thorough": "Thorough — the most faithful voice; best on a GPU",
@@ -90,12 +93,8 @@ def train_view(services: Services, slug: str | None, run_id: str | None = None) 
 
 def start_training(services: Services, slug: str | None, preset: str, base_model: str) -> TrainView:
     """Start a run for the brand with a preset (and base model); returns the view watching it."""
-    from chatbot.config import TrainConfig
-
     if not slug:
         raise BrandVoiceError("Prepare a brand on the Brand tab first; then train it here.")
-    if preset not in PRESETS:
-        raise BrandVoiceError(f"Unknown preset {preset!r}; choose one of {', '.join(PRESETS)}.")
     active = [r for r in list_runs(services.workspace, slug) if r.state in ACTIVE_STATES]
     if active:
         raise BrandVoiceError(
@@ -205,7 +204,8 @@ def _status_html(run: Run, events: list[dict]) -> str:
         f'<div class="bv-run-head"><span class="bv-state {run.state}">{run.state}</span>'
         f"<span>Run <code>{html.escape(run.id)}</code> · {html.escape(run.preset or 'custom')}"
         f" preset · {html.escape(base_model_label(run.base_model))} base model</span></div>"
-        f'<div class="bv-progress" data-state="{run.state}" data-step="{step}"'
+        f'<div class="bv-progress" data-run="{html.escape(run.id)}" data-state="{run.state}"'
+        f' data-step="{step}"'
         f' data-total="{total}"><div class="bar"><div class="fill" style="width:{pct:.1f}%">'
         f'</div></div><div class="meta"><span><b>{pct:.0f}%</b> · {steps}'
         f"{' · ' + html.escape(phase) if phase else ''}</span>{meta}</div></div>{note}"
@@ -282,7 +282,9 @@ def _controls(default_base: str) -> tuple[gr.Radio, gr.Textbox, gr.Button, gr.Bu
     with gr.Column(scale=1, min_width=280, elem_classes="bv-card"):
         gr.Markdown("#### Training")
         preset = gr.Radio(
-            [(label, name) for name, label in PRESETS.items()], value="quick", label="Preset"
+            [(PRESET_LABELS.get(name, name), name) for name in PRESETS],
+            value=DEFAULT_PRESET,
+            label="Preset",
         )
         base = gr.Textbox(
             value="" if default_base == "default" else default_base,

@@ -24,7 +24,8 @@ class GenerationSettings:
     max_new_tokens: int = 200
     """The reply stops after this many tokens even if the model has not finished."""
     seed: int = 0
-    """The same seed, prompt and settings give the same sampled reply."""
+    """The same seed, prompt and settings give the same sampled reply. A pair is sampled as one
+    batch, so a pane's reply in a pair may differ from the same request made alone."""
     repetition_penalty: float = 1.1
     """Above 1 discourages repeating tokens already in the conversation; 1 turns it off."""
 

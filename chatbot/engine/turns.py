@@ -1,10 +1,10 @@
 """Who uses the model next: a first-come, first-served queue with a bound on how many may wait.
 
-Generation is compute bound, so two requests running at once would only slow each other down; the
-engine runs one at a time. A plain lock would do that but serves waiters in no particular order and
-cannot refuse newcomers when the line is long, so this keeps an explicit line: the request at its
-head holds the model, the rest wait in arrival order, and a waiter whose reader went away leaves the
-line at once instead of waiting for a turn it no longer needs.
+Generation keeps the machine busy (compute, or memory bandwidth when decoding), so two requests
+running at once would only slow each other down; the engine runs one at a time. A plain lock would
+do that but serves waiters in no particular order and cannot refuse newcomers when the line is
+long, so this keeps an explicit line: the request at its head holds the model, the rest wait in
+arrival order, and a waiter whose reader went away leaves the line at once.
 """
 
 from __future__ import annotations
@@ -53,8 +53,9 @@ class TurnQueue:
         with self._changed:
             waiting = max(len(self._line) - 1, 0)
             if bounded and self._line and waiting >= self._max_waiting:
+                others = len(self._line)
                 raise BrandVoiceError(
-                    f"The model is busy with {len(self._line)} other requests; "
+                    f"The model is busy with {others} other request{'s' if others > 1 else ''}; "
                     "try again in a moment."
                 )
             ticket = Ticket(self)

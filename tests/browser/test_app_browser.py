@@ -12,6 +12,7 @@ import socket
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -20,6 +21,9 @@ from chatbot.jobs import Run, cancel_run, list_runs, start_run
 from chatbot.votes import list_votes
 from chatbot.workspace import Workspace
 from ui import Services, launch
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -48,7 +52,9 @@ def _short_run(ws: Workspace, brand: str, config: TrainConfig, *, preset: str = 
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[tuple]:
+def app(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path
+) -> Iterator[tuple[str, Services]]:
     """The app on the tiny base model (trained and chatted with for real), on a free port."""
     workspace = tmp_path_factory.mktemp("workspace")
     services = Services.create(workspace, base_model=str(tiny_model_dir))
@@ -65,7 +71,7 @@ def app(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Itera
 
 
 @pytest.fixture(scope="module")
-def page() -> Iterator:
+def page() -> Iterator[Page]:
     if not CHROMIUM.exists():
         pytest.skip("Chromium is not installed (scripts/test.sh installs it)")
     with playwright_api.sync_playwright() as pw:
@@ -77,16 +83,16 @@ def page() -> Iterator:
         browser.close()
 
 
-def _shot(page, name: str) -> None:  # noqa: ANN001
+def _shot(page: Page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
-def _open_tab(page, name: str) -> None:  # noqa: ANN001
+def _open_tab(page: Page, name: str) -> None:
     page.get_by_role("tab", name=name, exact=True).click()
 
 
-def _prepare_brand(page) -> None:  # noqa: ANN001
+def _prepare_brand(page: Page) -> None:
     page.get_by_label("Brand name").fill("Lumen Lamps")
     conversations = [str(ASSETS / "conversations.jsonl"), str(ASSETS / "tickets.csv")]
     page.locator("#bv-conversations input[type=file]").first.set_input_files(conversations)
@@ -100,20 +106,18 @@ def _prepare_brand(page) -> None:  # noqa: ANN001
     _shot(page, "1-brand")
 
 
-def _train(page, url: str) -> None:  # noqa: ANN001
+def _train(page: Page, url: str) -> None:
     _open_tab(page, "Train")
     expect(page.get_by_text("No training runs yet")).to_be_visible()
     page.get_by_role("button", name="Start training").click()
     progress = page.locator(".bv-progress")
     expect(progress).to_have_attribute("data-state", "running", timeout=30_000)
-    # A reload re-attaches to the running job: the state comes from the workspace, not the tab.
+    run_id = progress.get_attribute("data-run")
+    # A reload re-attaches to the job: what the tab shows comes from the workspace, not the page.
     page.goto(url)
     _open_tab(page, "Train")
-    expect(page.locator(".bv-progress")).to_be_visible(timeout=20_000)
-    expect(page.get_by_role("button", name="Start training")).to_be_disabled()
-    expect(page.locator(".bv-progress")).to_have_attribute(
-        "data-state", "succeeded", timeout=TRAIN_TIMEOUT_MS
-    )
+    expect(page.locator(f'.bv-progress[data-run="{run_id}"]')).to_be_visible(timeout=20_000)
+    expect(progress).to_have_attribute("data-state", "succeeded", timeout=TRAIN_TIMEOUT_MS)
     bar = page.locator(".bv-progress")
     assert bar.get_attribute("data-step") == bar.get_attribute("data-total") != "0"
     expect(page.get_by_text("100%")).to_be_visible()
@@ -121,7 +125,7 @@ def _train(page, url: str) -> None:  # noqa: ANN001
     _shot(page, "2-train")
 
 
-def _compare_and_vote(page, services: Services) -> None:  # noqa: ANN001
+def _compare_and_vote(page: Page, services: Services) -> None:
     _open_tab(page, "Compare")
     box = page.get_by_placeholder("Write as a customer would")
     expect(box).to_be_visible(timeout=20_000)
@@ -142,7 +146,7 @@ def _compare_and_vote(page, services: Services) -> None:  # noqa: ANN001
     assert vote.run_id and vote.settings.get("max_new_tokens")
 
 
-def _export(page, tmp_path: Path) -> None:  # noqa: ANN001
+def _export(page: Page, tmp_path: Path) -> None:
     _open_tab(page, "Export")
     page.get_by_role("button", name="Create adapter zip").click()
     link = page.locator(".bv-download a[download]").first
@@ -159,7 +163,9 @@ def _export(page, tmp_path: Path) -> None:  # noqa: ANN001
     assert "adapter_config.json" in names and any(n.endswith(".safetensors") for n in names)
 
 
-def test_prepare_train_compare_vote_export(app: tuple, page, tmp_path: Path):  # noqa: ANN001
+def test_prepare_train_compare_vote_export(
+    app: tuple[str, Services], page: Page, tmp_path: Path
+) -> None:
     url, services = app
     page.goto(url)
     expect(page.get_by_text("No brand prepared yet")).to_be_visible(timeout=30_000)

@@ -1,0 +1,37 @@
+"""Export: a finished run packaged for production, and the raw adapter zip.
+
+`export_run` writes a verified LoRA adapter zip or merged model (model card, manifest, reload check
+in a fresh process); `verify_export` checks an export again; `zip_adapter` zips a run's raw adapter
+files. What goes into a package is decided in `package`, the card's wording in `card`, the check a
+fresh process runs in `reload_check`.
+"""
+
+from chatbot.export.archive import ADAPTER_FILE_SUFFIXES, TOKENIZER_FILES, zip_adapter
+from chatbot.export.package import (
+    CHECK_PROMPT,
+    CHECK_TOKENS,
+    FORMATS,
+    ExportCheckError,
+    ExportFormat,
+    ExportResult,
+    ReloadCheck,
+    default_export_path,
+    export_run,
+    verify_export,
+)
+
+__all__ = [
+    "ADAPTER_FILE_SUFFIXES",
+    "TOKENIZER_FILES",
+    "zip_adapter",
+    "CHECK_PROMPT",
+    "CHECK_TOKENS",
+    "FORMATS",
+    "ExportCheckError",
+    "ExportFormat",
+    "ExportResult",
+    "ReloadCheck",
+    "default_export_path",
+    "export_run",
+    "verify_export",
+]
