@@ -247,13 +247,17 @@ def test_batch_inputs_lay_out_cached_prefixes_and_padding() -> None:
 
 
 class _Gate:
-    """A forward pre-hook that holds every forward pass until opened, and counts them."""
+    """A forward pre-hook that holds every forward pass until opened, and counts them.
 
-    def __init__(self, model: torch.nn.Module, open_: bool = False) -> None:
+    `delay` slows each pass down, so that a test's few steps of slack stay few on a busy machine.
+    """
+
+    def __init__(self, model: torch.nn.Module, open_: bool = False, delay: float = 0.0) -> None:
         self.opened = threading.Event()
         if open_:
             self.opened.set()
         self.calls = 0
+        self._delay = delay
         # The embedding runs once per forward pass, whatever wraps the model.
         embeddings = model.get_input_embeddings()
         self._handle = embeddings.register_forward_pre_hook(self._hook)
@@ -261,6 +265,7 @@ class _Gate:
     def _hook(self, *_: object) -> None:
         self.calls += 1
         assert self.opened.wait(timeout=30)
+        time.sleep(self._delay)
 
     def remove(self) -> None:
         self.opened.set()
@@ -297,7 +302,7 @@ def test_busy_engine_refuses_beyond_max_waiting(tiny_model_dir: Path, adapter_di
 
 
 def test_closing_the_stream_stops_generation(engine: ChatEngine) -> None:
-    gate = _Gate(engine.model, open_=True)
+    gate = _Gate(engine.model, open_=True, delay=0.005)
     try:
         long = GenerationSettings(temperature=0.0, max_new_tokens=400, repetition_penalty=1.0)
         stream = engine.stream_pair(HELLO, "base", HELLO, "tuned", long)

@@ -3,6 +3,7 @@ readability, turn selection, batching, the report files and the comparison of tw
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -23,12 +24,9 @@ from chatbot.scorecard import (
     write_report,
 )
 from chatbot.scorecard.card import (
-    Example,
     Likelihood,
     RuleRate,
     StyleSummary,
-    TextStats,
-    TrainingCurve,
 )
 from chatbot.scorecard.generation import (
     cached_base_replies,
@@ -246,65 +244,9 @@ def test_base_replies_are_cached_per_turns_and_settings(tmp_path: Path) -> None:
 
 
 def _card(**changes: object) -> Scorecard:
-    """A small hand-made scorecard: three systems, two examples, one rule."""
-    example = Example(
-        conversation=0,
-        turn=0,
-        context=[{"role": "user", "content": "Is my <b>order</b> late?"}],
-        reference="Hi friend, it ships today. Steep well",
-        replies={
-            "base": "<script>alert('x')</script> I am an AI.",
-            "prompted": "Hi friend & co, it ships today.",
-            "tuned": "Hi friend, it ships today. Steep well",
-        },
-        p_brand={"base": 0.1, "prompted": 0.4, "tuned": 0.9, "reference": 0.95},
-        failed_rules={"base": ["signoff"], "prompted": ["signoff"], "tuned": [], "reference": []},
-    )
-    stats = TextStats(2, 8.0, 8.0, 7.0, 9.0, 70.0, 70.0)
-    values: dict = dict(
-        run_id="20260101-000000-abcdef",
-        brand="kettlebird",
-        brand_name="Kettlebird <Tea>",
-        base_model="default",
-        quantization="nf4",
-        created=1_790_000_000.0,
-        duration_s=12.0,
-        settings=ScorecardSettings(),
-        system_prompts={"base": "", "prompted": "Be kind.", "tuned": "Be kind."},
-        likelihood={
-            "base": Likelihood(3.0, 20.09, 100, 2),
-            "prompted": Likelihood(2.8, 16.44, 100, 2),
-            "tuned": Likelihood(2.0, 7.39, 100, 2),
-        },
-        examples=[example, example],
-        rules={
-            "signoff": {
-                "base": RuleRate(0, 2),
-                "prompted": RuleRate(0, 2),
-                "tuned": RuleRate(2, 2),
-                "reference": RuleRate(2, 2),
-            }
-        },
-        all_rules={
-            "base": RuleRate(0, 2),
-            "prompted": RuleRate(0, 2),
-            "tuned": RuleRate(2, 2),
-            "reference": RuleRate(2, 2),
-        },
-        style=StyleSummary(
-            mean={"base": 0.1, "prompted": 0.4, "tuned": 0.9, "reference": 0.95},
-            median={"base": 0.1, "prompted": 0.4, "tuned": 0.9, "reference": 0.95},
-            tuned_beats_base=1.0,
-            tuned_beats_prompted=1.0,
-            positives=20,
-            negatives=8,
-            cv_accuracy=0.97,
-        ),
-        text={s: stats for s in ("base", "prompted", "tuned", "reference")},
-        training=TrainingCurve(train=[[1, 3.1], [2, 2.5], [3, 2.2]], eval=[[0, 3.0], [3, 2.0]]),
-    )
-    values.update(changes)
-    return Scorecard(**values)
+    """The hand-made scorecard in the assets (three systems, two examples, one rule), changed."""
+    data = json.loads((ASSETS / "scorecard.json").read_text(encoding="utf-8"))
+    return dataclasses.replace(Scorecard.from_dict(data), **changes)
 
 
 def test_report_files_are_written_and_the_html_escapes_replies(tmp_path: Path) -> None:

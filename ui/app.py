@@ -17,7 +17,7 @@ import os
 import gradio as gr
 
 from chatbot.errors import BrandVoiceError
-from ui import brand_tab, compare_tab, export_tab, train_tab
+from ui import brand_tab, compare_tab, export_tab, scorecard_tab, train_tab
 from ui.errors import user_errors
 from ui.services import Services
 from ui.theme import CSS, PRODUCT_NAME, header_html, make_theme
@@ -65,6 +65,8 @@ def build_app(services: Services) -> gr.Blocks:
                 train_tab.build(services, brand, train)
             with gr.Tab("Compare", id="compare") as compare:
                 compare_tab.build(services, brand, compare)
+            with gr.Tab("Scorecard", id="scorecard") as scorecard:
+                scorecard_tab.build(services, brand, scorecard)
             with gr.Tab("Export", id="export") as export:
                 export_tab.build(services, brand, export)
 
@@ -148,5 +150,6 @@ def launch(
     # Chat streams have their own limit of one (a single model); other actions run two at a time.
     app.queue(default_concurrency_limit=2, max_size=queue_size, api_open=False)
     log.info("brandvoice at http://%s:%d (workspace %s)", host, port, services.workspace.root)
-    app.launch(**options, prevent_thread_lock=not block, quiet=not block)
+    # quiet: Gradio's own banner suggests a public share link, which this app never offers.
+    app.launch(**options, prevent_thread_lock=not block, quiet=True)
     return app

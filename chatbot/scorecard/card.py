@@ -50,6 +50,8 @@ class ScorecardSettings:
     first, so a cap still covers as many conversations as possible)."""
     max_new_tokens: int = 80
     """Each generated reply stops after this many tokens."""
+    max_conversations: int = 200
+    """Held-out conversations whose real replies are scored for likelihood (evenly spread)."""
     negatives: int = 32
     """Base-model replies to training prompts that teach the style classifier the base voice."""
     temperature: float = 0.0
@@ -61,7 +63,7 @@ class ScorecardSettings:
 
     def __post_init__(self) -> None:
         problems = []
-        for name in ("max_prompts", "max_new_tokens"):
+        for name in ("max_prompts", "max_new_tokens", "max_conversations"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 problems.append(f"{name}: must be a whole number of 1 or more, got {value!r}")

@@ -95,6 +95,7 @@ def evaluate(
     max_prompts: int = _DEFAULTS.max_prompts,
     max_new_tokens: int = _DEFAULTS.max_new_tokens,
     negatives: int = _DEFAULTS.negatives,
+    max_conversations: int = _DEFAULTS.max_conversations,
     progress: Progress | None = None,
     engine: ChatEngine | None = None,
 ) -> Scorecard:
@@ -108,7 +109,10 @@ def evaluate(
     started = time.monotonic()
     say = progress or _silent
     settings = ScorecardSettings(
-        max_prompts=max_prompts, max_new_tokens=max_new_tokens, negatives=negatives
+        max_prompts=max_prompts,
+        max_new_tokens=max_new_tokens,
+        max_conversations=max_conversations,
+        negatives=negatives,
     )
     job = _setup(ws, run_id, settings)
     engine = engine or _load_engine(job.setup, say)
@@ -116,7 +120,7 @@ def evaluate(
     replies = _system_replies(engine, job, say)
     classifier, cached = _style_classifier(engine, job, say)
     card = _assemble(job, likelihood, replies, classifier, say)
-    card.notes += _notes(job, cached)
+    card.notes += _notes(job, cached, card.training)
     card.duration_s = round(time.monotonic() - started, 1)
     return card
 
@@ -177,7 +181,7 @@ def _likelihood(engine: ChatEngine, job: _Job, say: Progress) -> dict[str, Likel
         out[system] = held_out_likelihood(
             engine.model,
             engine.tokenizer,
-            job.data.eval,
+            spread(job.data.eval, job.settings.max_conversations),
             job.prompts[system],
             adapter=system == "tuned",
             max_length=job.config.max_length,
@@ -320,7 +324,7 @@ def _blind_votes(ws: Workspace, run: Run) -> VoteSummary | None:
     )
 
 
-def _notes(job: _Job, cached: bool) -> list[str]:
+def _notes(job: _Job, cached: bool, training: TrainingCurve) -> list[str]:
     notes = [
         f"{len(job.turns)} of {job.available} held-out customer turns answered "
         f"(max_prompts={job.settings.max_prompts}), from {len(job.data.eval)} held-out "
@@ -330,6 +334,17 @@ def _notes(job: _Job, cached: bool) -> list[str]:
         f"Likelihood: the model at the run's quantization ({job.setup.quantization}), "
         f"conversations cut to max_length={job.config.max_length} tokens as in training.",
     ]
+    scored = min(len(job.data.eval), job.settings.max_conversations)
+    if scored < len(job.data.eval):
+        notes.append(
+            f"Likelihood scored on {scored} of {len(job.data.eval)} held-out conversations, "
+            f"evenly spread (max_conversations={job.settings.max_conversations})."
+        )
+    if training.eval and scored == len(job.data.eval):
+        notes.append(
+            f"Training's own final eval loss was {training.eval[-1][1]:.3f}: the same measure on "
+            "the same split as the tuned NLL here, so the two should agree closely."
+        )
     if cached:
         notes.append("The base model's replies to training prompts came from the workspace cache.")
     return notes

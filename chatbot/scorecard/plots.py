@@ -21,7 +21,7 @@ COLORS = {
     "eval": "#d9532b",
 }
 _FONT = 'font-family="system-ui, sans-serif" font-size="11" fill="#333"'
-_LEFT, _RIGHT, _TOP, _BOTTOM = 48, 16, 28, 34
+_LEFT, _RIGHT, _TOP, _BOTTOM = 48, 16, 44, 34
 
 
 def _color(name: str, index: int) -> str:
@@ -41,14 +41,16 @@ def _svg(width: int, height: int, title: str, body: list[str]) -> str:
 
 
 def _ticks(low: float, high: float, count: int = 5) -> list[float]:
-    """Round tick values covering [low, high]."""
+    """Round tick values from at or below `low` to at or above `high` (about `count` steps)."""
     if high <= low:
         high = low + 1
     raw = (high - low) / count
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
-    first = math.floor(low / step) * step
-    return [first + i * step for i in range(count + 2) if first + i * step <= high + step * 1e-9]
+    ticks = [math.floor(low / step) * step]
+    while ticks[-1] < high - step * 1e-9:
+        ticks.append(round(ticks[-1] + step, 12))
+    return ticks
 
 
 def _number(value: float) -> str:
@@ -104,7 +106,7 @@ def line_chart(
         body += [
             f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.5" fill="{color}"/>' for x, y in pts
         ]
-    body += _legend(list(series), width - 96 * len(series) - _RIGHT, 16)
+    body += _legend(list(series), _LEFT, 32)
     return _svg(width, height, title, body)
 
 
@@ -138,10 +140,10 @@ def grouped_bars(
     """Horizontal bars of rates in [0, 1]: one group per category, one bar per series."""
     bar, gap = 10, 10
     group = bar * len(series) + gap
-    height = _TOP + 20 + group * max(len(categories), 1) + 10
+    height = _TOP + group * max(len(categories), 1) + 10
     plot_w = width - label_width - 60
-    body = _legend(list(series), label_width, _TOP + 6)
-    top = _TOP + 20
+    body = _legend(list(series), label_width, 32)
+    top = _TOP
     for c, category in enumerate(categories):
         y = top + c * group
         body.append(
@@ -187,14 +189,14 @@ def strip_plot(
     height = _TOP + row * max(len(groups), 1) + _BOTTOM
     label_width = 90
     plot_w = width - label_width - _RIGHT
+    ticks = _ticks(low, high)
+    low, high = ticks[0], ticks[-1]
 
     def sx(x: float) -> float:
         return label_width + (min(max(x, low), high) - low) / ((high - low) or 1) * plot_w
 
     body = []
-    for tick in _ticks(low, high):
-        if tick > high + 1e-9:
-            continue
+    for tick in ticks:
         body.append(
             f'<line x1="{sx(tick):.1f}" x2="{sx(tick):.1f}" y1="{_TOP}" '
             f'y2="{height - _BOTTOM}" stroke="#e4e4e4"/>'
