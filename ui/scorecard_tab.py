@@ -27,6 +27,8 @@ import pandas as pd
 from chatbot.errors import BrandVoiceError
 from chatbot.jobs import Run, get_run, list_runs
 from chatbot.scorecard import (
+    REFERENCE,
+    SYSTEMS,
     Progress,
     Scorecard,
     ScorecardSettings,
@@ -38,10 +40,11 @@ from chatbot.scorecard import (
     summary_rows,
     write_report,
 )
+from chatbot.scorecard.report import SYSTEM_NAMES
 from ui.errors import user_errors
 from ui.services import Services
 from ui.text import duration_text, run_label
-from ui.theme import empty_state
+from ui.theme import empty_state, table
 
 __all__ = [
     "ScorecardSetup",
@@ -65,6 +68,10 @@ th,td{border:1px solid #ddd;padding:4px 8px;vertical-align:top;text-align:left}
 .reply,.ctx{white-space:pre-wrap;max-width:280px}.p{color:#666;font-size:12px}
 .bad{color:#b3261e;font-size:12px}
 """
+
+
+_CHARTS_CSS = ".charts{display:flex;flex-wrap:wrap;gap:16px}"
+SUMMARY_HEADER = ["Measure", *(SYSTEM_NAMES[s] for s in (*SYSTEMS, REFERENCE))]
 
 
 @dataclass
@@ -246,8 +253,8 @@ def _layout() -> _Widgets:
             )
         status = gr.Markdown()
         headlines_md = gr.Markdown()
-        summary = gr.Dataframe(interactive=False, wrap=True, visible=False, label="Summary")
-        charts = gr.HTML(visible=False)
+        summary = table(SUMMARY_HEADER, visible=False, label="Summary", show_label=True)
+        charts = gr.HTML(visible=False, css_template=_CHARTS_CSS)
         examples = gr.HTML(visible=False, css_template=_EXAMPLES_CSS, max_height=640)
         download = gr.File(label="Full report (HTML)", interactive=False, visible=False)
     return _Widgets(
