@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from chatbot.cli import main
 from chatbot.errors import BrandVoiceError
 from chatbot.export import ExportCheckError, export_run, verify_export
 from chatbot.export import package as export_package
+from chatbot.export.base_model import base_model_of
 from chatbot.jobs import Run
 from chatbot.workspace import Workspace
 
@@ -25,15 +27,7 @@ ADAPTER_ZIP = sorted(
     ["adapter_config.json", "adapter_model.safetensors", *TOKENIZER_FILES, *COMMON]
 )
 MERGED = sorted(["config.json", "model.safetensors", *TOKENIZER_FILES, *COMMON])
-SCORECARD = {
-    "likelihood": {
-        "base": {"perplexity": 31.5},
-        "prompted": {"perplexity": 29.0},
-        "tuned": {"perplexity": 12.25},
-    },
-    "style": {"mean": {"base": 0.1, "prompted": 0.3, "tuned": 0.8}},
-    "all_rules": {"tuned": {"passed": 9, "total": 10}},
-}
+SCORECARD = Path(__file__).parent / "assets" / "scorecard" / "scorecard.json"
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +35,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) ->
     ws = Workspace.open(tmp_path_factory.mktemp("ws"))
     slug = make_brand(ws)
     run = make_run(ws, slug, tiny_model_dir, tmp_path_factory.mktemp("scratch"))
-    (run.run_dir / "scorecard.json").write_text(json.dumps(SCORECARD))
+    shutil.copyfile(SCORECARD, run.run_dir / "scorecard.json")
     return ws, run
 
 
@@ -102,7 +96,8 @@ def test_adapter_zip_is_exact_and_verified(workspace: tuple[Workspace, Run], ada
         "2 EMAIL, 1 PHONE",
         "| lora_r | 8 |",
         "| held-out loss after | 2.7000 |",
-        "| tuned | 12.2500 | 0.8000 | 9/10 |",
+        "| Perplexity | 20.1 | 16.4 | 7.4 | – |",
+        "- Replies passing every brand rule: base model 0%",
         "PeftModel.from_pretrained",
         f"--lora-modules {run.brand}=path/to/this/folder --max-lora-rank 8",
         "Intended use and limitations",
@@ -189,7 +184,7 @@ def test_export_refuses_what_it_cannot_do(workspace: tuple[Workspace, Run], caps
 
 
 def test_the_default_base_is_named_with_its_licence(default_model_dir: Path):
-    base = export_package._base_of(str(default_model_dir))
+    base = base_model_of(str(default_model_dir))
     assert (base.name, base.license, base.source) == (
         "HuggingFaceTB/SmolLM2-135M-Instruct",
         "Apache-2.0",

@@ -1,4 +1,4 @@
-"""import-adapter: hostile archives refused before anything is written; good adapters become runs."""
+"""import-adapter: hostile archives refused before a byte is written; good adapters become runs."""
 
 from __future__ import annotations
 
@@ -193,7 +193,7 @@ def test_an_export_names_its_brand_and_must_match_its_manifest(
     tampered = _zip(tmp_path / "t.zip", entries | {"system_prompt.txt": b"Be rude."})
     argv = ["import-adapter", "--workspace", str(ws.root)]
     assert main([*argv, str(tampered)]) == 2
-    assert "system_prompt.txt changed or unlisted" in capsys.readouterr().err
+    assert "system_prompt.txt changed or unlisted" in " ".join(capsys.readouterr().err.split())
     assert list_runs(ws) == []
 
     assert main([*argv, str(_zip(tmp_path / "e.zip", entries))]) == 0

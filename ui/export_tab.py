@@ -12,6 +12,7 @@ The handlers are plain functions over `Services`; `build` only lays them out.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +21,11 @@ import gradio as gr
 
 from chatbot.errors import BrandVoiceError
 from chatbot.export import ExportResult, export_run, zip_adapter
+from chatbot.export.base_model import DEFAULT_HUB_ID
 from chatbot.importing import import_adapter
 from chatbot.jobs import Run, get_run, list_runs
 from chatbot.preferences import export_votes
+from chatbot.vllm_compat import max_lora_rank_for
 from ui.errors import user_errors
 from ui.services import Services
 from ui.text import base_model_label, run_label
@@ -137,14 +140,16 @@ def serving_text(services: Services, run_id: str | None) -> str:
     if not run_id:
         return ""
     run = get_run(services.workspace, run_id)
+    base = DEFAULT_HUB_ID if run.base_model in ("", "default") else run.base_model
+    config = json.loads((run.run_dir / "adapter" / "adapter_config.json").read_text("utf-8"))
+    rank = max_lora_rank_for(int(config.get("r") or 0)) or "R"
     return (
         "#### Serve it\n"
         "An OpenAI-compatible API on this machine (model name "
         f"`{run.brand}`):\n\n```bash\nbrandvoice serve --run {run.id}\n```\n"
-        "Or, on a GPU server, vLLM with the adapter zip unzipped to a folder "
-        "(the model card gives the exact command, rank included):\n\n"
-        f"```bash\nvllm serve BASE_MODEL --enable-lora --lora-modules {run.brand}=ADAPTER_FOLDER "
-        "--max-lora-rank R\n```"
+        "Or vLLM on a GPU server, with the adapter zip unzipped to a folder:\n\n"
+        f"```bash\nvllm serve {base} --enable-lora \\\n"
+        f"  --lora-modules {run.brand}=ADAPTER_FOLDER --max-lora-rank {rank}\n```"
     )
 
 

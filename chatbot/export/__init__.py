@@ -3,7 +3,7 @@
 `export_run` writes a verified LoRA adapter zip or merged model (model card, manifest, reload check
 in a fresh process); `verify_export` checks an export again; `zip_adapter` zips a run's raw adapter
 files. What goes into a package is decided in `package`, the card's wording in `card`, the check a
-fresh process runs in `reload_check`.
+fresh process runs in `reload_check` and how its answer is judged in `verify`.
 """
 
 from chatbot.export.archive import ADAPTER_FILE_SUFFIXES, TOKENIZER_FILES, zip_adapter
@@ -11,14 +11,12 @@ from chatbot.export.package import (
     CHECK_PROMPT,
     CHECK_TOKENS,
     FORMATS,
-    ExportCheckError,
     ExportFormat,
     ExportResult,
-    ReloadCheck,
     default_export_path,
     export_run,
-    verify_export,
 )
+from chatbot.export.verify import ExportCheckError, ReloadCheck, verify_export
 
 __all__ = [
     "ADAPTER_FILE_SUFFIXES",

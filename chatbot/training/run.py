@@ -14,7 +14,7 @@ from datasets import Dataset
 from transformers import PrinterCallback
 
 from chatbot.config import TrainConfig
-from chatbot.models import default_compute_dtype, keep_4bit_layers_trainable, load_base_model
+from chatbot.models import keep_4bit_layers_trainable, load_base_model
 from chatbot.storage import atomic_dir, atomic_write_json
 from chatbot.training.data import (
     DataError,
@@ -112,7 +112,6 @@ class TrainingRun:
         args = sft_config(
             config,
             self.checkpoints.root,
-            bf16=default_compute_dtype(device) == torch.bfloat16,
             on_cpu=device.type == "cpu",
             evaluate=evaluate,
             eval_on_start=evaluate and self.resume_from is None,
