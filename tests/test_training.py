@@ -183,6 +183,27 @@ def test_padding_free_loss_matches_padded_loss(tiny_model_dir: Path, brand_dir: 
     torch.testing.assert_close(padded_sum / padded_n, reference, rtol=1e-4, atol=1e-4)
 
 
+def test_fused_head_path_gives_the_same_loss(tiny_model_dir: Path, brand_dir: Path) -> None:
+    """The path CUDA takes (TRL's fused LM head) agrees with the CPU path."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+    from trl.trainer.utils import add_fused_lm_head
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    add_fused_lm_head(model)  # as SFTTrainer does, before PEFT wraps the model
+    model = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear")).eval()
+    template = training_chat_template(tokenizer)
+    examples, _ = tokenize_conversations(read_brand(brand_dir).train[:4], tokenizer, template, 512)
+    batch = DataCollatorForLanguageModeling(tokenizer.pad_token_id, padding_free=True)(examples)
+    with torch.no_grad():
+        fused_sum, fused_n = learned_token_loss(model, batch, fused=True)
+        plain_sum, plain_n = learned_token_loss(model, batch, fused=False)
+    assert fused_n == plain_n
+    torch.testing.assert_close(fused_sum, plain_sum, rtol=1e-4, atol=1e-3)
+
+
 # -- a whole run -----------------------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from peft import LoraConfig
 from trl import SFTConfig, SFTTrainer
+from trl.kernels.chunked_logprob import _use_triton
 
 from chatbot.config import TrainConfig
 from chatbot.errors import BrandVoiceError
@@ -110,18 +111,27 @@ def sft_config(
     )
 
 
-def learned_token_loss(model: torch.nn.Module, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+def learned_token_loss(
+    model: torch.nn.Module, inputs: dict, *, fused: bool | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed NLL of the learned tokens (labels not IGNORE_INDEX) of a batch, and their count.
 
-    Hidden state t predicts token t+1, so only positions whose next label is learned go through
-    the LM head: on the default model the head is a fifth of the FLOPs and most positions are
-    prompt, so this saves time and the memory of full-vocabulary logits. Works for padded and
-    padding-free (one row, position ids) batches alike.
+    Only positions whose next token is learned go through the LM head (hidden state t predicts
+    token t+1): on the default model the head is a fifth of the FLOPs and most positions are
+    prompt. Where Triton runs (CUDA), TRL's fused LM head does this in tiles without ever
+    holding the logits; elsewhere (`fused` False) the model's own forward projects just those
+    positions (`logits_to_keep`), which on CPU is much faster than TRL's tiled fallback.
+    Works for padded and padding-free (one row, position ids) batches alike.
     """
+    model_inputs = {k: inputs[k] for k in _MODEL_INPUTS if k in inputs}
+    if fused is None:
+        fused = _use_triton(inputs["input_ids"].device)
+    if fused:  # the head SFTTrainer installs on the model (trl.trainer.utils.add_fused_lm_head)
+        out = model(**model_inputs, labels=inputs["labels"], fused_lm_head=True)
+        return -out.log_probs.sum(), out.label_mask.sum()
     labels = inputs["labels"][:, 1:]
     learned = labels != IGNORE_INDEX
     keep = learned.any(dim=0).nonzero().squeeze(-1)
-    model_inputs = {k: inputs[k] for k in _MODEL_INPUTS if k in inputs}
     logits = model(**model_inputs, use_cache=False, logits_to_keep=keep).logits
     target = labels[:, keep]
     # fp32 log-softmax: bf16 logits would round the loss of confident tokens to zero.
