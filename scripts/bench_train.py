@@ -1,7 +1,7 @@
 """Benchmark training throughput: our `train()` against the plain TRL + PEFT QLoRA recipe, and both
 against this machine's bf16 matmul roofline, in one run on the same data.
 
-    .venv/bin/python scripts/bench_train.py [--data CONVERSATIONS.jsonl] [--steps 12] [--rounds 2]
+    .venv/bin/python scripts/bench_train.py [--data CONVERSATIONS.jsonl] [--steps 6] [--rounds 2]
 
 - ours: `chatbot.training.train` with the quick preset on the default model (its own tokens/s:
   real, non-padding tokens over training time, evaluation excluded);
@@ -202,7 +202,7 @@ def _run_worker(kind: str, args: argparse.Namespace) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, default=DEMO_DATA, help="conversations JSONL")
-    p.add_argument("--steps", type=int, default=12, help="optimizer steps per measurement")
+    p.add_argument("--steps", type=int, default=6, help="optimizer steps per measurement")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--worker", choices=["ours", "plain", "roofline"], help=argparse.SUPPRESS)
     args = p.parse_args()

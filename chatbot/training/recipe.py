@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from peft import LoraConfig
 from trl import SFTConfig, SFTTrainer
-from trl.kernels.chunked_logprob import _use_triton
 
 from chatbot.config import TrainConfig
 from chatbot.errors import BrandVoiceError
@@ -45,6 +44,7 @@ class TrainingError(BrandVoiceError):
 
 
 def lora_config(config: TrainConfig) -> LoraConfig:
+    """The adapter: rank, scaling, dropout and target layers from `config`."""
     target = config.lora_target.strip()
     modules: str | list[str] = (
         target if target == "all-linear" else [m.strip() for m in target.split(",") if m.strip()]
@@ -59,9 +59,11 @@ def lora_config(config: TrainConfig) -> LoraConfig:
 
 
 def use_gradient_checkpointing(config: TrainConfig, model: torch.nn.Module) -> bool:
+    """'auto': only for models too large to keep every activation (see the threshold above)."""
     if config.gradient_checkpointing != "auto":
         return config.gradient_checkpointing == "on"
-    return sum(p.numel() for p in model.parameters()) > _CHECKPOINTING_MIN_PARAMS
+    # num_parameters() counts a 4-bit weight's real size, not its packed bytes.
+    return model.num_parameters() > _CHECKPOINTING_MIN_PARAMS
 
 
 def sft_config(
@@ -118,14 +120,16 @@ def learned_token_loss(
 
     Only positions whose next token is learned go through the LM head (hidden state t predicts
     token t+1): on the default model the head is a fifth of the FLOPs and most positions are
-    prompt. Where Triton runs (CUDA), TRL's fused LM head does this in tiles without ever
-    holding the logits; elsewhere (`fused` False) the model's own forward projects just those
-    positions (`logits_to_keep`), which on CPU is much faster than TRL's tiled fallback.
+    prompt. On accelerators TRL's fused LM head does this in tiles (Triton where available)
+    without ever holding the logits, which bounds memory for large vocabularies and batches. On
+    CPU (`fused` False) the model's own forward projects just those positions
+    (`logits_to_keep`): TRL's CPU fallback scores every position and accumulates in fp32,
+    several times slower there.
     Works for padded and padding-free (one row, position ids) batches alike.
     """
     model_inputs = {k: inputs[k] for k in _MODEL_INPUTS if k in inputs}
     if fused is None:
-        fused = _use_triton(inputs["input_ids"].device)
+        fused = inputs["input_ids"].device.type != "cpu"
     if fused:  # the head SFTTrainer installs on the model (trl.trainer.utils.add_fused_lm_head)
         out = model(**model_inputs, labels=inputs["labels"], fused_lm_head=True)
         return -out.log_probs.sum(), out.label_mask.sum()
