@@ -41,7 +41,8 @@ class RunEventsCallback(TrainerCallback):
             return None
         return round(self.real_tokens() / self.train_seconds, 1)
 
-    def _common(self, state: TrainerState) -> dict:
+    def figures(self, state: TrainerState) -> dict:
+        """The event fields every state shares: step, totals, throughput, time left."""
         remaining = max(state.max_steps - state.global_step, 0)
         per_step = self.train_seconds / self.steps_timed if self.steps_timed else None
         return {
@@ -58,7 +59,7 @@ class RunEventsCallback(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: object
     ) -> None:
         self._state = state
-        self.events.emit("running", **self._common(state))
+        self.events.emit("running", **self.figures(state))
 
     def on_step_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: object
@@ -90,14 +91,14 @@ class RunEventsCallback(TrainerCallback):
                 "running",
                 loss=logs["loss"],
                 learning_rate=logs.get("learning_rate"),
-                **self._common(state),
+                **self.figures(state),
             )
 
     def evaluation_started(self) -> None:
         """Called by the trainer as an evaluation begins (transformers has no hook for it)."""
         self._eval_start = time.perf_counter()
         if self._state is not None:
-            self.events.emit("evaluating", **self._common(self._state))
+            self.events.emit("evaluating", **self.figures(self._state))
 
     def on_evaluate(
         self,
@@ -109,9 +110,9 @@ class RunEventsCallback(TrainerCallback):
     ) -> None:
         self.eval_seconds += time.perf_counter() - self._eval_start
         eval_loss = (metrics or {}).get("eval_loss")
-        self.events.emit("evaluating", eval_loss=eval_loss, **self._common(state))
+        self.events.emit("evaluating", eval_loss=eval_loss, **self.figures(state))
 
     def on_save(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: object
     ) -> None:
-        self.events.emit("checkpoint", **self._common(state))
+        self.events.emit("checkpoint", **self.figures(state))

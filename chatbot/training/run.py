@@ -160,10 +160,11 @@ class TrainingRun:
         self.output = self.trainer.train(resume_from_checkpoint=checkpoint)
 
     def finish(self) -> dict:
-        if self.stop is not None and self.stop.is_set():
+        state = self.trainer.state
+        if self.stop is not None and self.stop.is_set() and state.global_step < state.max_steps:
             metrics = self._metrics("cancelled", eval_after=None)
             atomic_write_json(self.run_dir / "metrics.json", metrics)
-            self.events.emit("cancelled", **self.progress._common(self.trainer.state))
+            self.events.emit("cancelled", **self.progress.figures(state))
             return metrics
         eval_after = None
         if self.trainer.eval_dataset is not None:
@@ -175,7 +176,7 @@ class TrainingRun:
             "succeeded",
             loss=metrics["final_train_loss"],
             eval_loss=eval_after,
-            **self.progress._common(self.trainer.state),
+            **self.progress.figures(self.trainer.state),
         )
         return metrics
 
