@@ -65,7 +65,7 @@ EXAMPLES_SHOWN = 12
 _EXAMPLES_CSS = """
 table{border-collapse:collapse;font-size:13px}
 th,td{border:1px solid #ddd;padding:4px 8px;vertical-align:top;text-align:left}
-.reply,.ctx{white-space:pre-wrap;max-width:280px}.p{color:#666;font-size:12px}
+.reply,.ctx{white-space:pre-wrap;overflow-wrap:anywhere;max-width:280px}.p{color:#666;font-size:12px}
 .bad{color:#b3261e;font-size:12px}
 """
 

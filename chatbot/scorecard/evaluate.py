@@ -175,18 +175,27 @@ def _load_engine(setup: AdapterSetup, say: Progress) -> ChatEngine:
 
 
 def _likelihood(engine: ChatEngine, job: _Job, say: Progress) -> dict[str, Likelihood]:
-    out = {}
-    for done, system in enumerate(SYSTEMS):
-        say("likelihood", done, len(SYSTEMS))
-        out[system] = held_out_likelihood(
+    conversations = spread(job.data.eval, job.settings.max_conversations)
+    total, done = len(SYSTEMS) * len(conversations), [0]
+
+    def step() -> None:
+        done[0] += 1
+        say("likelihood", done[0], total)
+
+    say("likelihood", 0, total)
+    out = {
+        system: held_out_likelihood(
             engine.model,
             engine.tokenizer,
-            spread(job.data.eval, job.settings.max_conversations),
+            conversations,
             job.prompts[system],
             adapter=system == "tuned",
             max_length=job.config.max_length,
+            step=step,
         )
-    say("likelihood", len(SYSTEMS), len(SYSTEMS))
+        for system in SYSTEMS
+    }
+    say("likelihood", total, total)  # conversations too long to score were skipped, not counted
     return out
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -66,11 +67,13 @@ def held_out_likelihood(
     *,
     adapter: bool,
     max_length: int,
+    step: Callable[[], None] | None = None,
 ) -> Likelihood:
     """Mean NLL per assistant token of `conversations`, each started with `system_prompt`.
 
     An empty `system_prompt` adds none, so the chat template adds its own default if it has one
     (what the base model sees out of the box). `adapter=False` scores with the adapter off.
+    `step` is called after each conversation is scored.
     """
     prompted = [
         with_system_prompt(without_system_messages(m), system_prompt, bool(system_prompt))
@@ -79,7 +82,7 @@ def held_out_likelihood(
     template = training_chat_template(tokenizer)
     examples, _ = tokenize_conversations(prompted, tokenizer, template, max_length)
     with torch.inference_mode(), nullcontext() if adapter else adapter_off(model):
-        total, count = _score(model, examples)
+        total, count = _score(model, examples, step)
     if not count:
         raise BrandVoiceError(
             f"None of the {len(conversations)} held-out conversations has an assistant reply "
@@ -110,7 +113,11 @@ def _shared_length(examples: list[dict[str, list[int]]]) -> int:
     return max(0, min(shared, learned - 1))
 
 
-def _score(model: torch.nn.Module, examples: list[dict[str, list[int]]]) -> tuple[float, int]:
+def _score(
+    model: torch.nn.Module,
+    examples: list[dict[str, list[int]]],
+    step: Callable[[], None] | None = None,
+) -> tuple[float, int]:
     """Summed NLL of the learned tokens of `examples`, and how many there are."""
     device = next(model.parameters()).device
     shared = _shared_length(examples)
@@ -133,4 +140,6 @@ def _score(model: torch.nn.Module, examples: list[dict[str, list[int]]]) -> tupl
         target = torch.tensor([labels[i] for i in keep], device=device)
         total += float(F.cross_entropy(logits.float(), target, reduction="sum"))
         count += len(keep)
+        if step:
+            step()
     return total, count

@@ -135,7 +135,7 @@ def grouped_bars(
     *,
     title: str,
     width: int = 560,
-    label_width: int = 180,
+    label_width: int = 210,
 ) -> str:
     """Horizontal bars of rates in [0, 1]: one group per category, one bar per series."""
     bar, gap = 10, 10

@@ -120,8 +120,8 @@ h1{font-size:22px;margin-bottom:4px}h2{font-size:17px;margin-top:32px;border-bot
 .meta{color:#666;font-size:13px}table{border-collapse:collapse;margin:8px 0;font-size:13px}
 th,td{border:1px solid #ddd;padding:4px 8px;vertical-align:top;text-align:left}
 th{background:#f5f5f5}td.num{text-align:right;font-variant-numeric:tabular-nums}
-.charts{display:flex;flex-wrap:wrap;gap:16px}.reply{white-space:pre-wrap;max-width:260px}
-.ctx{white-space:pre-wrap;max-width:240px;color:#444}.p{color:#666;font-size:12px}
+.charts{display:flex;flex-wrap:wrap;gap:16px}.reply{white-space:pre-wrap;overflow-wrap:anywhere;max-width:260px}
+.ctx{white-space:pre-wrap;overflow-wrap:anywhere;max-width:240px;color:#444}.p{color:#666;font-size:12px}
 .bad{color:#b3261e;font-size:12px}ul.head li{margin:4px 0}details{margin:6px 0}
 """
 
