@@ -26,8 +26,6 @@ from chatbot.training.data import read_brand
 from chatbot.votes import Vote, record_vote
 from chatbot.workspace import Workspace
 
-pytestmark = pytest.mark.slow  # about 15-30 s on a 2-core CPU: a model is loaded four times
-
 ASSETS = Path(__file__).parent / "assets" / "brand"
 RUN_ID = "20260101-120000-5c0ecd"
 QUICK = {"max_prompts": 3, "max_new_tokens": 6, "negatives": 4}

@@ -142,7 +142,7 @@ def grouped_bars(
     group = bar * len(series) + gap
     height = _TOP + group * max(len(categories), 1) + 10
     plot_w = width - label_width - 60
-    body = _legend(list(series), label_width, 32)
+    body = _legend(list(series), _LEFT, 32)
     top = _TOP
     for c, category in enumerate(categories):
         y = top + c * group
