@@ -20,8 +20,7 @@ from functools import partial
 
 import gradio as gr
 
-from chatbot.brand import BrandProfile
-from chatbot.config import TrainConfig
+from chatbot.adapters import adapter_setup
 from chatbot.engine import GenerationSettings
 from chatbot.errors import BrandVoiceError
 from chatbot.jobs import Run, get_run, list_runs
@@ -147,18 +146,12 @@ def compare_setup(services: Services, slug: str | None) -> CompareSetup:
 
 def _engine_spec(services: Services, slug: str, run: Run) -> EngineSpec:
     """The model a run's adapter belongs on, and the prompts each side gets."""
-    profile = BrandProfile.load(services.workspace.brand_dir(slug) / "brand.yaml")
-    config = TrainConfig.from_yaml(run.run_dir / "config.yaml")
-    # The tuned side sees a system prompt exactly when its training conversations carried one
-    # (the same rule training applies), else it would be chatted with out of its habit.
-    trained_with_prompt = config.system_prompt == "always" or (
-        config.system_prompt == "brand" and profile.system_prompt_mode == "always"
-    )
+    setup = adapter_setup(services.workspace, run.id)
     return EngineSpec(
-        base_model=config.base_model,
-        quantization=config.quantization,
-        system_prompt=profile.system_prompt,
-        tuned_system_prompt=profile.system_prompt if trained_with_prompt else "",
+        base_model=setup.base_model,
+        quantization=setup.quantization,
+        system_prompt=setup.system_prompt,
+        tuned_system_prompt=setup.tuned_system_prompt,
     )
 
 
