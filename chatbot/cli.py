@@ -104,7 +104,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     ws = Workspace.open(args.workspace)
     overrides = list(args.set or [])
-    for flag in ("base_model", "quantization"):
+    for flag in ("base_model", "quantization", "processes", "distributed", "accelerate_config"):
         if getattr(args, flag):
             overrides.append(f"{flag}={getattr(args, flag)}")
     config = TrainConfig.from_preset(args.preset, overrides, yaml_path=args.config)
@@ -397,6 +397,25 @@ def _build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="KEY=VALUE",
         help="override one setting, e.g. --set learning_rate=1e-4 (repeatable)",
+    )
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="train on N processes through `accelerate launch` (one per GPU; default 1)",
+    )
+    p.add_argument(
+        "--distributed",
+        choices=["ddp", "fsdp", "deepspeed"],
+        default=None,
+        help="how N processes share the work: ddp (default), fsdp or deepspeed (CUDA only)",
+    )
+    p.add_argument(
+        "--accelerate-config",
+        metavar="YAML",
+        default=None,
+        help="an accelerate config file (several machines, custom settings); see docs/scaling.md",
     )
     p.add_argument("--detach", action="store_true", help="start and return; do not follow")
     p.set_defaults(func=_cmd_train)

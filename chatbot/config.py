@@ -144,7 +144,18 @@ class TrainConfig:
     """Seed for adapter initialisation and data order: the same seed gives the same run."""
 
     threads: int = 0
-    """CPU threads for training; 0 means one per physical core."""
+    """CPU threads for training; 0 means one per physical core (shared among the processes)."""
+
+    processes: int = 1
+    """Training processes on this machine (data parallel, through `accelerate launch`); 1 trains
+    in the job's own process. The global batch stays `batch_size`: each process takes its share."""
+
+    distributed: Literal["ddp", "fsdp", "deepspeed"] = "ddp"
+    """How several processes share the work: 'ddp' (CPU or GPU), 'fsdp' or 'deepspeed' (ZeRO-3,
+    CUDA GPUs only; the base's 4-bit weights are then stored as bf16 so they can be sharded)."""
+
+    accelerate_config: str = ""
+    """An `accelerate` config file (several machines, custom settings); overrides `distributed`."""
 
     def __post_init__(self) -> None:
         problems = self.validate()
@@ -193,6 +204,13 @@ class TrainConfig:
             p.append("base_model must not be empty (use 'default')")
         if not self.lora_target.strip():
             p.append("lora_target must not be empty (use 'all-linear')")
+        if self.processes < 1:
+            p.append(f"processes must be 1 or more (got {self.processes})")
+        elif self.processes > 1 and self.batch_size < self.processes:
+            p.append(
+                f"batch_size ({self.batch_size}) must be at least processes ({self.processes}): "
+                "each process takes a share of every batch"
+            )
         return p
 
     # -- construction -----------------------------------------------------------------------

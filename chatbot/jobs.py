@@ -3,7 +3,9 @@
 States: queued -> running -> succeeded | failed | cancelled. One run trains per workspace at a time:
 workers take an OS file lock on the workspace, so a second start waits its turn as `queued`, and a
 crashed or killed worker releases the lock by dying. Cancel is a SIGTERM the worker turns into a
-graceful stop (it saves a checkpoint); a worker that does not stop in time is killed.
+graceful stop (it saves a checkpoint); a worker that does not stop in time is killed. A run with
+several processes trains in ranks started by `accelerate launch` under the worker (see
+`chatbot.training.distributed`); the worker supervises them and records the outcome.
 """
 
 from __future__ import annotations
@@ -160,7 +162,10 @@ def _spawn_worker(ws: Workspace, run: Run, resume: bool) -> int:
 
 def start_run(ws: Workspace, brand: str, config: TrainConfig, *, preset: str = "") -> Run:
     """Record a queued run, write its resolved config, and start its worker process."""
+    from chatbot.training.distributed import check_distributed
+
     slug = ws.find_brand(brand)
+    check_distributed(config)
     run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     run_dir = ws.runs_dir() / run_id
     run_dir.mkdir(parents=True)
@@ -310,6 +315,7 @@ def _workspace_lock(ws: Workspace) -> Iterator[None]:
 
 def _run_worker(ws: Workspace, run_id: str, resume: bool) -> int:
     from chatbot.training import TrainingError, train
+    from chatbot.training.distributed import train_processes
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -321,9 +327,11 @@ def _run_worker(ws: Workspace, run_id: str, resume: bool) -> int:
             return 0
         _set_state(ws, run_id, "running", started=time.time(), pid=os.getpid())
         config = TrainConfig.from_yaml(run.run_dir / "config.yaml")
+        several = config.processes > 1 or bool(config.accelerate_config)
+        fit = train_processes if several else train
         try:
-            metrics = train(run.run_dir, config, ws.brand_dir(run.brand), stop=stop, resume=resume)
-        except TrainingError as exc:
+            metrics = fit(run.run_dir, config, ws.brand_dir(run.brand), stop=stop, resume=resume)
+        except (TrainingError, BrandVoiceError) as exc:
             _set_state(ws, run_id, "failed", error=str(exc), finished=time.time())
             return 1
         except Exception as exc:  # noqa: BLE001 - the run must end as failed, with the reason

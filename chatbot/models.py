@@ -269,6 +269,7 @@ def load_base_model(
     quantization: Quantization = "nf4",
     compute_dtype: torch.dtype | None = None,
     device: str | torch.device | None = None,
+    quant_storage: torch.dtype | None = None,
 ) -> tuple[torch.nn.Module, object]:
     """Load a base model and its tokenizer, ready for LoRA training or chat.
 
@@ -276,6 +277,7 @@ def load_base_model(
     (QLoRA), the same on CPU and CUDA; embeddings and norms stay in `compute_dtype`.
     "none": the whole model in `compute_dtype` (plain LoRA).
     `compute_dtype` defaults to `default_compute_dtype(device)`; `device` to CUDA when present.
+    `quant_storage`: the dtype 4-bit weights are packed in (bf16 for FSDP/DeepSpeed sharding).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
@@ -291,6 +293,7 @@ def load_base_model(
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=dtype,
+            bnb_4bit_quant_storage=quant_storage or torch.uint8,
         )
         kwargs["device_map"] = {"": device}
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)

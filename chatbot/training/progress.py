@@ -1,7 +1,10 @@
 """Turns the trainer's callbacks into the run's events, and a stop request into a clean stop.
 
 Measures throughput in real (non-padding) tokens per second of training time, evaluation
-excluded, and estimates the time left from the mean step time so far.
+excluded, and estimates the time left from the mean step time so far. In a multi-process run the
+ranks agree after every step on whether to stop, tokens are summed over the ranks, and each
+"running" event lists which conversations every rank trained on in that step (`rank_samples`:
+per rank, a CRC-32 of each conversation's tokens).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import Callable
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from chatbot.training.distributed import RankSync
 from chatbot.training.run_files import EventLog
 
 __all__ = ["RunEventsCallback"]
@@ -21,11 +25,25 @@ class RunEventsCallback(TrainerCallback):
     """Emits running/evaluating/checkpoint events; on `stop`, saves and ends after this step."""
 
     def __init__(
-        self, events: EventLog, real_tokens: Callable[[], int], stop: threading.Event | None
+        self,
+        events: EventLog,
+        real_tokens: Callable[[], int],
+        stop: threading.Event | None,
+        *,
+        sync: RankSync | None = None,
+        samples: Callable[[], list[int]] | None = None,
     ) -> None:
         self.events = events
         self.real_tokens = real_tokens
+        """This process's real tokens so far."""
         self.stop = stop
+        self.sync = sync or RankSync()
+        self.samples = samples
+        """Pops the fingerprints of the conversations this process trained on since last asked."""
+        self.stopped = False
+        """A stop was requested (on any rank) and training ends after this step."""
+        self.total_tokens = 0
+        self._rank_samples: list[list[int]] | None = None
         self.train_seconds = 0.0
         self.steps_timed = 0
         self.eval_seconds = 0.0
@@ -39,7 +57,7 @@ class RunEventsCallback(TrainerCallback):
     def tokens_per_s(self) -> float | None:
         if self.train_seconds <= 0:
             return None
-        return round(self.real_tokens() / self.train_seconds, 1)
+        return round(self.total_tokens / self.train_seconds, 1)
 
     def figures(self, state: TrainerState) -> dict:
         """The event fields every state shares: step, totals, throughput, time left."""
@@ -73,10 +91,18 @@ class RunEventsCallback(TrainerCallback):
             self.train_seconds += time.perf_counter() - self._step_start
             self.steps_timed += 1
             self._step_start = None
-        if self.stop is not None and self.stop.is_set():
+        self._agree(bool(self.stop is not None and self.stop.is_set()))
+        if self.stopped:
             # Trainer saves right after this hook when asked, then leaves its loop.
             control.should_save = True
             control.should_training_stop = True
+
+    def _agree(self, stop_here: bool) -> None:
+        """Tokens, samples and the stop decision, the same on every rank (collectives)."""
+        self.stopped = self.sync.any(stop_here)
+        self.total_tokens = int(self.sync.sum(self.real_tokens())[0])
+        if self.sync.world_size > 1 and self.samples is not None:
+            self._rank_samples = self.sync.gather(self.samples())
 
     def on_log(
         self,
@@ -87,11 +113,14 @@ class RunEventsCallback(TrainerCallback):
         **kw: object,
     ) -> None:
         if logs and "loss" in logs:
+            extra = {"rank_samples": self._rank_samples} if self._rank_samples else {}
+            self._rank_samples = None
             self.events.emit(
                 "running",
                 loss=logs["loss"],
                 learning_rate=logs.get("learning_rate"),
                 **self.figures(state),
+                **extra,
             )
 
     def evaluation_started(self) -> None:

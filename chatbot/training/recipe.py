@@ -10,17 +10,23 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import zlib
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from peft import LoraConfig
+from torch.utils.data import DataLoader
 from trl import SFTConfig, SFTTrainer
 
 from chatbot.config import TrainConfig
 from chatbot.errors import BrandVoiceError
 from chatbot.training.data import IGNORE_INDEX
+from chatbot.training.distributed import RankSync
 from chatbot.training.progress import RunEventsCallback
 from chatbot.training.run_files import CheckpointStore, is_disk_full
 
@@ -74,15 +80,21 @@ def sft_config(
     evaluate: bool,
     eval_on_start: bool,
     gradient_checkpointing: bool,
+    processes: int = 1,
 ) -> SFTConfig:
-    """TRL/transformers arguments for `config`; logging every step feeds the progress events."""
+    """TRL/transformers arguments for `config`; logging every step feeds the progress events.
+
+    With several processes each takes `batch_size // processes` conversations of every batch, so
+    the optimizer steps (and the learning-rate schedule) are those of a one-process run.
+    """
     eval_every = config.eval_every if evaluate else 0
+    per_process = max(1, config.batch_size // processes)
     return SFTConfig(
         output_dir=str(output_dir),
         num_train_epochs=config.epochs,
         max_steps=config.max_steps or -1,
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.batch_size,
+        per_device_train_batch_size=per_process,
+        per_device_eval_batch_size=per_process,
         gradient_accumulation_steps=config.gradient_accumulation,
         learning_rate=config.learning_rate,
         lr_scheduler_type=config.lr_scheduler,
@@ -110,6 +122,8 @@ def sft_config(
         disable_tqdm=True,
         dataloader_pin_memory=not on_cpu,
         remove_unused_columns=False,
+        # Every LoRA weight takes part in every step: no search for unused parameters.
+        ddp_find_unused_parameters=False,
     )
 
 
@@ -148,12 +162,25 @@ def learned_token_loss(
 class BrandTrainer(SFTTrainer):
     """SFTTrainer with a lean loss, token-weighted evaluation, NaN checks, atomic checkpoints."""
 
-    def __init__(self, *args: object, checkpoints: CheckpointStore, **kwargs: object) -> None:
+    def __init__(
+        self,
+        *args: object,
+        checkpoints: CheckpointStore,
+        sync: RankSync | None = None,
+        **kwargs: object,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._adapter_in_compute_dtype()
         self.checkpoints = checkpoints
+        self.sync = sync or RankSync()
         self.real_tokens = 0
         """Non-padding tokens trained on so far in this process (for tokens/s)."""
+        self._samples: list[int] = []
+
+    def pop_samples(self) -> list[int]:
+        """Fingerprints of the conversations this process trained on since the last call."""
+        samples, self._samples = self._samples, []
+        return samples
 
     def _adapter_in_compute_dtype(self) -> None:
         """Keep the LoRA weights in the base model's compute dtype (bf16 where supported).
@@ -195,6 +222,8 @@ class BrandTrainer(SFTTrainer):
             )
         mask = inputs.get("attention_mask")
         self.real_tokens += int(mask.sum()) if mask is not None else inputs["input_ids"].numel()
+        if self.sync.world_size > 1:
+            self._samples += conversation_fingerprints(inputs)
         return loss
 
     # -- evaluation ---------------------------------------------------------------------------
@@ -214,16 +243,35 @@ class BrandTrainer(SFTTrainer):
         model.eval()
         total, count = 0.0, 0
         with torch.no_grad():
-            for batch in self.get_eval_dataloader(eval_dataset):
+            for batch in self._eval_batches(eval_dataset):
                 loss_sum, n = learned_token_loss(model, self._prepare_inputs(batch))
                 total, count = total + float(loss_sum), count + int(n)
         model.train(was_training)
+        total, count = self.sync.sum(total, count)
         metrics = {f"{metric_key_prefix}_loss": total / max(count, 1)}
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(
             self.args, self.state, self.control, metrics
         )
         return metrics
+
+    def _eval_batches(self, eval_dataset: object = None) -> Iterable[dict]:
+        """This process's eval batches: all of them, or its own contiguous share of the rows.
+
+        With several processes every row is scored exactly once (the sums are then added up);
+        the trainer's own sharded loader would repeat rows to even out the last batch.
+        """
+        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
+        if self.sync.world_size == 1:
+            return self.get_eval_dataloader(dataset)
+        rows = len(dataset)
+        start = rows * self.sync.rank // self.sync.world_size
+        end = rows * (self.sync.rank + 1) // self.sync.world_size
+        return DataLoader(
+            dataset.select(range(start, end)),
+            batch_size=self.args.per_device_eval_batch_size,
+            collate_fn=self.data_collator,
+        )
 
     # -- checkpoints --------------------------------------------------------------------------
 
@@ -232,15 +280,17 @@ class BrandTrainer(SFTTrainer):
         step = self.state.global_step
         run_output = self.args.output_dir
         try:
-            with self.checkpoints.writing(step) as staging:
+            with self._checkpoint_staging(step) as staging:
                 # Trainer writes to <output_dir>/checkpoint-<step>; aim it at the staging folder.
                 self.args.output_dir = str(staging)
                 super()._save_checkpoint(model, trial)
-                inner = staging / f"checkpoint-{step}"
-                for item in inner.iterdir():
-                    os.replace(item, staging / item.name)
-                inner.rmdir()
-                (staging / "README.md").unlink(missing_ok=True)  # model card, not needed here
+                self.sync.barrier()  # every rank's part (its RNG state, its shards) is written
+                if self.sync.is_main:
+                    inner = staging / f"checkpoint-{step}"
+                    for item in inner.iterdir():
+                        os.replace(item, staging / item.name)
+                    inner.rmdir()
+                    (staging / "README.md").unlink(missing_ok=True)  # model card, not needed
         except (OSError, RuntimeError) as exc:
             if not is_disk_full(exc):
                 raise
@@ -252,3 +302,26 @@ class BrandTrainer(SFTTrainer):
             ) from exc
         finally:
             self.args.output_dir = run_output
+
+    @contextmanager
+    def _checkpoint_staging(self, step: int) -> Iterator[Path]:
+        """The folder a checkpoint is written into: rank 0 stages it, every rank writes in it."""
+        if not self.sync.is_main:
+            yield Path(self.sync.broadcast(None))
+            return
+        with self.checkpoints.writing(step) as staging:
+            yield Path(self.sync.broadcast(str(staging)))
+
+
+def conversation_fingerprints(inputs: dict) -> list[int]:
+    """A CRC-32 of each conversation's tokens in a batch (padded rows, or padding-free segments)."""
+    ids = inputs["input_ids"]
+    positions = inputs.get("position_ids")
+    if positions is None:
+        mask = inputs.get("attention_mask")
+        masks = mask.bool() if mask is not None else torch.ones_like(ids, dtype=torch.bool)
+        rows = [row[m] for row, m in zip(ids, masks, strict=True)]
+    else:
+        starts = (positions[0] == 0).nonzero().squeeze(-1).tolist() + [ids.shape[1]]
+        rows = [ids[0, a:b] for a, b in itertools.pairwise(starts)]
+    return [zlib.crc32(r.cpu().numpy().astype("int64").tobytes()) for r in rows]

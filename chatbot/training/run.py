@@ -23,6 +23,7 @@ from chatbot.training.data import (
     training_chat_template,
     with_system_prompt,
 )
+from chatbot.training.distributed import RankSync
 from chatbot.training.progress import RunEventsCallback
 from chatbot.training.recipe import (
     BrandTrainer,
@@ -71,7 +72,9 @@ class TrainingRun:
         on_event: Callable[[dict], None] | None,
     ) -> None:
         self.run_dir, self.config, self.brand_dir, self.stop = run_dir, config, brand_dir, stop
-        self.events = EventLog(run_dir / "events.jsonl", on_event)
+        self.sync = RankSync()
+        """The other ranks of a multi-process run (see distributed.py); only rank 0 writes."""
+        self.events = EventLog(run_dir / "events.jsonl", on_event, enabled=self.sync.is_main)
         self.checkpoints = CheckpointStore(run_dir / "checkpoints")
         self.started = time.time()
         self.sizes: dict[str, int] = {}
@@ -82,14 +85,14 @@ class TrainingRun:
         try:
             yield
         except TrainingError as exc:
-            self.events.emit("failed", error=str(exc))
+            self.events.emit("failed", error=str(exc), known=True)
             raise
         except (DataError, OSError, RuntimeError) as exc:
             if not isinstance(exc, DataError) and not is_disk_full(exc):
                 self.events.emit("failed", error=f"{type(exc).__name__}: {exc}")
                 raise
             reason = str(exc) if isinstance(exc, DataError) else f"the disk is full ({exc})"
-            self.events.emit("failed", error=reason)
+            self.events.emit("failed", error=reason, known=True)
             raise TrainingError(reason) from exc
         except Exception as exc:  # recorded, then re-raised unchanged
             self.events.emit("failed", error=f"{type(exc).__name__}: {exc}")
@@ -100,13 +103,20 @@ class TrainingRun:
     def setup(self, resume: bool) -> None:
         config = self.config
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        config.to_yaml(self.run_dir / "config.yaml")
+        if self.sync.is_main:
+            config.to_yaml(self.run_dir / "config.yaml")
         self.resume_from = self.checkpoints.newest() if resume else None
-        model, self.tokenizer = load_base_model(config.base_model, quantization=config.quantization)
+        model, self.tokenizer = load_base_model(
+            config.base_model,
+            quantization=config.quantization,
+            device=_rank_device(),
+            # FSDP and DeepSpeed shard parameters of one dtype: 4-bit weights stored as bf16.
+            quant_storage=torch.bfloat16 if self._sharded else None,
+        )
         keep_4bit_layers_trainable(model)
         device = next(model.parameters()).device
         if device.type == "cpu":
-            torch.set_num_threads(_cpu_threads(config.threads))
+            torch.set_num_threads(_cpu_threads(config.threads, self.sync.world_size))
         train_set, eval_set = self._datasets()
         evaluate = eval_set is not None
         args = sft_config(
@@ -116,8 +126,15 @@ class TrainingRun:
             evaluate=evaluate,
             eval_on_start=evaluate and self.resume_from is None,
             gradient_checkpointing=use_gradient_checkpointing(config, model),
+            processes=self.sync.world_size,
         )
-        self.progress = RunEventsCallback(self.events, lambda: self.trainer.real_tokens, self.stop)
+        self.progress = RunEventsCallback(
+            self.events,
+            lambda: self.trainer.real_tokens,
+            self.stop,
+            sync=self.sync,
+            samples=lambda: self.trainer.pop_samples(),
+        )
         self.trainer = BrandTrainer(
             model=model,
             args=args,
@@ -127,6 +144,7 @@ class TrainingRun:
             peft_config=lora_config(config),
             callbacks=[self.progress],
             checkpoints=self.checkpoints,
+            sync=self.sync,
         )
         # With tqdm off, Trainer prints every log dict; the run's events replace that output.
         self.trainer.remove_callback(PrinterCallback)
@@ -161,9 +179,10 @@ class TrainingRun:
 
     def finish(self) -> dict:
         state = self.trainer.state
-        if self.stop is not None and self.stop.is_set() and state.global_step < state.max_steps:
+        if self.progress.stopped and state.global_step < state.max_steps:
             metrics = self._metrics("cancelled", eval_after=None)
-            atomic_write_json(self.run_dir / "metrics.json", metrics)
+            if self.sync.is_main:
+                atomic_write_json(self.run_dir / "metrics.json", metrics)
             self.events.emit("cancelled", **self.progress.figures(state))
             return metrics
         eval_after = None
@@ -171,7 +190,8 @@ class TrainingRun:
             eval_after = self.trainer.evaluate()["eval_loss"]
         self._save_adapter()
         metrics = self._metrics("succeeded", eval_after=eval_after)
-        atomic_write_json(self.run_dir / "metrics.json", metrics)
+        if self.sync.is_main:
+            atomic_write_json(self.run_dir / "metrics.json", metrics)
         self.events.emit(
             "succeeded",
             loss=metrics["final_train_loss"],
@@ -182,12 +202,36 @@ class TrainingRun:
 
     # -- helpers ------------------------------------------------------------------------------
 
+    @property
+    def _sharded(self) -> bool:
+        """Parameters sharded across ranks (FSDP, DeepSpeed ZeRO-3) rather than replicated."""
+        return self.sync.world_size > 1 and self.config.distributed in ("fsdp", "deepspeed")
+
     def _save_adapter(self) -> None:
         """adapter/: adapter_model.safetensors, adapter_config.json and the tokenizer files."""
+        if self._sharded:  # every rank hands its shards to Trainer.save_model; rank 0 writes
+            with self.sync_dir(self.run_dir / "adapter") as folder:
+                self.trainer.save_model(str(folder))
+                self.sync.barrier()
+                if self.sync.is_main:
+                    (folder / "training_args.bin").unlink(missing_ok=True)  # a pickle
+                    (folder / "README.md").unlink(missing_ok=True)
+            return
+        if not self.sync.is_main:
+            return
         with atomic_dir(self.run_dir / "adapter") as folder:
             self.trainer.model.save_pretrained(folder, safe_serialization=True)
             self.tokenizer.save_pretrained(folder)
             (folder / "README.md").unlink(missing_ok=True)  # PEFT's model card template
+
+    @contextmanager
+    def sync_dir(self, target: Path) -> Iterator[Path]:
+        """`atomic_dir(target)` staged by rank 0 and filled by every rank."""
+        if not self.sync.is_main:
+            yield Path(self.sync.broadcast(None))
+            return
+        with atomic_dir(target) as folder:
+            yield Path(self.sync.broadcast(str(folder)))
 
     def _metrics(self, state: str, *, eval_after: float | None) -> dict:
         history = self.trainer.state.log_history
@@ -219,12 +263,22 @@ class TrainingRun:
         }
 
 
-def _cpu_threads(requested: int) -> int:
-    """One intra-op thread per physical core we may run on: hyper-threads only add contention."""
+def _cpu_threads(requested: int, processes: int = 1) -> int:
+    """One intra-op thread per physical core we may run on: hyper-threads only add contention.
+
+    Several processes on one machine share the cores (and `requested`) evenly.
+    """
     if requested:
-        return requested
+        return max(1, requested // processes)
     import psutil
 
     physical = psutil.cpu_count(logical=False) or os.cpu_count() or 1
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else physical
-    return max(1, min(physical, usable))
+    return max(1, min(physical, usable) // processes)
+
+
+def _rank_device() -> str | None:
+    """This rank's GPU in a multi-process CUDA run (None: the default device)."""
+    if torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
+        return f"cuda:{int(os.environ['LOCAL_RANK'])}"
+    return None

@@ -39,15 +39,21 @@ _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 class EventLog:
     """Appends events to `events.jsonl` (flushed per line) and hands each to `on_event`."""
 
-    def __init__(self, path: Path, on_event: Callable[[dict], None] | None = None) -> None:
+    def __init__(
+        self, path: Path, on_event: Callable[[dict], None] | None = None, *, enabled: bool = True
+    ) -> None:
         self.path = Path(path)
         self.on_event = on_event
+        self.enabled = enabled
+        """False in the other ranks of a multi-process run: only rank 0 writes events."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def emit(self, state: str, **values: object) -> dict:
         """Record one event; fields not given are null, extra fields (e.g. `error`) are kept."""
         event = {name: None for name in EVENT_FIELDS}
         event.update(values, time=round(time.time(), 3), state=state)
+        if not self.enabled:
+            return event
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(event, ensure_ascii=False) + "\n")
             fh.flush()
