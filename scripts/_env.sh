@@ -37,6 +37,16 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   "$VPY" -m pip install -q -e "$spec"
   echo "$WANT" > "$STAMP"
 fi
+# Training on CPU runs ~20% faster and peaks ~0.4 GB lower with TCMalloc than with glibc's malloc
+# (scripts/bench_train.py); the training worker preloads it when present. Optional: skipped when
+# apt-get is unavailable or not permitted.
+if ! ls /usr/lib/*-linux-gnu/libtcmalloc_minimal.so.4 >/dev/null 2>&1 \
+    && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "==> installing TCMalloc (faster CPU training)"
+  { apt-get install -y -qq libtcmalloc-minimal4 >/dev/null 2>&1 \
+    || { apt-get update -qq && apt-get install -y -qq libtcmalloc-minimal4; } >/dev/null 2>&1; } \
+    || echo "    (not installed; training uses the default allocator)"
+fi
 export PATH="$VENV/bin:$PATH"
 # Nothing in this product may reach a model hub at run time.
 export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-0}"

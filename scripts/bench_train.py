@@ -3,8 +3,10 @@ against this machine's bf16 matmul roofline, in one run on the same data.
 
     .venv/bin/python scripts/bench_train.py [--data CONVERSATIONS.jsonl] [--steps 6] [--rounds 2]
 
-- ours: `chatbot.training.train` with the quick preset on the default model (its own tokens/s:
-  real, non-padding tokens over training time, evaluation excluded);
+- ours: `chatbot.training.train` with the quick preset on the default model, in the environment
+  the job worker gives it (TCMalloc preloaded where installed); its own tokens/s: real,
+  non-padding tokens over training time, evaluation excluded;
+- ours-gc: the same with `gradient_checkpointing=on`, the memory-saving setting;
 - plain: the recipe from TRL's and PEFT's docs: NF4 + double quantisation, bf16 compute, LoRA
   r=16 on all linear layers, SFTTrainer defaults otherwise (gradient checkpointing, bf16 autocast,
   padded batches of 8), real tokens counted from the attention masks;
@@ -49,7 +51,7 @@ def _peak_rss_mb() -> float:
 # -- workers (each in its own process) -------------------------------------------------------
 
 
-def _worker_ours(data: Path, steps: int) -> dict:
+def _worker_ours(data: Path, steps: int, checkpointing: str = "auto") -> dict:
     from chatbot.config import TrainConfig
     from chatbot.models import fetch_default_model
     from chatbot.training import train
@@ -62,7 +64,13 @@ def _worker_ours(data: Path, steps: int) -> dict:
         )
         base = str(fetch_default_model())
         config = TrainConfig.from_preset(
-            "quick", {"base_model": base, "max_steps": steps, "checkpoint_every": 10_000}
+            "quick",
+            {
+                "base_model": base,
+                "max_steps": steps,
+                "checkpoint_every": 10_000,
+                "gradient_checkpointing": checkpointing,
+            },
         )
         metrics = train(Path(tmp) / "run", config, brand)
     return {"tokens_per_s": metrics["tokens_per_s"], "steps": metrics["steps"]}
@@ -192,7 +200,12 @@ def _run_worker(kind: str, args: argparse.Namespace) -> dict:
         "--steps",
         str(args.steps),
     ]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    env = dict(os.environ)
+    if kind.startswith("ours"):  # the job worker's environment: TCMalloc where installed
+        from chatbot.jobs import training_allocator_env
+
+        env |= training_allocator_env(env)
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
         sys.exit(f"{kind} worker failed:\n{done.stderr[-3000:]}")
@@ -204,11 +217,14 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=DEMO_DATA, help="conversations JSONL")
     p.add_argument("--steps", type=int, default=6, help="optimizer steps per measurement")
     p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--worker", choices=["ours", "plain", "roofline"], help=argparse.SUPPRESS)
+    p.add_argument(
+        "--worker", choices=["ours", "ours-gc", "plain", "roofline"], help=argparse.SUPPRESS
+    )
     args = p.parse_args()
     if args.worker:
         work = {
             "ours": lambda: _worker_ours(args.data, args.steps),
+            "ours-gc": lambda: _worker_ours(args.data, args.steps, "on"),
             "plain": lambda: _worker_plain(args.data, args.steps),
             "roofline": lambda: _worker_roofline(1024),
         }[args.worker]
@@ -222,9 +238,9 @@ def main() -> None:
         f"{args.steps} steps per measurement, {os.cpu_count()} CPUs, "
         f"load average {os.getloadavg()[0]:.1f}"
     )
-    results: dict[str, list[dict]] = {"plain": [], "ours": []}
+    results: dict[str, list[dict]] = {"plain": [], "ours": [], "ours-gc": []}
     for round_ in range(args.rounds):
-        for kind in ("plain", "ours"):
+        for kind in ("plain", "ours", "ours-gc"):
             r = _run_worker(kind, args)
             results[kind].append(r)
             print(
@@ -234,6 +250,7 @@ def main() -> None:
             )
     roof = _run_worker("roofline", args)
     ours = statistics.median(r["tokens_per_s"] for r in results["ours"])
+    ours_gc = statistics.median(r["tokens_per_s"] for r in results["ours-gc"])
     plain = statistics.median(r["tokens_per_s"] for r in results["plain"])
     print(
         f"bf16 matmul: {roof['bf16_tflops']} TFLOP/s on the model's shapes -> roofline "
@@ -241,10 +258,15 @@ def main() -> None:
     )
     print(f"ours  {ours:7.1f} tok/s  peak RSS {max(r['peak_rss_mb'] for r in results['ours'])} MB")
     print(
+        f"ours with gradient_checkpointing=on  {ours_gc:7.1f} tok/s  peak RSS "
+        f"{max(r['peak_rss_mb'] for r in results['ours-gc'])} MB  ({ours_gc / ours:.0%} of ours)"
+    )
+    print(
         f"plain {plain:7.1f} tok/s  peak RSS {max(r['peak_rss_mb'] for r in results['plain'])} MB"
     )
     print(
-        f"ours / plain = {ours / plain:.2f}x; ours / roofline = "
+        f"ours / plain = {ours / plain:.2f}x (with checkpointing {ours_gc / plain:.2f}x); "
+        f"ours / roofline = "
         f"{ours / roof['roofline_tokens_per_s']:.1%}; plain / roofline = "
         f"{plain / roof['roofline_tokens_per_s']:.1%}; load average now {os.getloadavg()[0]:.1f}"
     )

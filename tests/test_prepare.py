@@ -31,7 +31,11 @@ def test_prepare_writes_the_brand_folder(ws):
     folder = ws.brand_dir("lumen-lamps")
     assert result.brand_dir == folder
     assert sorted(p.name for p in folder.iterdir()) == [
-        "brand.yaml", "conversations.jsonl", "eval.jsonl", "report.json", "style_guide.md",
+        "brand.yaml",
+        "conversations.jsonl",
+        "eval.jsonl",
+        "report.json",
+        "style_guide.md",
         "train.jsonl",
     ]
     rows = [json.loads(x) for x in (folder / "conversations.jsonl").read_text().splitlines()]
@@ -57,8 +61,9 @@ def test_prepare_redacts_pii_and_reports_samples(ws, tmp_path):
     result = prepare(ws, "Lumen Lamps", [src], GUIDE)
     assert result.ok
     assert result.pii["counts"] == {"EMAIL": 1, "PHONE": 1}
-    assert any("@example.com" in s["before"] and "<EMAIL>" in s["after"]
-               for s in result.pii["samples"])
+    assert any(
+        "@example.com" in s["before"] and "<EMAIL>" in s["after"] for s in result.pii["samples"]
+    )
     # Review samples are masked: the report on disk never holds the redacted values.
     assert "jo.bloggs" not in (result.brand_dir / "report.json").read_text()
     text = (result.brand_dir / "conversations.jsonl").read_text()
@@ -128,7 +133,7 @@ def test_changed_guide_regenerates_rules_and_keeps_the_old_file(ws, tmp_path):
     profile.save(path)
     guide = tmp_path / "guide.md"
     shutil.copy(GUIDE, guide)
-    guide.write_text(GUIDE.read_text() + "\n- Never say \"cheap\".\n")
+    guide.write_text(GUIDE.read_text() + '\n- Never say "cheap".\n')
     prepare(ws, "Lumen Lamps", FILES, guide)
     assert "cheap" in [p.lower() for p in BrandProfile.load(path).rules.banned_phrases]
     old = BrandProfile.load(path.with_name("brand.previous.yaml"))
