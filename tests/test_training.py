@@ -233,9 +233,12 @@ def test_run_writes_its_folder_and_learns(tiny_model_dir: Path, brand_dir: Path)
         "config.yaml",
         "events.jsonl",
         "metrics.json",
+        "system_prompt.txt",
         "adapter",
         "checkpoints",
     }
+    # brand.yaml says "always": the prompt trained with is the one the adapter is chatted with.
+    assert (run_dir / "system_prompt.txt").read_text(encoding="utf-8") == SYSTEM_PROMPT
     assert {p.name for p in (run_dir / "adapter").iterdir()} == {
         "adapter_model.safetensors",
         "adapter_config.json",

@@ -15,7 +15,7 @@ from transformers import PrinterCallback
 
 from chatbot.config import TrainConfig
 from chatbot.models import keep_4bit_layers_trainable, load_base_model
-from chatbot.storage import atomic_dir, atomic_write_json
+from chatbot.storage import atomic_dir, atomic_write_json, atomic_write_text
 from chatbot.training.data import (
     DataError,
     read_brand,
@@ -153,6 +153,12 @@ class TrainingRun:
         brand = read_brand(self.brand_dir)
         policy = self.config.system_prompt
         include = policy == "always" or (policy == "brand" and brand.system_prompt_mode == "always")
+        if self.sync.is_main:
+            # What the tuned model must be chatted with (chatbot.adapters reads it), whatever
+            # brand.yaml says later.
+            atomic_write_text(
+                self.run_dir / "system_prompt.txt", brand.system_prompt if include else ""
+            )
         template = training_chat_template(self.tokenizer)
 
         def encode(conversations: list) -> tuple[list[dict], int]:
