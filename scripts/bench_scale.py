@@ -79,6 +79,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=8, help="optimizer steps per run")
     p.add_argument("--processes", type=int, default=2, help="processes of the second run")
     args = p.parse_args()
+    from chatbot.jobs import training_allocator_env
+
+    os.environ.update(training_allocator_env(dict(os.environ)))  # as the job worker does
     print(
         f"data: {args.data}, {args.steps} steps of the quick preset's global batch, "
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}",

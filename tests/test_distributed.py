@@ -138,6 +138,19 @@ def test_two_processes_train_different_shards_into_one_adapter(ws, tiny_model_di
     assert not (run.run_dir / "STOP").exists() and not _rank_pids(run.run_dir)
 
 
+def test_two_processes_report_the_loss_one_process_would(ws, tiny_model_dir):
+    """Per-token loss over the same conversations: the ranks' token counts and gradients are
+    combined, not averaged twice (a learning rate near zero keeps the model as it was)."""
+    means = {}
+    for processes in (1, 2):
+        config = _config(tiny_model_dir, processes=processes, epochs=1, learning_rate=1e-9)
+        run = wait_for_run(ws, start_run(ws, "Lumen Lamps", config).id, timeout=WAIT)
+        assert run.state == "succeeded", run.error
+        losses = [e["loss"] for e in _steps(run.run_dir)]
+        means[processes] = sum(losses) / len(losses)
+    assert means[2] == pytest.approx(means[1], rel=0.15)
+
+
 def test_a_killed_rank_fails_the_run_and_resume_finishes_it(ws, tiny_model_dir):
     config = _config(tiny_model_dir, max_steps=24, epochs=1000, checkpoint_every=4)
     run = start_run(ws, "Lumen Lamps", config)

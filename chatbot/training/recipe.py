@@ -211,9 +211,14 @@ class BrandTrainer(SFTTrainer):
         if return_outputs:
             raise NotImplementedError("BrandTrainer computes the loss without full logits")
         loss_sum, count = learned_token_loss(model, inputs)
-        # Trainer counts the learned tokens of every accumulated micro-batch in num_items_in_batch.
+        # Trainer counts the learned tokens of every accumulated micro-batch in num_items_in_batch
+        # (of every rank, in a multi-process run).
         denominator = num_items_in_batch if num_items_in_batch is not None else count
         loss = loss_sum / torch.as_tensor(denominator).clamp(min=1)
+        if num_items_in_batch is not None and self.args.average_tokens_across_devices:
+            # DDP averages gradients over the ranks, and the denominator already counts every
+            # rank's tokens: scale back up, as Trainer.compute_loss does (1 in one process).
+            loss = loss * self.accelerator.num_processes
         if not torch.isfinite(loss):
             raise TrainingError(
                 f"loss became {float(loss)} at step {self.state.global_step + 1}; try a lower "
