@@ -34,6 +34,7 @@ def _config(model: Path, **overrides: object) -> TrainConfig:
         "base_model": str(model),
         "epochs": 1,
         "batch_size": 2,
+        "gradient_accumulation": 1,
         "max_length": 256,
         "learning_rate": 3e-3,
         "warmup_ratio": 0.0,

@@ -59,6 +59,7 @@ def _config(model_dir: Path, **overrides: object) -> TrainConfig:
         "base_model": str(model_dir),
         "epochs": 1,
         "batch_size": 2,  # 12 conversations: 6 steps an epoch
+        "gradient_accumulation": 1,
         "learning_rate": 3e-3,
         "warmup_ratio": 0.0,
         "checkpoint_every": 100,
