@@ -230,6 +230,7 @@ def test_run_writes_its_folder_and_learns(tiny_model_dir: Path, brand_dir: Path)
     assert metrics["state"] == "succeeded" and metrics["steps"] == 18
     assert metrics["eval_loss_after"] < metrics["eval_loss_before"] - 0.5
     assert metrics["tokens_per_s"] > 0 and metrics["train_tokens"] > 0
+    assert 100 < metrics["peak_memory_mb"] < 1_000_000  # this process, in MB (not KiB or bytes)
     assert {p.name for p in run_dir.iterdir()} == {
         "config.yaml",
         "events.jsonl",

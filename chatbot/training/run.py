@@ -259,6 +259,7 @@ class TrainingRun:
             "train_seconds": round(progress.train_seconds, 2),
             "eval_seconds": round(progress.eval_seconds, 2),
             "duration_s": round(time.time() - self.started, 2),
+            "peak_memory_mb": _peak_memory_mb(),
             "train_conversations": self.sizes.get("train"),
             "eval_conversations": self.sizes.get("eval"),
             "dropped_conversations": self.sizes.get("dropped"),
@@ -281,6 +282,15 @@ def _cpu_threads(requested: int, processes: int = 1) -> int:
     physical = psutil.cpu_count(logical=False) or os.cpu_count() or 1
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else physical
     return max(1, min(physical, usable) // processes)
+
+
+def _peak_memory_mb() -> float:
+    """Peak resident memory of this process so far (rank 0's in a multi-process run), in MB."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
 
 
 def _rank_device() -> str | None:
