@@ -131,6 +131,11 @@ class TrainConfig:
     padding_free: bool = True
     """Concatenate a batch's conversations into one row (no padding tokens are computed)."""
 
+    pad_to_multiple_of: int = 64
+    """Round each batch's length up to a multiple of this many tokens; 0 turns it off. Fewer
+    distinct shapes let the CPU reuse its matmul kernels and memory: on the default model ~10%
+    faster with a ~25% lower peak over a quick run, for ~6% padding (scripts/bench_train.py)."""
+
     gradient_checkpointing: Literal["auto", "on", "off"] = "auto"
     """Recompute activations to save memory; 'auto' turns it on for models above 1B parameters."""
 
@@ -183,6 +188,7 @@ class TrainConfig:
         ]
         non_negative = (
             "max_steps",
+            "pad_to_multiple_of",
             "weight_decay",
             "max_grad_norm",
             "eval_every",

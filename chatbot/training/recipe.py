@@ -41,6 +41,8 @@ __all__ = [
 
 # Inputs the causal LM forward takes from TRL's collator (padding-free adds position ids).
 _MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids")
+# The key under which CountingCollator puts a batch's real token count.
+REAL_TOKENS = "real_tokens"
 # Below this size activations fit easily, and recomputing them would only cost time.
 _CHECKPOINTING_MIN_PARAMS = 1_000_000_000
 
@@ -109,6 +111,7 @@ def sft_config(
         # Conversations arrive tokenized and cut to config.max_length (see data.py).
         max_length=None,
         padding_free=config.padding_free,
+        pad_to_multiple_of=config.pad_to_multiple_of or None,
         logging_steps=1,
         # Our own NaN check raises; the default filter would silently drop such losses.
         logging_nan_inf_filter=False,
@@ -170,6 +173,7 @@ class BrandTrainer(SFTTrainer):
         **kwargs: object,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.data_collator = CountingCollator(self.data_collator)
         self._adapter_in_compute_dtype()
         self.checkpoints = checkpoints
         self.sync = sync or RankSync()
@@ -225,8 +229,7 @@ class BrandTrainer(SFTTrainer):
                 f"learning rate (now {self.args.learning_rate:g}, e.g. learning_rate="
                 f"{self.args.learning_rate / 10:g}) or check the brand's data."
             )
-        mask = inputs.get("attention_mask")
-        self.real_tokens += int(mask.sum()) if mask is not None else inputs["input_ids"].numel()
+        self.real_tokens += int(inputs[REAL_TOKENS])
         if self.sync.world_size > 1:
             self._samples += conversation_fingerprints(inputs)
         return loss
@@ -318,15 +321,30 @@ class BrandTrainer(SFTTrainer):
             yield Path(self.sync.broadcast(str(staging)))
 
 
+class CountingCollator:
+    """The trainer's collator, adding each batch's real (not padding) token count.
+
+    Padding-free batches carry no attention mask, and `pad_to_multiple_of` pads them, so the
+    count is taken from the examples before they are collated.
+    """
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+
+    def __call__(self, examples: list[dict]) -> dict:
+        batch = self.inner(examples)
+        batch[REAL_TOKENS] = sum(len(e["input_ids"]) for e in examples)
+        return batch
+
+
 def conversation_fingerprints(inputs: dict) -> list[int]:
     """A CRC-32 of each conversation's tokens in a batch (padded rows, or padding-free segments)."""
     ids = inputs["input_ids"]
-    positions = inputs.get("position_ids")
-    if positions is None:
-        mask = inputs.get("attention_mask")
-        masks = mask.bool() if mask is not None else torch.ones_like(ids, dtype=torch.bool)
-        rows = [row[m] for row, m in zip(ids, masks, strict=True)]
-    else:
-        starts = (positions[0] == 0).nonzero().squeeze(-1).tolist() + [ids.shape[1]]
-        rows = [ids[0, a:b] for a, b in itertools.pairwise(starts)]
+    mask = inputs.get("attention_mask")
+    if mask is not None:  # padded rows
+        rows = [row[m.bool()] for row, m in zip(ids, mask, strict=True)]
+    else:  # padding-free: one row of conversations, padding only at its end
+        real = int(inputs[REAL_TOKENS])
+        starts = (inputs["position_ids"][0, :real] == 0).nonzero().squeeze(-1).tolist()
+        rows = [ids[0, a:b] for a, b in itertools.pairwise([*starts, real])]
     return [zlib.crc32(r.cpu().numpy().astype("int64").tobytes()) for r in rows]
