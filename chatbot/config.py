@@ -138,7 +138,8 @@ class TrainConfig:
     percent of padding tokens."""
 
     gradient_checkpointing: Literal["auto", "on", "off"] = "auto"
-    """Recompute activations to save memory; 'auto' turns it on for models above 1B parameters."""
+    """Recompute activations to save memory (~25% slower); 'auto' turns it on for models above 1B
+    parameters, and when less than 3 GB of memory is free for each training process."""
 
     eval_every: int = 0
     """Evaluate on the eval split every N steps; 0 means only before and after training."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from chatbot.config import DEFAULT_PRESET, PRESETS, TrainConfig
 from chatbot.errors import ConfigError
@@ -110,3 +111,36 @@ def test_yaml_round_trip(tmp_path: Path) -> None:
     text = config.to_yaml(tmp_path / "config.yaml")
     assert (tmp_path / "config.yaml").read_text() == text
     assert TrainConfig.from_yaml(tmp_path / "config.yaml") == config
+
+
+class _Model(torch.nn.Linear):
+    """Stands in for a loaded base model: a size, and parameters on the CPU."""
+
+    def __init__(self, parameters: int) -> None:
+        super().__init__(2, 2)
+        self.size = parameters
+
+    def num_parameters(self) -> int:
+        return self.size
+
+
+@pytest.mark.parametrize(
+    ("setting", "parameters", "free_gb", "processes", "expected"),
+    [
+        ("auto", 135_000_000, 16, 1, False),  # small model, plenty of memory: keep speed
+        ("auto", 135_000_000, 2, 1, True),  # a machine short of memory
+        ("auto", 135_000_000, 4, 2, True),  # two processes share 4 GB
+        ("auto", 7_000_000_000, 64, 1, True),  # a large model
+        ("off", 135_000_000, 1, 1, False),
+        ("on", 135_000_000, 64, 1, True),
+    ],
+)
+def test_gradient_checkpointing_setting(
+    monkeypatch, setting, parameters, free_gb, processes, expected
+):
+    from chatbot.training import recipe
+
+    monkeypatch.setattr(recipe, "available_memory_bytes", lambda device: free_gb * 2**30)
+    config = TrainConfig(gradient_checkpointing=setting)
+    model = _Model(parameters)
+    assert recipe.use_gradient_checkpointing(config, model, processes=processes) is expected

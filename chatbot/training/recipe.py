@@ -45,6 +45,9 @@ _MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids")
 REAL_TOKENS = "real_tokens"
 # Below this size activations fit easily, and recomputing them would only cost time.
 _CHECKPOINTING_MIN_PARAMS = 1_000_000_000
+# Below this much free memory (after loading the model) activations may not fit a quick run's
+# longest batches on the default model (measured peaks up to 2.7 GB, ~2 GB above the model).
+_CHECKPOINTING_BELOW_FREE = 3 * 2**30
 
 
 class TrainingError(BrandVoiceError):
@@ -66,12 +69,31 @@ def lora_config(config: TrainConfig) -> LoraConfig:
     )
 
 
-def use_gradient_checkpointing(config: TrainConfig, model: torch.nn.Module) -> bool:
-    """'auto': only for models too large to keep every activation (see the threshold above)."""
+def use_gradient_checkpointing(
+    config: TrainConfig, model: torch.nn.Module, *, processes: int = 1
+) -> bool:
+    """'auto': for models too large to keep every activation, or a machine short of memory.
+
+    Checkpointing trades ~25% of speed for activations that no longer grow with every layer
+    (on the default model's quick run: a 1.2 GB peak instead of 1.6-2.7 GB). `processes` on one
+    machine share its free memory.
+    """
     if config.gradient_checkpointing != "auto":
         return config.gradient_checkpointing == "on"
     # num_parameters() counts a 4-bit weight's real size, not its packed bytes.
-    return model.num_parameters() > _CHECKPOINTING_MIN_PARAMS
+    if model.num_parameters() > _CHECKPOINTING_MIN_PARAMS:
+        return True
+    device = next(model.parameters()).device
+    return available_memory_bytes(device) / processes < _CHECKPOINTING_BELOW_FREE
+
+
+def available_memory_bytes(device: torch.device) -> int:
+    """Memory free for training on `device`: the GPU's free memory, or the machine's RAM."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    import psutil
+
+    return psutil.virtual_memory().available
 
 
 def sft_config(

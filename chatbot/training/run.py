@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +36,12 @@ from chatbot.training.recipe import (
 from chatbot.training.run_files import CheckpointStore, EventLog, is_disk_full
 
 __all__ = ["train"]
+
+# TRL and PEFT still read `model.is_gradient_checkpointing`, which transformers 5 deprecates with a
+# FutureWarning on every run: library noise in the run's log that the user can do nothing about.
+warnings.filterwarnings(
+    "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
+)
 
 
 def train(
@@ -125,7 +132,9 @@ class TrainingRun:
             on_cpu=device.type == "cpu",
             evaluate=evaluate,
             eval_on_start=evaluate and self.resume_from is None,
-            gradient_checkpointing=use_gradient_checkpointing(config, model),
+            gradient_checkpointing=use_gradient_checkpointing(
+                config, model, processes=self.sync.world_size
+            ),
             processes=self.sync.world_size,
         )
         self.progress = RunEventsCallback(
