@@ -1,7 +1,7 @@
 """The brand profile: the `brand.yaml` model, its validated load/save, and the rule checker.
 
 A profile holds what the product knows about one brand's voice: its name, the system prompt, the
-checkable rules taken from the style guide (`chatbot.ingest.style_guide` extracts them) and the
+checkable rules taken from the style guide (`chatbot.ingest.guide_rules` extracts them) and the
 privacy settings for its data. `check_reply` scores one reply against those rules; it knows nothing
 about models or how the reply was produced.
 """

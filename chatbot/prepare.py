@@ -19,7 +19,9 @@ from chatbot.brand import BrandProfile
 from chatbot.config import PrepareConfig
 from chatbot.errors import BrandVoiceError
 from chatbot.ingest import deduplicate, read_conversations
-from chatbot.ingest.style_guide import condense_system_prompt, extract_rules, read_style_guide
+from chatbot.ingest.guide_prompt import condense_system_prompt
+from chatbot.ingest.guide_rules import extract_rules
+from chatbot.ingest.style_guide import read_style_guide
 from chatbot.privacy import Redactor
 from chatbot.storage import atomic_dir, atomic_write_json, atomic_write_jsonl, atomic_write_text
 from chatbot.types import Conversation, Finding

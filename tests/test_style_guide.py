@@ -18,12 +18,9 @@ from pypdf import PdfReader, PdfWriter
 
 from chatbot.brand import BrandProfile, BrandRules, PreferredTerm, check_reply
 from chatbot.errors import InputError
-from chatbot.ingest.style_guide import (
-    StyleGuide,
-    condense_system_prompt,
-    extract_rules,
-    read_style_guide,
-)
+from chatbot.ingest.guide_prompt import condense_system_prompt
+from chatbot.ingest.guide_rules import extract_rules
+from chatbot.ingest.style_guide import StyleGuide, read_style_guide
 
 ROOT = Path(__file__).resolve().parents[1]
 KETTLEBIRD = ROOT / "data" / "kettlebird" / "style_guide.md"
