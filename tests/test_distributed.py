@@ -7,11 +7,18 @@ import json
 import os
 import shlex
 import signal
-import time
+from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
+from job_support import (
+    complete_checkpoints,
+    prepared_workspace,
+    tiny_config,
+    training_events,
+    wait_until,
+)
 from safetensors.torch import load_file
 
 from chatbot import cli
@@ -25,47 +32,22 @@ from chatbot.jobs import (
     start_run,
     wait_for_run,
 )
-from chatbot.prepare import prepare
 from chatbot.training.distributed import launch_command
 from chatbot.workspace import Workspace
 
 pytestmark = pytest.mark.slow
-ASSETS = Path(__file__).parent / "assets" / "brand"
 WAIT = 600  # seconds: a guard against a hung launcher, not a speed target
+_wait = partial(wait_until, timeout=WAIT)
 
 
 @pytest.fixture
 def ws(tmp_path: Path) -> Workspace:
-    ws = Workspace.open(tmp_path / "ws")
-    assert prepare(
-        ws, "Lumen Lamps", [ASSETS / "conversations.jsonl"], ASSETS / "style_guide.md"
-    ).ok
-    return ws
+    return prepared_workspace(tmp_path / "ws")
 
 
 def _config(model: Path, **overrides: object) -> TrainConfig:
-    values = {
-        "base_model": str(model),
-        "processes": 2,
-        "epochs": 2,
-        "batch_size": 4,
-        "max_length": 256,
-        "learning_rate": 3e-3,
-        "warmup_ratio": 0.0,
-        "checkpoint_every": 100,
-    }
-    return TrainConfig.from_preset("quick", {**values, **overrides})
-
-
-def _wait(predicate, what: str) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + WAIT
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-
-
-def _steps(run_dir: Path) -> list[dict]:
-    return [e for e in read_events(run_dir) if e["state"] == "running" and e.get("loss")]
+    """Two processes, two conversations each per step."""
+    return tiny_config(model, **{"processes": 2, "epochs": 2, "batch_size": 4, **overrides})
 
 
 def _rank_pids(run_dir: Path) -> dict[int, int]:
@@ -87,10 +69,6 @@ def _rank_pids(run_dir: Path) -> dict[int, int]:
         except (OSError, KeyError, ValueError):
             continue
     return found
-
-
-def _complete_checkpoints(run_dir: Path) -> list[Path]:
-    return sorted((run_dir / "checkpoints").glob("checkpoint-*/COMPLETE"))
 
 
 def _guide_command() -> list[str]:
@@ -120,7 +98,7 @@ def test_two_processes_train_different_shards_into_one_adapter(ws, tiny_model_di
     run = wait_for_run(ws, run.id, timeout=WAIT)
     assert run.state == "succeeded", run.error
     metrics = json.loads((run.run_dir / "metrics.json").read_text())
-    steps = _steps(run.run_dir)
+    steps = training_events(run.run_dir)
     # Rank 0 alone wrote the events: one line per optimizer step.
     assert [e["step"] for e in steps] == list(range(1, metrics["steps"] + 1))
     for event in steps:
@@ -146,7 +124,7 @@ def test_two_processes_report_the_loss_one_process_would(ws, tiny_model_dir):
         config = _config(tiny_model_dir, processes=processes, epochs=1, learning_rate=1e-9)
         run = wait_for_run(ws, start_run(ws, "Lumen Lamps", config).id, timeout=WAIT)
         assert run.state == "succeeded", run.error
-        losses = [e["loss"] for e in _steps(run.run_dir)]
+        losses = [e["loss"] for e in training_events(run.run_dir)]
         means[processes] = sum(losses) / len(losses)
     assert means[2] == pytest.approx(means[1], rel=0.15)
 
@@ -154,7 +132,7 @@ def test_two_processes_report_the_loss_one_process_would(ws, tiny_model_dir):
 def test_a_killed_rank_fails_the_run_and_resume_finishes_it(ws, tiny_model_dir):
     config = _config(tiny_model_dir, max_steps=40, epochs=1000, checkpoint_every=4)
     run = start_run(ws, "Lumen Lamps", config)
-    _wait(lambda: _complete_checkpoints(run.run_dir), "a complete checkpoint")
+    _wait(lambda: complete_checkpoints(run.run_dir), "a complete checkpoint")
     _wait(lambda: 1 in _rank_pids(run.run_dir), "rank 1")
     os.kill(_rank_pids(run.run_dir)[1], signal.SIGKILL)
     run = wait_for_run(ws, run.id, timeout=WAIT)
@@ -173,13 +151,13 @@ def test_a_killed_rank_fails_the_run_and_resume_finishes_it(ws, tiny_model_dir):
 
 def test_cancel_stops_every_rank_after_the_same_step(ws, tiny_model_dir):
     run = start_run(ws, "Lumen Lamps", _config(tiny_model_dir, epochs=500))
-    _wait(lambda: len(_steps(run.run_dir)) >= 2, "training to start")
+    _wait(lambda: len(training_events(run.run_dir)) >= 2, "training to start")
     run = cancel_run(ws, run.id, timeout=180)
     assert run.state == "cancelled" and run.error is None
     assert read_events(run.run_dir)[-1]["state"] == "cancelled"
-    assert _complete_checkpoints(run.run_dir), "a graceful stop saves a checkpoint"
+    assert complete_checkpoints(run.run_dir), "a graceful stop saves a checkpoint"
     # Each rank saved its own RNG state into the one checkpoint rank 0 staged.
-    newest = _complete_checkpoints(run.run_dir)[-1].parent
+    newest = run.run_dir / "checkpoints" / f"checkpoint-{complete_checkpoints(run.run_dir)[-1]}"
     assert {p.name for p in newest.glob("rng_state_*.pth")} == {
         "rng_state_0.pth",
         "rng_state_1.pth",

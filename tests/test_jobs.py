@@ -5,70 +5,40 @@ from __future__ import annotations
 import os
 import signal
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
+from job_support import (
+    complete_checkpoints,
+    prepared_workspace,
+    tiny_config,
+    training_events,
+    wait_until,
+)
 
-from chatbot.config import TrainConfig
 from chatbot.errors import BrandVoiceError
 from chatbot.jobs import cancel_run, get_run, list_runs, read_events, resume_run, start_run
-from chatbot.prepare import prepare
 from chatbot.workspace import Workspace
 
 pytestmark = pytest.mark.slow
-ASSETS = Path(__file__).parent / "assets" / "brand"
 WAIT = 300  # seconds: a guard against a hung worker, not a speed target
 
 
 @pytest.fixture
 def ws(tmp_path: Path) -> Workspace:
-    ws = Workspace.open(tmp_path / "ws")
-    assert prepare(
-        ws, "Lumen Lamps", [ASSETS / "conversations.jsonl"], ASSETS / "style_guide.md"
-    ).ok
-    return ws
+    return prepared_workspace(tmp_path / "ws")
 
 
-def _config(model: Path, **overrides: object) -> TrainConfig:
-    values = {
-        "base_model": str(model),
-        "epochs": 1,
-        "batch_size": 2,
-        "gradient_accumulation": 1,
-        "max_length": 256,
-        "learning_rate": 3e-3,
-        "warmup_ratio": 0.0,
-        "checkpoint_every": 100,
-    }
-    return TrainConfig.from_preset("quick", {**values, **overrides})
-
-
-def _wait(predicate, what: str) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + WAIT
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-
-
-def _complete_checkpoints(run_dir: Path) -> list[int]:
-    folder = run_dir / "checkpoints"
-    if not folder.exists():
-        return []
-    return sorted(
-        int(p.name.split("-")[1]) for p in folder.glob("checkpoint-*") if (p / "COMPLETE").exists()
-    )
+_wait = partial(wait_until, timeout=WAIT)
 
 
 def _trained_steps(run_dir: Path) -> list[int]:
-    return [
-        e["step"]
-        for e in read_events(run_dir)
-        if e["state"] == "running" and e.get("loss") is not None
-    ]
+    return [e["step"] for e in training_events(run_dir)]
 
 
 def test_run_succeeds_in_its_own_process(ws, tiny_model_dir):
-    run = start_run(ws, "Lumen Lamps", _config(tiny_model_dir), preset="quick")
+    run = start_run(ws, "Lumen Lamps", tiny_config(tiny_model_dir), preset="quick")
     assert run.state in ("queued", "running") and run.pid != os.getpid()
     _wait(lambda: get_run(ws, run.id).done, "the run to finish")
     run = get_run(ws, run.id)
@@ -83,10 +53,10 @@ def test_run_succeeds_in_its_own_process(ws, tiny_model_dir):
 def test_queue_and_cancel(ws, tiny_model_dir):
     """A second start waits as queued; cancelling it is immediate; cancelling the running one
     stops it gracefully with a checkpoint; then a queued run takes the workspace and succeeds."""
-    first = start_run(ws, "Lumen Lamps", _config(tiny_model_dir, epochs=500))
+    first = start_run(ws, "Lumen Lamps", tiny_config(tiny_model_dir, epochs=500))
     _wait(lambda: len(_trained_steps(first.run_dir)) >= 2, "the first run to train")
-    second = start_run(ws, "Lumen Lamps", _config(tiny_model_dir))
-    third = start_run(ws, "Lumen Lamps", _config(tiny_model_dir))
+    second = start_run(ws, "Lumen Lamps", tiny_config(tiny_model_dir))
+    third = start_run(ws, "Lumen Lamps", tiny_config(tiny_model_dir))
     time.sleep(2)
     assert get_run(ws, second.id).state == get_run(ws, third.id).state == "queued"
     assert cancel_run(ws, second.id).state == "cancelled"
@@ -94,7 +64,7 @@ def test_queue_and_cancel(ws, tiny_model_dir):
     first = cancel_run(ws, first.id, timeout=120)
     assert first.state == "cancelled" and first.error is None
     assert read_events(first.run_dir)[-1]["state"] == "cancelled"
-    assert _complete_checkpoints(first.run_dir), "a graceful stop saves a checkpoint"
+    assert complete_checkpoints(first.run_dir), "a graceful stop saves a checkpoint"
 
     _wait(lambda: get_run(ws, third.id).done, "the queued run to run and finish")
     assert get_run(ws, third.id).state == "succeeded"
@@ -102,15 +72,15 @@ def test_queue_and_cancel(ws, tiny_model_dir):
 
 
 def test_kill_9_then_resume_continues_from_the_last_checkpoint(ws, tiny_model_dir):
-    config = _config(tiny_model_dir, max_steps=40, epochs=1000, checkpoint_every=5)
+    config = tiny_config(tiny_model_dir, max_steps=40, epochs=1000, checkpoint_every=5)
     run = start_run(ws, "Lumen Lamps", config)
-    _wait(lambda: _complete_checkpoints(run.run_dir), "a complete checkpoint")
+    _wait(lambda: complete_checkpoints(run.run_dir), "a complete checkpoint")
     pid = get_run(ws, run.id).pid
     os.kill(pid, signal.SIGKILL)
     _wait(lambda: get_run(ws, run.id).done, "the killed run to be noticed")
     killed = get_run(ws, run.id)
     assert killed.state == "failed" and "stopped unexpectedly" in killed.error
-    last_checkpoint = _complete_checkpoints(run.run_dir)[-1]
+    last_checkpoint = complete_checkpoints(run.run_dir)[-1]
 
     resume_run(ws, run.id)
     _wait(lambda: get_run(ws, run.id).done, "the resumed run to finish")
@@ -127,7 +97,7 @@ def test_kill_9_then_resume_continues_from_the_last_checkpoint(ws, tiny_model_di
 
 
 def test_nan_loss_fails_the_run_with_its_reason(ws, tiny_model_dir):
-    run = start_run(ws, "Lumen Lamps", _config(tiny_model_dir, learning_rate=1e30))
+    run = start_run(ws, "Lumen Lamps", tiny_config(tiny_model_dir, learning_rate=1e30))
     _wait(lambda: get_run(ws, run.id).done, "the run to fail")
     run = get_run(ws, run.id)
     assert run.state == "failed" and "try a lower learning rate" in run.error
