@@ -44,6 +44,7 @@ __all__ = [
     "launch_command",
     "train_processes",
     "check_distributed",
+    "cpu_threads",
 ]
 
 STOP_FILE = "STOP"
@@ -183,18 +184,26 @@ def launch_command(
             "--dynamo_backend", "no",
         ]  # fmt: skip
     if not torch.cuda.is_available():
-        threads = max(1, _physical_cores() // config.processes)
-        cmd += ["--num_cpu_threads_per_process", str(config.threads or threads)]
+        threads = cpu_threads(config.threads, config.processes)
+        cmd += ["--num_cpu_threads_per_process", str(threads)]
     cmd += ["-m", "chatbot.training.rank", str(run_dir), str(brand_dir)]
     if resume:
         cmd.append("--resume")
     return cmd
 
 
-def _physical_cores() -> int:
+def cpu_threads(requested: int, processes: int = 1) -> int:
+    """One intra-op thread per physical core we may run on: hyper-threads only add contention.
+
+    Several processes on one machine share the cores (and `requested`) evenly.
+    """
+    if requested:
+        return max(1, requested // processes)
     import psutil
 
-    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    physical = psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else physical
+    return max(1, min(physical, usable) // processes)
 
 
 def train_processes(
@@ -204,7 +213,6 @@ def train_processes(
     *,
     stop: threading.Event | None = None,
     resume: bool = False,
-    log: Any = None,
 ) -> dict:
     """Train on `config.processes` ranks and wait for them; return rank 0's metrics.
 
@@ -219,7 +227,7 @@ def train_processes(
     (run_dir / STOP_FILE).unlink(missing_ok=True)
     (run_dir / "metrics.json").unlink(missing_ok=True)
     cmd = launch_command(run_dir, brand_dir, config, resume=resume)
-    with _launched(cmd, log) as proc:
+    with _launched(cmd) as proc:
         while proc.poll() is None:
             if stop is not None and stop.is_set():
                 StopFile(run_dir / STOP_FILE).set()
@@ -255,11 +263,10 @@ def _events(run_dir: Path) -> list[dict]:
 
 
 @contextlib.contextmanager
-def _launched(cmd: list[str], log: Any) -> Iterator[subprocess.Popen]:
-    """Run the launcher; if we leave early (an exception), stop it and its ranks."""
-    proc = subprocess.Popen(
-        cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT if log else None
-    )
+def _launched(cmd: list[str]) -> Iterator[subprocess.Popen]:
+    """Run the launcher (its output goes where ours does: the run's worker.log); if we leave
+    early (an exception), stop it and its ranks."""
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
     try:
         yield proc
     finally:

@@ -24,7 +24,7 @@ from chatbot.training.data import (
     training_chat_template,
     with_system_prompt,
 )
-from chatbot.training.distributed import RankSync
+from chatbot.training.distributed import RankSync, cpu_threads
 from chatbot.training.progress import RunEventsCallback
 from chatbot.training.recipe import (
     BrandTrainer,
@@ -123,7 +123,7 @@ class TrainingRun:
         keep_4bit_layers_trainable(model)
         device = next(model.parameters()).device
         if device.type == "cpu":
-            torch.set_num_threads(_cpu_threads(config.threads, self.sync.world_size))
+            torch.set_num_threads(cpu_threads(config.threads, self.sync.world_size))
         train_set, eval_set = self._datasets()
         evaluate = eval_set is not None
         args = sft_config(
@@ -277,20 +277,6 @@ class TrainingRun:
             "adapter": str(self.run_dir / "adapter") if state == "succeeded" else None,
             "checkpoint": str(self.checkpoints.newest() or "") or None,
         }
-
-
-def _cpu_threads(requested: int, processes: int = 1) -> int:
-    """One intra-op thread per physical core we may run on: hyper-threads only add contention.
-
-    Several processes on one machine share the cores (and `requested`) evenly.
-    """
-    if requested:
-        return max(1, requested // processes)
-    import psutil
-
-    physical = psutil.cpu_count(logical=False) or os.cpu_count() or 1
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else physical
-    return max(1, min(physical, usable) // processes)
 
 
 def _peak_memory_mb() -> float:
