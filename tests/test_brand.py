@@ -16,11 +16,10 @@ from chatbot.brand import (
     LengthRule,
     PreferredTerm,
     PrivacySettings,
-    RuleResult,
-    check_reply,
-    find_emoji,
 )
+from chatbot.emoji import find_emoji
 from chatbot.errors import ConfigError
+from chatbot.rule_check import RuleResult, check_reply
 
 SIGNOFF = "Steep well, the Kettlebird flock"
 RULES = BrandRules(

@@ -3,7 +3,7 @@
 `extract_rules` keeps only the rules it can check exactly (a quoted phrase, a number); anything
 else that reads like a rule is handed back in `unsure` for the user to decide, never guessed at.
 Headings give context ("Never", "Say this, not that"); "Do:"/"Don't:" lines are examples, not
-rules. What the rules mean and how a reply is checked against them belongs to `chatbot.brand`.
+rules. What the rules mean is `chatbot.brand`; checking a reply is `chatbot.rule_check`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from chatbot.brand import BrandRules, PreferredTerm, find_emoji, rule_key
+from chatbot.brand import BrandRules, PreferredTerm
+from chatbot.emoji import find_emoji
 from chatbot.ingest.style_guide import StyleGuide
+from chatbot.rule_check import rule_key
 
 __all__ = [
     "GuideExample",
@@ -28,7 +30,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class RuleSource:
-    """Where a rule came from: `rule` is the id `chatbot.brand.check_reply` reports."""
+    """Where a rule came from: `rule` is the id `chatbot.rule_check.check_reply` reports."""
 
     rule: str
     line: int
