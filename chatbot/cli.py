@@ -181,7 +181,7 @@ def _cmd_ui(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from chatbot.cli_report import rich_progress
+    from chatbot.cli_report import print_regressions, print_scorecard, rich_progress
     from chatbot.jobs import get_run
     from chatbot.scorecard import compare_scorecards, evaluate, load_scorecard, write_report
     from chatbot.workspace import Workspace
@@ -204,43 +204,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             if old is None:
                 old = evaluate(ws, old_run.id, progress=progress, **knobs)
                 write_report(old, old_run.run_dir)
-    _print_scorecard(card, files.html)
+    print_scorecard(card, files.html)
     if old is None:
         return 0
-    return _print_regressions(card, old, compare_scorecards(card, old))
-
-
-def _print_scorecard(card, html: Path) -> None:  # noqa: ANN001 - a chatbot.scorecard.Scorecard
-    from rich.table import Table
-
-    from chatbot.cli_report import console
-    from chatbot.scorecard import headlines, summary_rows
-
-    header, rows = summary_rows(card)
-    table = Table(title=f"Scorecard: {card.brand_name}, run {card.run_id}", header_style="bold")
-    for i, name in enumerate(header):
-        table.add_column(name, justify="right" if i else "left")
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
-    for line in headlines(card):
-        console.print(Text(f"- {line}"))
-    console.print(Text(f"Report: {html}", style="bold green"))
-
-
-def _print_regressions(card, old, regressions: list) -> int:  # noqa: ANN001 - Scorecards
-    from chatbot.cli_report import console
-    from chatbot.scorecard import comparability
-
-    for reason in comparability(card, old):
-        console.print(Text(f"Note: {reason}.", style="yellow"))
-    if not regressions:
-        console.print(Text(f"No regressions against run {old.run_id}.", style="bold green"))
-        return 0
-    console.print(Text(f"{len(regressions)} regression(s) against run {old.run_id}:", "bold red"))
-    for regression in regressions:
-        console.print(Text(f"  - {regression.detail}"))
-    return 1
+    return print_regressions(card, old, compare_scorecards(card, old))
 
 
 def _cmd_export(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -15,7 +16,15 @@ from chatbot.jobs import Run, cancel_run, follow_events, get_run
 from chatbot.prepare import PrepareResult
 from chatbot.workspace import Workspace
 
-__all__ = ["print_prepare_result", "print_brands", "print_runs", "follow_run", "rich_progress"]
+__all__ = [
+    "print_prepare_result",
+    "print_brands",
+    "print_runs",
+    "follow_run",
+    "rich_progress",
+    "print_scorecard",
+    "print_regressions",
+]
 
 console = Console()
 
@@ -209,3 +218,34 @@ def follow_run(ws: Workspace, run_id: str) -> int:
     if run.state == "succeeded":
         console.print(Text(f"Adapter: {run.run_dir / 'adapter'}"))
     return 0 if run.state == "succeeded" else 1
+
+
+def print_scorecard(card, html: Path) -> None:  # noqa: ANN001 - a chatbot.scorecard.Scorecard
+    """The scorecard's summary table and headlines, and where its HTML report is."""
+    from chatbot.scorecard import headlines, summary_rows
+
+    header, rows = summary_rows(card)
+    table = Table(title=f"Scorecard: {card.brand_name}, run {card.run_id}", header_style="bold")
+    for i, name in enumerate(header):
+        table.add_column(name, justify="right" if i else "left")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    for line in headlines(card):
+        console.print(Text(f"- {line}"))
+    console.print(Text(f"Report: {html}", style="bold green"))
+
+
+def print_regressions(card, old, regressions: list) -> int:  # noqa: ANN001 - Scorecards
+    """What got worse against the older run's scorecard; the exit status (1: regressions)."""
+    from chatbot.scorecard import comparability
+
+    for reason in comparability(card, old):
+        console.print(Text(f"Note: {reason}.", style="yellow"))
+    if not regressions:
+        console.print(Text(f"No regressions against run {old.run_id}.", style="bold green"))
+        return 0
+    console.print(Text(f"{len(regressions)} regression(s) against run {old.run_id}:", "bold red"))
+    for regression in regressions:
+        console.print(Text(f"  - {regression.detail}"))
+    return 1
