@@ -186,7 +186,10 @@ def prepare(
     )
     # Samples are masked (`•••@example.com`): report.json must not store what was redacted.
     redaction = redactor.redact_conversations(convs, mask_samples=True)
+    # A conversation that could not be checked for personal data is not among the redacted ones;
+    # its error finding blocks the write, or with skip_invalid reports it as left out.
     convs = list(redaction.conversations)
+    findings = findings + redaction.failures
     if progress:
         progress("redacting", len(convs), len(convs))
 

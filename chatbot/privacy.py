@@ -8,15 +8,23 @@ URLs are deliberately kept: brands link their help pages, and those links are pa
 Detection leans on presidio-analyzer's predefined pattern recognizers, run fully offline: no
 spaCy model (a no-op NLP engine) and no public-suffix download. It knows nothing about files,
 datasets or training; callers hand it `Conversation`s and get new ones back.
+
+Redaction fails closed. A text that could not be checked (longer than `MAX_TEXT_CHARS`, a detector
+that raised, or a presidio regex that timed out, which presidio only logs before skipping the
+pattern) is never passed through: `redact_text` raises `RedactionError`, and
+`redact_conversations` leaves the conversation out and reports it as an error finding.
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
 import logging
 import re
+import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from itertools import chain, zip_longest
 from typing import Any, NamedTuple
@@ -40,12 +48,16 @@ from presidio_analyzer.predefined_recognizers import (
     PhoneRecognizer,
 )
 
-from chatbot.types import Conversation, Turn
+from chatbot.errors import BrandVoiceError
+from chatbot.types import Conversation, Finding, Turn
 
 __all__ = [
     "PLACEHOLDERS",
     "MAX_SAMPLES_PER_TYPE",
+    "MAX_TEXT_CHARS",
+    "UNCHECKED",
     "Redactor",
+    "RedactionError",
     "RedactionResult",
     "RedactionSample",
 ]
@@ -62,6 +74,14 @@ PLACEHOLDERS: dict[str, str] = {
 
 MAX_SAMPLES_PER_TYPE = 5
 """Before/after samples kept per placeholder type for review."""
+
+MAX_TEXT_CHARS = 200_000
+"""Longest single text (one turn) checked for personal data; a longer one is refused before any
+detector runs. About 40,000 words: far beyond a chat message, and a bound on the time one text can
+take (detection is linear, but a 1 MB turn is data no one meant to train a chat voice on)."""
+
+UNCHECKED = "pii_unchecked"
+"""The finding code of a conversation that could not be checked for personal data."""
 
 _SAMPLE_CONTEXT = 30
 """Characters of text kept on each side of a change in a review sample."""
@@ -115,7 +135,7 @@ _HANDLE_SCORE = 0.6
 
 # presidio logs at INFO for every loaded recognizer and, per result, that the no-op NLP engine
 # gives it no context to work with; that is by design here. Warnings (a regex that timed out and
-# was skipped) and errors still come through.
+# was skipped) and errors still come through, and during detection they fail the text (`_detect`).
 _PRESIDIO_LOGGER = "presidio-analyzer"
 
 
@@ -134,16 +154,31 @@ class RedactionSample:
     location: str = ""
 
 
+class RedactionError(BrandVoiceError):
+    """A text could not be checked for personal data, so it must be neither stored nor trained on.
+
+    `reason` says why in a few words ("a detector timed out", "250,000 characters long ...").
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"could not check for personal data: {reason}")
+
+
 @dataclass
 class RedactionResult:
     """Redacted conversations, how many spans of each type were replaced, and review samples."""
 
     conversations: list[Conversation]
+    """The redacted conversations; those that could not be checked are left out."""
     enabled: bool = True
     counts: Counter[str] = field(default_factory=Counter)
     """Replacements per placeholder type ("EMAIL", "PHONE", ...)."""
     samples: dict[str, list[RedactionSample]] = field(default_factory=dict)
     """Up to `MAX_SAMPLES_PER_TYPE` samples per placeholder type, in input order."""
+    failures: list[Finding] = field(default_factory=list)
+    """One error finding (code `UNCHECKED`) per conversation left out because a turn of it could
+    not be checked for personal data."""
 
     @property
     def total(self) -> int:
@@ -199,7 +234,10 @@ class Redactor:
         self.keep_handles = tuple(sorted({_normalize_handle(h) for h in keep_handles if h}))
 
     def redact_text(self, text: str) -> tuple[str, Counter[str]]:
-        """Return `text` with every detected span replaced, and the replacements per type."""
+        """Return `text` with every detected span replaced, and the replacements per type.
+
+        Raises `RedactionError` when the text could not be checked (see the module doc).
+        """
         passes = self._redact(text)
         return (passes[-1].after if passes else text), _count(passes)
 
@@ -218,9 +256,15 @@ class Redactor:
         """
         result = RedactionResult(conversations=[], enabled=self.enabled)
         for conv in conversations:
+            done: list[list[_Pass]] = []
+            try:
+                for turn in conv.turns:
+                    done.append(self._redact(turn.content))
+            except RedactionError as exc:
+                result.failures.append(_unchecked(conv, len(done) + 1, exc))
+                continue
             turns = []
-            for turn in conv.turns:
-                passes = self._redact(turn.content)
+            for turn, passes in zip(conv.turns, done, strict=True):
                 turns.append(Turn(turn.role, passes[-1].after) if passes else turn)
                 result.counts.update(_count(passes))
                 for sample in _samples(passes, conv, mask_samples):
@@ -239,12 +283,16 @@ class Redactor:
         found makes redacting twice the same as redacting once. It ends because every
         replacement removes at least one digit, "@" or ":" and placeholders hold none.
         """
+        if not self.enabled:
+            return []
+        if len(text) > MAX_TEXT_CHARS:
+            raise RedactionError(
+                f"the text is {len(text):,} characters long, over the {MAX_TEXT_CHARS:,} that are "
+                "checked; split it or leave it out"
+            )
         passes: list[_Pass] = []
-        while self.enabled and (spans := self._find_spans(text)):
-            redacted = text
-            # Right to left, so the offsets of spans not yet replaced stay valid.
-            for span in reversed(spans):
-                redacted = redacted[: span.start] + span.placeholder + redacted[span.end :]
+        while spans := self._find_spans(text):
+            redacted = _replace(text, spans, [span.placeholder for span in spans])
             passes.append(_Pass(text, redacted, spans))
             text = redacted
         return passes
@@ -254,13 +302,89 @@ class Redactor:
         if not entities:
             return []
         analyzer = _analyzer(self.social_handles, self.keep_handles)
-        results = analyzer.analyze(text=text, language="en", entities=entities)
+        results = _detect(analyzer, text, entities)
         spans = [
             _Span(r.start, r.end, PLACEHOLDERS[r.entity_type], r.score)
             for r in results
             if r.score >= _THRESHOLDS[r.entity_type]
         ]
         return _resolve_overlaps(spans)
+
+
+def _detect(analyzer: AnalyzerEngine, text: str, entities: list[str]) -> list[RecognizerResult]:
+    """Every recognizer's results for `entities`; raises `RedactionError` if any could not run.
+
+    The recognizers are called directly rather than through `AnalyzerEngine.analyze`: with the
+    no-op NLP engine its context step finds no context words but deep-copies every result, which
+    was most of the time for texts with thousands of matches.
+    """
+    found: list[RecognizerResult] = []
+    with _PROBLEMS.watching() as problems:
+        for recognizer in analyzer.registry.get_recognizers(language="en", entities=entities):
+            wanted = [e for e in recognizer.supported_entities if e in entities]
+            try:
+                found += recognizer.analyze(text, wanted, None)
+            # Fail closed: whatever went wrong inside a detector, the text was not fully checked,
+            # so it is refused (with the cause attached) rather than passed on unredacted.
+            except Exception as exc:  # noqa: BLE001
+                raise RedactionError(
+                    f"the {recognizer.name} detector failed ({type(exc).__name__}: {exc})"
+                ) from exc
+    if problems:
+        raise RedactionError(f"a detector gave up ({problems[0]})")
+    return found
+
+
+class _ProblemLog(logging.Handler):
+    """Collects presidio's warnings while a text is checked, per thread.
+
+    presidio catches a regex that runs past its timeout, logs a warning and skips the pattern,
+    which would let everything that pattern finds through. Any warning during detection therefore
+    means the text was not fully checked.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self._local = threading.local()
+
+    @contextmanager
+    def watching(self) -> Iterator[list[str]]:
+        problems: list[str] = []
+        self._local.problems = problems
+        try:
+            yield problems
+        finally:
+            self._local.problems = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        problems = getattr(self._local, "problems", None)
+        if problems is not None:
+            problems.append(record.getMessage())
+
+
+_PROBLEMS = _ProblemLog()
+
+
+def _unchecked(conv: Conversation, turn: int, exc: RedactionError) -> Finding:
+    return Finding(
+        "error",
+        f"{exc}. The conversation was left out: nothing of it is stored or trained on.",
+        conv.source,
+        conv.location,
+        f"turn {turn}",
+        UNCHECKED,
+    )
+
+
+def _replace(text: str, spans: Sequence[_Span], values: Sequence[str]) -> str:
+    """`text` with each of the sorted, disjoint `spans` replaced by its value, in one join."""
+    pieces = []
+    last = 0
+    for span, value in zip(spans, values, strict=True):
+        pieces += (text[last : span.start], value)
+        last = span.end
+    pieces.append(text[last:])
+    return "".join(pieces)
 
 
 def _candidate_entities(text: str, social_handles: bool) -> list[str]:
@@ -285,13 +409,21 @@ def _resolve_overlaps(spans: list[_Span]) -> list[_Span]:
     """Keep the best of overlapping spans (higher score, then longer), sorted by position.
 
     presidio only merges overlaps within one entity type; across types (an IP address that also
-    parses as a phone number, a card number inside an IBAN-like string) we decide here.
+    parses as a phone number, a card number inside an IBAN-like string) we decide here. The kept
+    spans never overlap, so they stay sorted by start and by end alike, and each candidate is
+    checked against its two neighbours found by bisection: n log n, not n².
     """
+    starts: list[int] = []
     kept: list[_Span] = []
     for span in sorted(spans, key=lambda s: (-s.score, s.start - s.end, s.start)):
-        if all(span.end <= k.start or span.start >= k.end for k in kept):
-            kept.append(span)
-    return sorted(kept)
+        i = bisect.bisect_right(starts, span.start)
+        if i and kept[i - 1].end > span.start:
+            continue
+        if i < len(kept) and kept[i].start < span.end:
+            continue
+        starts.insert(i, span.start)
+        kept.insert(i, span)
+    return kept
 
 
 def _count(passes: list[_Pass]) -> Counter[str]:
@@ -301,9 +433,9 @@ def _count(passes: list[_Pass]) -> Counter[str]:
 def _samples(passes: list[_Pass], conv: Conversation, mask: bool) -> Iterator[RedactionSample]:
     for one in passes:
         before = one.before
-        # Every value of the pass is masked, not only the sample's own: windows can overlap.
-        for span in one.spans if mask else ():
-            before = before[: span.start] + _mask(span, one.before) + before[span.end :]
+        if mask:
+            # Every value of the pass is masked, not only the sample's own: windows can overlap.
+            before = _replace(before, one.spans, [_mask(span, before) for span in one.spans])
         shift = 0  # how far the replacements so far have moved positions in `after`
         for span in one.spans:
             new_start = span.start + shift
@@ -355,14 +487,19 @@ class _OfflineEmailRecognizer(EmailRecognizer):
     An extractor of our own with no URLs goes straight to that snapshot: no network attempt, no
     log, no global state patched, and no cache directory. Suffixes added after the installed
     tldextract release are not known, which matters little for telling an e-mail from a typo.
+    The answer depends on the domain alone, so it is kept per domain: a text with thousands of
+    addresses at a few domains looks each domain up once.
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self._tld = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+        tld = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+        self._known_domain = functools.lru_cache(maxsize=4096)(
+            lambda domain: tld(domain).fqdn != ""
+        )
 
     def validate_result(self, pattern_text: str) -> bool:
-        return self._tld(pattern_text).fqdn != ""
+        return self._known_domain(pattern_text.rpartition("@")[2])
 
 
 class _PhoneShapeRecognizer(PhoneRecognizer):
@@ -439,7 +576,10 @@ class _HandleRecognizer(PatternRecognizer):
 @functools.lru_cache(maxsize=8)
 def _analyzer(social_handles: bool, keep_handles: tuple[str, ...]) -> AnalyzerEngine:
     """Build the analyzer once per handle settings; redactors with equal settings share it."""
-    logging.getLogger(_PRESIDIO_LOGGER).setLevel(logging.WARNING)
+    logger = logging.getLogger(_PRESIDIO_LOGGER)
+    logger.setLevel(logging.WARNING)
+    if _PROBLEMS not in logger.handlers:
+        logger.addHandler(_PROBLEMS)
     recognizers = [
         _OfflineEmailRecognizer(),
         _PhoneShapeRecognizer(),

@@ -70,6 +70,37 @@ def test_prepare_redacts_pii_and_reports_samples(ws, tmp_path):
     assert "jo.bloggs" not in text and "<EMAIL>" in text and "<PHONE>" in text
 
 
+def _with_pii(tmp_path: Path) -> Path:
+    """The test brand's conversations, the first with an e-mail address and a phone number."""
+    src = tmp_path / "pii.jsonl"
+    lines = (ASSETS / "conversations.jsonl").read_text().splitlines()
+    rec = json.loads(lines[0])
+    rec["messages"][0]["content"] += " Reach me at jo.bloggs@example.com or +44 7700 900123."
+    src.write_text("\n".join([json.dumps(rec), *lines[1:]]) + "\n")
+    return src
+
+
+def test_a_redaction_timeout_fails_closed(ws, tmp_path, monkeypatch):
+    """presidio skips a regex that times out; the conversation must not pass through unchecked."""
+    import presidio_analyzer.pattern_recognizer
+
+    monkeypatch.setattr(presidio_analyzer.pattern_recognizer, "REGEX_TIMEOUT_SECONDS", 0)
+    src = _with_pii(tmp_path)
+    result = prepare(ws, "Lumen Lamps", [src], GUIDE)
+    assert not result.ok and result.brand_dir is None
+    [error] = [e for e in result.report.errors if e.code == "pii_unchecked"]
+    assert "could not check for personal data" in error.message
+    assert (error.file, error.location, error.field) == ("pii.jsonl", "line 1", "turn 1")
+    assert not ws.brand_dir("lumen-lamps").exists()
+
+    # Skipping broken records leaves that conversation out; the others are written.
+    result = prepare(ws, "Lumen Lamps", [src], GUIDE, PrepareConfig(skip_invalid=True))
+    assert result.ok and result.report.stats["conversations"] == 13
+    assert any(w.code == "pii_unchecked" for w in result.report.warnings)
+    for name in ("conversations.jsonl", "train.jsonl", "eval.jsonl", "report.json"):
+        assert "jo.bloggs" not in (result.brand_dir / name).read_text(), name
+
+
 def test_redaction_can_be_turned_off(ws, tmp_path):
     src = tmp_path / "pii.jsonl"
     lines = (ASSETS / "conversations.jsonl").read_text().splitlines()

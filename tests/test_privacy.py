@@ -308,3 +308,79 @@ def test_analyzer_is_built_once_per_settings() -> None:
     b.redact_text("hi@example.com")
     assert privacy._analyzer(True, a.keep_handles) is privacy._analyzer(True, b.keep_handles)
     assert privacy._analyzer(True, ()) is not privacy._analyzer(False, ())
+
+
+# --- failing closed ----------------------------------------------------------------------------
+
+
+def _conversation(*texts: str, location: str = "line 1") -> Conversation:
+    roles: list[Role] = ["user", "assistant"]
+    turns = [Turn(roles[i % 2], text) for i, text in enumerate(texts)]
+    return Conversation(turns, "chat.jsonl", location)
+
+
+def test_a_regex_timeout_is_an_error_not_a_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    import presidio_analyzer.pattern_recognizer
+
+    monkeypatch.setattr(presidio_analyzer.pattern_recognizer, "REGEX_TIMEOUT_SECONDS", 0)
+    redactor = Redactor()
+    with pytest.raises(privacy.RedactionError, match="could not check for personal data"):
+        redactor.redact_text("write to jane@example.com")
+    # Texts no detector has to look at are unaffected.
+    assert redactor.redact_text("thanks, see you soon") == ("thanks, see you soon", Counter())
+
+
+def test_a_failing_detector_leaves_the_conversation_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_args: object, **_kwargs: object) -> list:
+        raise RuntimeError("detector crashed")
+
+    monkeypatch.setattr(privacy._OfflineEmailRecognizer, "analyze", broken)
+    good = _conversation("hi there", "hello!", location="line 1")
+    bad = _conversation("hi", "ok", "mail jane@example.com", location="line 2")
+    result = Redactor().redact_conversations([good, bad])
+    assert [c.location for c in result.conversations] == ["line 1"]
+    [failure] = result.failures
+    assert failure.severity == "error" and failure.code == privacy.UNCHECKED
+    assert (failure.file, failure.location, failure.field) == ("chat.jsonl", "line 2", "turn 3")
+    assert "detector crashed" in failure.message and "jane@" not in failure.message
+    assert result.counts == Counter()
+
+
+def test_texts_over_the_size_cap_are_refused_before_detection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def fail(*_args: object) -> None:
+        raise AssertionError("no detector may run on a text over the cap")
+
+    monkeypatch.setattr(privacy, "MAX_TEXT_CHARS", 100)
+    monkeypatch.setattr(privacy, "_analyzer", fail)
+    with pytest.raises(privacy.RedactionError, match="101 characters long, over the 100"):
+        Redactor().redact_text(("jane@example.com " * 10)[:101])
+    assert Redactor(enabled=False).redact_text("a" * 101)[0] == "a" * 101
+
+
+def test_thousands_of_addresses_in_one_turn(redactor: Redactor) -> None:
+    text = " ".join(f"user{i}@example.com" for i in range(2000))
+    redacted, counts = redactor.redact_text(text)
+    assert counts == Counter({"EMAIL": 2000}) and redacted == " ".join(["<EMAIL>"] * 2000)
+
+
+def test_overlap_resolution_keeps_the_best_spans(redactor: Redactor) -> None:
+    """The bisecting resolution agrees with checking every kept span, on random spans."""
+    import random
+
+    def every_pair(spans: list[privacy._Span]) -> list[privacy._Span]:
+        kept: list[privacy._Span] = []
+        for span in sorted(spans, key=lambda s: (-s.score, s.start - s.end, s.start)):
+            if all(span.end <= k.start or span.start >= k.end for k in kept):
+                kept.append(span)
+        return sorted(kept)
+
+    rng = random.Random(0)
+    for _ in range(300):
+        spans = []
+        for _ in range(rng.randint(0, 30)):
+            start = rng.randint(0, 60)
+            score = rng.choice([0.3, 0.5, 0.6, 1.0])
+            spans.append(privacy._Span(start, start + rng.randint(1, 12), "X", score))
+        assert privacy._resolve_overlaps(spans) == every_pair(spans)
