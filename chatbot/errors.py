@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["BrandVoiceError", "InputError", "ConfigError"]
+__all__ = ["BrandVoiceError", "InputError", "ConfigError", "BusyError"]
 
 
 class BrandVoiceError(Exception):
@@ -35,3 +35,7 @@ class ConfigError(BrandVoiceError):
         self.problems = problems
         head = f"Invalid settings in {source}:" if source else "Invalid settings:"
         super().__init__("\n".join([head, *(f"  - {p}" for p in problems)]))
+
+
+class BusyError(BrandVoiceError):
+    """The one model is serving as many requests as may wait; the caller may try again shortly."""

@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from chatbot.chat_cli import run_chat
-from chatbot.engine import ChatEngine, GenerationSettings, chat_engine
+from chatbot.engine import ChatEngine, GenerationSettings, StopFlag, chat_engine
 from chatbot.engine.streaming import IncrementalDecoder
-from chatbot.errors import BrandVoiceError, ConfigError
+from chatbot.errors import BrandVoiceError, BusyError, ConfigError
 
 SYSTEM = "You are the assistant of Lumen Lamps. Be bright and brief."
 GREEDY = GenerationSettings(temperature=0.0, max_new_tokens=24)
@@ -146,6 +146,55 @@ def test_long_conversations_drop_the_oldest_turns(engine: ChatEngine) -> None:
     assert engine.reply(history, "tuned", GREEDY)
     with pytest.raises(BrandVoiceError, match="too long"):
         engine.reply([{"role": "user", "content": "lamp " * 2000}], "base", GREEDY)
+
+
+def _drop_one_exchange_at_a_time(engine: ChatEngine, turns: list, limit: int) -> list[int]:
+    """The prompt ids trimming must give: the oldest exchange dropped until the prompt fits."""
+    while True:
+        ids = engine._template(turns, SYSTEM, None)
+        if len(ids) <= limit or len(turns) <= 1:
+            return ids
+        turns = turns[2:] if len(turns) > 2 else turns[-1:]
+
+
+def test_trimming_is_exact_and_tokenizes_each_turn_about_once(
+    engine: ChatEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import random
+
+    rng = random.Random(0)
+    words = ["lamp", "shade", "bulb", "café", "order", "late", "☀", "E14", "switch"]
+    settings = GenerationSettings(temperature=0.0, max_new_tokens=24)
+    limit = chat_engine._context_length(engine.model) - settings.max_new_tokens
+    tokenizer = engine.tokenizer
+    seen = {"chars": 0}
+    encode = tokenizer.encode  # the engine renders templates to text and encodes that
+
+    def counting_encode(text: str, *args: object, **kwargs: object) -> list[int]:
+        seen["chars"] += len(text)
+        return encode(text, *args, **kwargs)
+
+    for n_turns in (1, 3, 5, 41, 301):
+        turns = [
+            {
+                "role": "user" if i % 2 == 0 else "assistant",
+                "content": " ".join(rng.choices(words, k=rng.randint(1, 60))),
+            }
+            for i in range(n_turns)
+        ]
+        expected = _drop_one_exchange_at_a_time(engine, turns, limit)
+        seen["chars"] = 0
+        with monkeypatch.context() as patch:
+            patch.setattr(tokenizer, "encode", counting_encode)
+            if len(expected) > limit:
+                with pytest.raises(BrandVoiceError, match="too long"):
+                    engine.render_prompt(turns, "prompted", settings)
+                continue
+            assert tokenizer.decode(expected) == engine.render_prompt(turns, "prompted", settings)
+        size = sum(len(t["content"]) for t in turns)
+        # Each turn about once, plus prompts about as long as the window (rendered to confirm the
+        # cut): never the whole conversation again for each dropped exchange.
+        assert seen["chars"] <= 2 * size + 4 * 4 * limit, (n_turns, seen["chars"], size)
 
 
 # -- streaming -----------------------------------------------------------------------------------
@@ -290,7 +339,7 @@ def test_busy_engine_refuses_beyond_max_waiting(tiny_model_dir: Path, adapter_di
         _wait_until(lambda: gate.calls == 1)
         threads[1].start()
         _wait_until(lambda: engine.pending == 2)
-        with pytest.raises(BrandVoiceError) as err:
+        with pytest.raises(BusyError) as err:
             next(engine.stream(HELLO, "prompted", GREEDY))
         assert str(err.value) == ("The model is busy with 2 other requests; try again in a moment.")
     finally:
@@ -314,6 +363,28 @@ def test_closing_the_stream_stops_generation(engine: ChatEngine) -> None:
         assert gate.calls == stopped_at < 100  # one forward per token: far fewer than 400
     finally:
         gate.remove()
+
+
+def test_a_stop_flag_takes_a_waiting_request_out_of_line(engine: ChatEngine) -> None:
+    gate = _Gate(engine.model)
+    try:
+        running = threading.Thread(target=list, args=(engine.stream(HELLO, "base", GREEDY),))
+        running.start()
+        _wait_until(lambda: gate.calls == 1)
+        stop = StopFlag()
+        replies: list[str] = []
+        waiting = engine.stream(HELLO, "tuned", GREEDY, stop=stop)
+        reader = threading.Thread(target=lambda: replies.extend(waiting))
+        reader.start()
+        _wait_until(lambda: engine.pending == 2)
+        stop.set()  # from another thread, while the reader waits for the model
+        reader.join(timeout=30)
+        assert not reader.is_alive() and replies == [] and engine.pending == 1
+        assert gate.calls == 1  # the model never worked on the stopped request
+    finally:
+        gate.remove()
+    running.join(timeout=30)
+    _wait_until(lambda: engine.pending == 0)
 
 
 def test_a_waiting_request_whose_reader_left_gives_up_its_place(engine: ChatEngine) -> None:

@@ -6,5 +6,6 @@ sampled. Nothing here knows about the browser or the terminal.
 
 from chatbot.engine.chat_engine import MODES, ChatEngine, Mode
 from chatbot.engine.settings import GenerationSettings
+from chatbot.engine.streaming import StopFlag
 
-__all__ = ["ChatEngine", "GenerationSettings", "MODES", "Mode"]
+__all__ = ["ChatEngine", "GenerationSettings", "MODES", "Mode", "StopFlag"]

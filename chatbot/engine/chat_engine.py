@@ -19,6 +19,7 @@ Requests take turns on the model (`turns`). The engine knows nothing of the brow
 
 from __future__ import annotations
 
+import itertools
 import json
 import queue
 import threading
@@ -120,6 +121,7 @@ class ChatEngine:
         self._fast_lora = False
         """Whether the loaded adapter runs through `fast_lora` instead of PEFT's forward."""
         self._prefixes: dict[tuple[str, str | None], list[int]] = {}
+        self._costs: dict[tuple[str, str, str | None], tuple[float, float]] = {}
         self._prefix_states = PrefixStore()
         self._stop_ids = _stop_token_ids(model, tokenizer)
         self._pad_id = _pad_token_id(tokenizer, self._stop_ids)
@@ -190,15 +192,18 @@ class ChatEngine:
         messages: list[dict[str, str]],
         mode: str,
         settings: GenerationSettings | None = None,
+        *,
+        stop: StopFlag | None = None,
     ) -> Iterator[str]:
         """Stream the reply to `messages` (user/assistant turns, the last a user's) as text deltas.
 
-        Raises BrandVoiceError when the model is busy or the request is invalid. Closing the
-        iterator early stops generation after the current step.
+        Raises BusyError when too many requests wait, BrandVoiceError when the request is invalid.
+        Closing the iterator early stops generation after the current step; so does setting `stop`
+        from any thread, which also takes a request still waiting for the model out of line at once.
         """
         settings = settings or GenerationSettings()
         prompt = self._prompt_ids(messages, mode, settings)
-        for (delta,) in self._run([prompt], [mode], settings):
+        for (delta,) in self._run([prompt], [mode], settings, stop):
             yield delta
 
     def stream_pair(
@@ -208,18 +213,20 @@ class ChatEngine:
         messages_right: list[dict[str, str]],
         mode_right: str,
         settings: GenerationSettings | None = None,
+        *,
+        stop: StopFlag | None = None,
     ) -> Iterator[tuple[str, str]]:
         """Stream two replies at once as (left delta, right delta) pairs; either may be "".
 
         Both rows go through one batched `generate`, each with its own adapter (or none), so the
-        panes fill in together and the pair costs little more than one reply.
+        panes fill in together and the pair costs little more than one reply. `stop` as in `stream`.
         """
         settings = settings or GenerationSettings()
         prompts = [
             self._prompt_ids(messages_left, mode_left, settings),
             self._prompt_ids(messages_right, mode_right, settings),
         ]
-        yield from self._run(prompts, [mode_left, mode_right], settings)  # type: ignore[misc]
+        yield from self._run(prompts, [mode_left, mode_right], settings, stop)  # type: ignore[misc]
 
     def reply(
         self, messages: list[dict[str, str]], mode: str, settings: GenerationSettings | None = None
@@ -252,22 +259,63 @@ class ChatEngine:
         ]
         template = self._tuned_template if mode == "tuned" else None
         limit = _context_length(self._model) - settings.max_new_tokens
-        turns = list(messages)
-        while True:
+        turns, ids = self._fit(list(messages), system, template, limit)
+        if len(ids) > limit:
+            window = limit + settings.max_new_tokens
+            raise BrandVoiceError(
+                f"The message is too long: its prompt takes {len(ids)} tokens and the reply up "
+                f"to {settings.max_new_tokens}, over the model's {window}. Shorten the "
+                "message or lower max new tokens."
+            )
+        shared = self._shared_prefix(system, template)
+        prefix = len(shared) if ids[: len(shared)] == shared else 0
+        return Prompt(ids, prefix)
+
+    def _fit(
+        self, turns: list[dict[str, str]], system: str, template: str | None, limit: int
+    ) -> tuple[list[dict[str, str]], list[int]]:
+        """The newest turns whose prompt fits in `limit` tokens, and that prompt's ids.
+
+        The oldest exchange goes first, and the conversation still starts with a user turn; the
+        last user turn alone is the floor (its prompt may still be too long). Each turn is
+        tokenized once to estimate where to cut, and only prompts of about `limit` tokens are
+        rendered to confirm it, so the work grows with the conversation, not with its square.
+        """
+        starts = _cut_points(len(turns))
+        # A conversation of more than a few characters per token of the window cannot fit: skip
+        # rendering all of it (a 1 MB request would be tokenized whole for nothing).
+        if sum(len(m["content"]) for m in turns) <= 4 * limit:
             ids = self._template(turns, system, template)
-            if len(ids) <= limit:
-                shared = self._shared_prefix(system, template)
-                prefix = len(shared) if ids[: len(shared)] == shared else 0
-                return Prompt(ids, prefix)
-            if len(turns) <= 1:
-                window = limit + settings.max_new_tokens
-                raise BrandVoiceError(
-                    f"The message is too long: its prompt takes {len(ids)} tokens and the reply up "
-                    f"to {settings.max_new_tokens}, over the model's {window}. Shorten the "
-                    "message or lower max new tokens."
-                )
-            # Drop the oldest exchange; the conversation must still start with a user turn.
-            turns = turns[2:] if len(turns) > 2 else turns[-1:]
+            if len(ids) <= limit or len(starts) == 1:
+                return turns, ids
+        fixed, per_turn = self._template_cost(system, template)
+        sizes = [len(self._tokenizer.encode(m["content"], add_special_tokens=False)) for m in turns]
+        after = [*itertools.accumulate(reversed(sizes))][::-1]  # tokens from each turn on
+        estimates = [fixed + per_turn * (len(turns) - start) + after[start] for start in starts]
+        # The first cut estimated to fit, then confirmed: later cuts while the prompt is too long,
+        # earlier ones while it still fits (the estimate is off by a few tokens at most).
+        at = next((i for i, estimate in enumerate(estimates) if estimate <= limit), len(starts) - 1)
+        ids = self._template(turns[starts[at] :], system, template)
+        while len(ids) > limit and at + 1 < len(starts):
+            at += 1
+            ids = self._template(turns[starts[at] :], system, template)
+        while at > 0 and len(ids) <= limit:
+            wider = self._template(turns[starts[at - 1] :], system, template)
+            if len(wider) > limit:
+                break
+            at, ids = at - 1, wider
+        return turns[starts[at] :], ids
+
+    def _template_cost(self, system: str, template: str | None) -> tuple[int, float]:
+        """Tokens a prompt has beyond its turns' own: (fixed part, per turn), from empty turns."""
+        key = ("cost", system, template)
+        if key not in self._costs:
+            empty = [{"role": r, "content": ""} for r in ("user", "assistant", "user")]
+            one = len(self._template(empty[:1], system, template))
+            three = len(self._template(empty, system, template))
+            per_turn = (three - one) / 2
+            self._costs[key] = (one - per_turn, per_turn)
+        return self._costs[key]
 
     def _shared_prefix(self, system: str, template: str | None) -> list[int]:
         """The ids every prompt with this system prompt starts with, as far as the first user words.
@@ -304,13 +352,18 @@ class ChatEngine:
     # ------------------------------------------------------------------------------------------
 
     def _run(
-        self, prompts: list[Prompt], modes: Sequence[str], settings: GenerationSettings
+        self,
+        prompts: list[Prompt],
+        modes: Sequence[str],
+        settings: GenerationSettings,
+        stop: StopFlag | None = None,
     ) -> Iterator[tuple[str, ...]]:
         """Queue one job for the model and stream its rows' text deltas as they are decoded."""
         passes = self._plan(modes)
         ticket = self._turns.enter()
         out: queue.Queue = queue.Queue()
-        stop = StopFlag()
+        stop = stop or StopFlag()
+        stop.on_set(ticket.cancel)  # a stop while waiting leaves the line at once
         worker = threading.Thread(
             target=self._work,
             args=(ticket, prompts, passes, settings, stop, out),
@@ -518,6 +571,17 @@ def _check_messages(messages: list[dict[str, str]]) -> None:
             )
     if messages[0]["role"] != "user" or messages[-1]["role"] != "user":
         raise BrandVoiceError("The conversation must start and end with a user message.")
+
+
+def _cut_points(n: int) -> list[int]:
+    """Where a conversation of `n` turns may start once old turns are dropped, longest first:
+    whole exchanges go (every second turn), and the last turn alone is the last resort."""
+    starts = [0]
+    while n - starts[-1] > 2:
+        starts.append(starts[-1] + 2)
+    if n - starts[-1] > 1:
+        starts.append(n - 1)
+    return starts
 
 
 def _stop_token_ids(model: Any, tokenizer: Any) -> frozenset[int]:

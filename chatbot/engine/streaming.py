@@ -4,14 +4,14 @@
 `TokenQueueStreamer.put`. The streamer only copies the ids into a queue, so the decoding loop does
 no tokenizer work between forward passes; the consuming thread turns ids into text with one
 `IncrementalDecoder` per row. `StopFlag` is the consumer's way back: setting it ends `generate`
-after the current step.
+after the current step (and, through `on_set`, takes a request still waiting out of line).
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -101,9 +101,23 @@ class StopFlag(StoppingCriteria):
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._callbacks: list[Callable[[], None]] = []
 
     def set(self) -> None:
-        self._event.set()
+        with self._lock:
+            self._event.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback()
+
+    def on_set(self, callback: Callable[[], None]) -> None:
+        """Call `callback` when the flag is set (at once if it already is)."""
+        with self._lock:
+            if not self._event.is_set():
+                self._callbacks.append(callback)
+                return
+        callback()
 
     def is_set(self) -> bool:
         return self._event.is_set()

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from chatbot.errors import BrandVoiceError
+from chatbot.errors import BusyError
 
 __all__ = ["TurnQueue", "Ticket"]
 
@@ -45,7 +45,7 @@ class TurnQueue:
             return len(self._line)
 
     def enter(self, *, bounded: bool = True) -> Ticket:
-        """Take a place in line, or refuse with a message to show if `max_waiting` already wait.
+        """Take a place in line, or raise `BusyError` (a message to show) if `max_waiting` wait.
 
         `bounded=False` is for the engine's own housekeeping (switching adapters), which must not be
         refused because chat requests are queued.
@@ -54,7 +54,7 @@ class TurnQueue:
             waiting = max(len(self._line) - 1, 0)
             if bounded and self._line and waiting >= self._max_waiting:
                 others = len(self._line)
-                raise BrandVoiceError(
+                raise BusyError(
                     f"The model is busy with {others} other request{'s' if others > 1 else ''}; "
                     "try again in a moment."
                 )
