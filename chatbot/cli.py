@@ -29,6 +29,16 @@ def _add_workspace(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_allowed_hosts(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--allowed-host",
+        action="append",
+        metavar="NAME",
+        help="a further host name the server answers to (a proxy's or this machine's network "
+        "name; repeatable; also $BRANDVOICE_ALLOWED_HOSTS)",
+    )
+
+
 def _cmd_prepare(args: argparse.Namespace) -> int:
     from chatbot.cli_report import print_prepare_result, rich_progress
     from chatbot.config import PrepareConfig
@@ -268,16 +278,19 @@ def _cmd_export_votes(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    import os
-
     from chatbot.adapters import adapter_setup, latest_adapter_run
     from chatbot.engine import ChatEngine
     from chatbot.jobs import get_run
-    from chatbot.serve import API_KEY_ENV, check_bind, serve
+    from chatbot.serve import API_KEY_ENV, check_bind, read_api_key, serve
     from chatbot.workspace import Workspace
 
+    if args.api_key is not None:
+        raise BrandVoiceError(
+            "--api-key would show the key to every user of this machine (in `ps`); set "
+            f"{API_KEY_ENV} or pass --api-key-file FILE instead."
+        )
     ws = Workspace.open(args.workspace)
-    api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
+    api_key = read_api_key(Path(args.api_key_file) if args.api_key_file else None)
     check_bind(args.host, api_key)  # before the model loads, so a refusal comes at once
     setup = adapter_setup(ws, args.run or latest_adapter_run(ws, args.brand).id)
     model_id = get_run(ws, setup.run_id).brand
@@ -294,7 +307,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         "Ctrl-C to stop",
         flush=True,
     )
-    serve(engine, model_id, args.host, args.port, api_key=api_key)
+    serve(engine, model_id, args.host, args.port, api_key=api_key, allowed=args.allowed_host or ())
     return 0
 
 
@@ -500,10 +513,14 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument(
-        "--api-key",
+        "--api-key-file",
+        metavar="FILE",
         default=None,
-        help="require this key (Authorization: Bearer KEY); default $BRANDVOICE_API_KEY",
+        help="require the key on this file's first line (Authorization: Bearer KEY); "
+        "default $BRANDVOICE_API_KEY",
     )
+    p.add_argument("--api-key", default=None, help=argparse.SUPPRESS)  # refused: visible in ps
+    _add_allowed_hosts(p)
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("brands", help="list prepared brands")

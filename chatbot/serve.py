@@ -16,33 +16,63 @@ and refused otherwise, since the model was not trained to follow another. `tempe
 re-tokenising the prompt and reply text, so they can be off by a token or two.
 
 `serve` runs it with uvicorn: on 127.0.0.1 unless an API key is set, which every request must then
-send as `Authorization: Bearer KEY`. Requests take turns on the one model (the engine's queue); when
-too many wait, the API answers 400 with the engine's "busy" message.
+send as `Authorization: Bearer KEY`. The key comes from $BRANDVOICE_API_KEY or a file, never from
+the command line, where every user of the machine could read it (`ps`). Requests take turns on the
+one model (the engine's queue); when too many wait, the API answers 429 with `Retry-After`, which
+OpenAI clients retry on.
+
+Before a request reaches the model: its Host must be a name this server answers to and a browser's
+Origin its own (`chatbot.http_guard`), the body at most `MAX_BODY_BYTES` (413 otherwise, at once)
+and the conversation at most `MAX_MESSAGES` messages. A client that hangs up stops its reply: a
+request still waiting leaves the line, a running one stops after the current token, so the model
+is free for the next request.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from itertools import chain
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
+import anyio
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException
 
-from chatbot.engine import GenerationSettings
-from chatbot.errors import BrandVoiceError
+from chatbot.engine import GenerationSettings, StopFlag
+from chatbot.errors import BrandVoiceError, BusyError
+from chatbot.http_guard import LOOPBACK, RequestGuard, allowed_hosts, is_loopback
 
-__all__ = ["ServeBackend", "create_app", "serve", "check_bind", "LOOPBACK", "API_KEY_ENV"]
+__all__ = [
+    "ServeBackend",
+    "create_app",
+    "serve",
+    "check_bind",
+    "read_api_key",
+    "LOOPBACK",
+    "API_KEY_ENV",
+    "MAX_BODY_BYTES",
+    "MAX_MESSAGES",
+]
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 API_KEY_ENV = "BRANDVOICE_API_KEY"
+MAX_BODY_BYTES = 512 * 1024
+"""Largest request body: 16 times what fits in an 8k-token window; older turns are dropped."""
+MAX_MESSAGES = 256
+"""Most messages in one request."""
+RETRY_AFTER_S = 2
+"""What a busy answer asks a client to wait before trying again."""
 _MODE = "tuned"
+_DISCONNECT_POLL_S = 0.1
+_T = TypeVar("_T")
 
 
 class ServeBackend(Protocol):
@@ -54,7 +84,12 @@ class ServeBackend(Protocol):
     def tokenizer(self) -> Any: ...
 
     def stream(
-        self, messages: list[dict[str, str]], mode: str, settings: GenerationSettings | None = None
+        self,
+        messages: list[dict[str, str]],
+        mode: str,
+        settings: GenerationSettings | None = None,
+        *,
+        stop: StopFlag | None = None,
     ) -> Iterator[str]: ...
 
     def render_prompt(
@@ -65,10 +100,17 @@ class ServeBackend(Protocol):
 class APIError(Exception):
     """A request the API refuses, with the HTTP status and OpenAI error type to answer with."""
 
-    def __init__(self, message: str, status: int = 400, kind: str = "invalid_request_error"):
+    def __init__(
+        self,
+        message: str,
+        status: int = 400,
+        kind: str = "invalid_request_error",
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.kind = kind
+        self.headers = headers
 
 
 class _Message(BaseModel):
@@ -98,34 +140,55 @@ class ChatRequest(BaseModel):
 
 def check_bind(host: str, api_key: str | None) -> None:
     """Refuse to listen beyond this machine without an API key."""
-    if host not in LOOPBACK and not api_key:
+    if not is_loopback(host) and not api_key:
         raise BrandVoiceError(
             f"Refusing to serve on {host} without an API key: anyone on the network could use "
-            f"the model. Set {API_KEY_ENV} (or --api-key), or use 127.0.0.1."
+            f"the model. Set {API_KEY_ENV} (or pass --api-key-file), or use 127.0.0.1."
         )
 
 
-def create_app(backend: ServeBackend, model_id: str, *, api_key: str | None = None) -> FastAPI:
-    """The API over `backend`, answering as model `model_id`; see the module doc."""
+def read_api_key(key_file: Path | None = None) -> str | None:
+    """The API key: the first line of `key_file` when given, else $BRANDVOICE_API_KEY, else None."""
+    if key_file is None:
+        return os.environ.get(API_KEY_ENV) or None
+    try:
+        text = Path(key_file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BrandVoiceError(f"Cannot read the API key file {key_file}: {exc}") from exc
+    key = text.strip().splitlines()[0].strip() if text.strip() else ""
+    if not key:
+        raise BrandVoiceError(
+            f"The API key file {key_file} is empty; write the key on its first line."
+        )
+    return key
+
+
+def create_app(
+    backend: ServeBackend,
+    model_id: str,
+    *,
+    api_key: str | None = None,
+    host: str = "127.0.0.1",
+    allowed: Sequence[str] = (),
+    max_body_bytes: int = MAX_BODY_BYTES,
+    max_messages: int = MAX_MESSAGES,
+) -> FastAPI:
+    """The API over `backend`, answering as model `model_id`; see the module doc.
+
+    `host` is the address it listens on and `allowed` further host names it answers to (see
+    `chatbot.http_guard.allowed_hosts`).
+    """
     app = FastAPI(title="brandvoice", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(
+        RequestGuard,  # type: ignore[arg-type]
+        hosts=allowed_hosts(host, allowed),
+        origins=allowed,
+        max_body_bytes=max_body_bytes,
+        json_errors=True,
+    )
+    _answer_errors_as_openai(app)
     created = int(time.time())
-
-    def authorised(request: Request) -> None:
-        if not api_key:
-            return
-        given = request.headers.get("authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
-            raise APIError("Missing or wrong API key.", 401, "authentication_error")
-
-    @app.exception_handler(APIError)
-    def _api_error(_request: Request, exc: APIError) -> JSONResponse:
-        return _error(str(exc), exc.status, exc.kind)
-
-    @app.exception_handler(RequestValidationError)
-    def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        return _error(f"{where}: {first.get('msg', 'invalid request')}", 400)
+    authorised = _authorisation(api_key)
 
     @app.get("/v1/models", dependencies=[Depends(authorised)])
     def models() -> dict[str, Any]:
@@ -133,17 +196,17 @@ def create_app(backend: ServeBackend, model_id: str, *, api_key: str | None = No
         return {"object": "list", "data": [entry]}
 
     @app.post("/v1/chat/completions", dependencies=[Depends(authorised)], response_model=None)
-    def chat(request: ChatRequest) -> dict[str, Any] | StreamingResponse:
-        if request.model != model_id:
+    async def chat(body: ChatRequest, request: Request) -> dict[str, Any] | StreamingResponse:
+        if body.model != model_id:
             raise APIError(
-                f"The model '{request.model}' does not exist; this server serves '{model_id}'.",
+                f"The model '{body.model}' does not exist; this server serves '{model_id}'.",
                 404,
             )
-        messages = _conversation(request, backend.tuned_system_prompt)
-        settings = _settings(request)
-        if request.stream:
-            return _stream(backend, messages, settings, model_id, request)
-        return _complete(backend, messages, settings, model_id)
+        messages = _conversation(body, backend.tuned_system_prompt, max_messages)
+        call = _Call(backend, messages, _settings(body), request)
+        if body.stream:
+            return await _stream(call, model_id, body)
+        return await _complete(call, model_id)
 
     return app
 
@@ -155,12 +218,14 @@ def serve(
     port: int = 8000,
     *,
     api_key: str | None = None,
+    allowed: Sequence[str] = (),
 ) -> None:
     """Serve the API with uvicorn until interrupted."""
     import uvicorn
 
     check_bind(host, api_key)
-    uvicorn.run(create_app(backend, model_id, api_key=api_key), host=host, port=port)
+    app = create_app(backend, model_id, api_key=api_key, host=host, allowed=allowed)
+    uvicorn.run(app, host=host, port=port)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -168,9 +233,41 @@ def serve(
 # ----------------------------------------------------------------------------------------------
 
 
-def _error(message: str, status: int, kind: str = "invalid_request_error") -> JSONResponse:
+def _authorisation(api_key: str | None) -> Callable[[Request], None]:
+    def authorised(request: Request) -> None:
+        if not api_key:
+            return
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
+            raise APIError("Missing or wrong API key.", 401, "authentication_error")
+
+    return authorised
+
+
+def _answer_errors_as_openai(app: FastAPI) -> None:
+    @app.exception_handler(APIError)
+    def _api_error(_request: Request, exc: APIError) -> JSONResponse:
+        return _error(str(exc), exc.status, exc.kind, exc.headers)
+
+    @app.exception_handler(HTTPException)
+    def _http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+        return _error(str(exc.detail), exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return _error(f"{where}: {first.get('msg', 'invalid request')}", 400)
+
+
+def _error(
+    message: str,
+    status: int,
+    kind: str = "invalid_request_error",
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     body = {"error": {"message": message, "type": kind, "param": None, "code": None}}
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _text(message: _Message, index: int) -> str:
@@ -182,8 +279,15 @@ def _text(message: _Message, index: int) -> str:
     raise APIError(f"messages[{index}].content: only text is supported.")
 
 
-def _conversation(request: ChatRequest, system_prompt: str) -> list[dict[str, str]]:
+def _conversation(
+    request: ChatRequest, system_prompt: str, max_messages: int
+) -> list[dict[str, str]]:
     """The user/assistant turns for the engine; a system message must be the trained one."""
+    if len(request.messages) > max_messages:
+        raise APIError(
+            f"messages: {len(request.messages)} messages, over this server's limit of "
+            f"{max_messages}; send the recent part of the conversation."
+        )
     if request.n != 1:
         raise APIError("n: only one reply per request is supported.")
     if request.stop:
@@ -223,45 +327,74 @@ def _settings(request: ChatRequest) -> GenerationSettings:
 # ----------------------------------------------------------------------------------------------
 
 
-def _start(
-    backend: ServeBackend, messages: list[dict[str, str]], settings: GenerationSettings
-) -> Iterator[str]:
-    """The reply stream, already running: errors (busy, invalid) surface before any answer."""
-    stream = backend.stream(messages, _MODE, settings)
-    try:
-        first = next(stream)
-    except StopIteration:
-        return iter(())
-    except BrandVoiceError as exc:
-        raise APIError(str(exc)) from exc
-    return chain([first], stream)
+class _Call:
+    """One request's reply: what to generate, the stop that ends it early, the client to watch."""
+
+    def __init__(
+        self,
+        backend: ServeBackend,
+        messages: list[dict[str, str]],
+        settings: GenerationSettings,
+        request: Request,
+    ) -> None:
+        self.backend, self.messages, self.settings = backend, messages, settings
+        self.request = request
+        self.stop = StopFlag()
+
+    async def run(self, work: Callable[[], _T]) -> _T:
+        """`work` in a worker thread; if the client hangs up meanwhile, the reply is stopped."""
+
+        async def watch() -> None:
+            while not await self.request.is_disconnected():
+                await anyio.sleep(_DISCONNECT_POLL_S)
+            self.stop.set()
+
+        failure: Exception | None = None
+        async with anyio.create_task_group() as group:
+            group.start_soon(watch)
+            try:
+                result = await anyio.to_thread.run_sync(work)
+            except Exception as exc:  # noqa: BLE001 - re-raised below, outside the task group
+                failure = exc  # (raised inside, it would come out wrapped in an ExceptionGroup)
+            group.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+        return result
+
+    def start(self) -> Iterator[str]:
+        """The reply stream, already running: errors (busy, invalid) surface before any answer."""
+        stream = self.backend.stream(self.messages, _MODE, self.settings, stop=self.stop)
+        try:
+            first = next(stream)
+        except StopIteration:
+            return iter(())
+        except BusyError as exc:
+            raise APIError(
+                str(exc), 429, "rate_limit_error", {"Retry-After": str(RETRY_AFTER_S)}
+            ) from exc
+        except BrandVoiceError as exc:
+            raise APIError(str(exc)) from exc
+        return chain([first], stream)
+
+    def usage(self, reply: str) -> tuple[dict[str, int], str]:
+        """Token counts (re-tokenised, so approximate) and the finish reason they imply."""
+        backend, settings = self.backend, self.settings
+        tokenizer = backend.tokenizer
+        prompt = len(tokenizer.encode(backend.render_prompt(self.messages, _MODE, settings)))
+        # The engine never generates more than max_new_tokens; re-tokenising may count a few more.
+        counted = len(tokenizer.encode(reply, add_special_tokens=False))
+        completion = min(counted, settings.max_new_tokens)
+        usage = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+        return usage, "length" if completion >= settings.max_new_tokens else "stop"
 
 
-def _usage(
-    backend: ServeBackend, messages: list[dict[str, str]], reply: str, settings: GenerationSettings
-) -> tuple[dict[str, int], str]:
-    """Token counts (re-tokenised, so approximate) and the finish reason they imply."""
-    tokenizer = backend.tokenizer
-    prompt = len(tokenizer.encode(backend.render_prompt(messages, _MODE, settings)))
-    # The engine never generates more than max_new_tokens; re-tokenising may count a few more.
-    counted = len(tokenizer.encode(reply, add_special_tokens=False))
-    completion = min(counted, settings.max_new_tokens)
-    usage = {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
-    return usage, "length" if completion >= settings.max_new_tokens else "stop"
-
-
-def _complete(
-    backend: ServeBackend,
-    messages: list[dict[str, str]],
-    settings: GenerationSettings,
-    model_id: str,
-) -> dict[str, Any]:
-    reply = "".join(_start(backend, messages, settings))
-    usage, finish = _usage(backend, messages, reply, settings)
+async def _complete(call: _Call, model_id: str) -> dict[str, Any]:
+    reply = await call.run(lambda: "".join(call.start()))
+    usage, finish = await anyio.to_thread.run_sync(call.usage, reply)
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
         "object": "chat.completion",
@@ -278,14 +411,22 @@ def _complete(
     }
 
 
-def _stream(
-    backend: ServeBackend,
-    messages: list[dict[str, str]],
-    settings: GenerationSettings,
-    model_id: str,
-    request: ChatRequest,
-) -> StreamingResponse:
-    deltas = _start(backend, messages, settings)
+class _StoppingStream(StreamingResponse):
+    """A streamed reply that stops generating however the response ends (a hang-up included)."""
+
+    def __init__(self, content: AsyncIterator[str], stop: StopFlag) -> None:
+        super().__init__(content, media_type="text/event-stream")
+        self._stop = stop
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._stop.set()
+
+
+async def _stream(call: _Call, model_id: str, request: ChatRequest) -> StreamingResponse:
+    deltas = await call.run(call.start)
     head = {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
         "object": "chat.completion.chunk",
@@ -298,20 +439,20 @@ def _stream(
         body = head | {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
         return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
-    def events() -> Iterator[str]:
+    async def events() -> AsyncIterator[str]:
         yield chunk({"role": "assistant", "content": ""})
         reply = ""
         try:
-            for delta in deltas:
+            while (delta := await call.run(lambda: next(deltas, None))) is not None:
                 reply += delta
                 yield chunk({"content": delta})
         except BrandVoiceError as exc:  # headers are sent: the error goes in the stream
             yield f"data: {json.dumps({'error': {'message': str(exc)}})}\n\n"
             return
-        usage, finish = _usage(backend, messages, reply, settings)
+        usage, finish = await anyio.to_thread.run_sync(call.usage, reply)
         yield chunk({}, finish)
         if with_usage:
             yield f"data: {json.dumps(head | {'choices': [], 'usage': usage})}\n\n"
         yield "data: [DONE]\n\n"
 
-    return StreamingResponse(events(), media_type="text/event-stream")
+    return _StoppingStream(events(), call.stop)

@@ -1,22 +1,26 @@
-"""The OpenAI-compatible API, on loopback, answered for the official openai client."""
+"""The OpenAI-compatible API, on loopback, answered for the official openai client; and what it
+refuses before the model is involved (other sites, oversized requests, a full line)."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import openai
 import pytest
+import torch
 import uvicorn
 from export_support import make_adapter
 
 from chatbot.engine import ChatEngine, GenerationSettings
 from chatbot.errors import BrandVoiceError
-from chatbot.serve import check_bind, create_app
+from chatbot.serve import MAX_BODY_BYTES, check_bind, create_app, read_api_key
 
 MODEL = "lumen-lamps"
 SYSTEM = "You are Lumen Lamps' assistant."
@@ -113,6 +117,141 @@ def test_an_api_key_is_required_once_set(engine: ChatEngine):
             wrong.models.list()
         right = openai.OpenAI(base_url=url, api_key="s3cret", timeout=TIMEOUT, max_retries=0)
         assert right.models.list().data[0].id == MODEL
+
+
+# -- what is refused before the model -----------------------------------------------------------
+
+
+def test_forged_hosts_and_other_sites_are_refused(client: openai.OpenAI):
+    url = str(client.base_url).rstrip("/")
+    port = urlsplit(url).port
+    forged = httpx.get(f"{url}/models", headers={"Host": f"evil.example:{port}"}, timeout=TIMEOUT)
+    assert forged.status_code == 400 and MODEL not in forged.text
+    assert "--allowed-host evil.example" in forged.json()["error"]["message"]
+    other_site = {"Origin": "http://evil.example"}
+    refused = httpx.get(f"{url}/models", headers=other_site, timeout=TIMEOUT)
+    assert refused.status_code == 403 and MODEL not in refused.text
+    own = {"Origin": f"http://127.0.0.1:{port}"}
+    assert httpx.get(f"{url}/models", headers=own, timeout=TIMEOUT).status_code == 200
+    assert httpx.get(f"{url}/models", headers={"Host": f"localhost:{port}"}).status_code == 200
+
+
+def test_oversized_requests_are_refused_at_once(client: openai.OpenAI):
+    url = str(client.base_url).rstrip("/") + "/chat/completions"
+    huge = [{"role": "user", "content": "lamp " * 200_000}]  # 1 MB
+    body = json.dumps({"model": MODEL, "messages": huge}).encode()
+    assert len(body) > MAX_BODY_BYTES
+    answer = httpx.post(url, content=body, timeout=TIMEOUT)
+    assert answer.status_code == 413 and "limit" in answer.json()["error"]["message"]
+
+    def chunked() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
+        for start in range(0, len(body), 65536):
+            yield body[start : start + 65536]
+
+    assert httpx.post(url, content=chunked(), timeout=TIMEOUT).status_code == 413
+    many = [{"role": "user", "content": "hi"}] * 301
+    answer = httpx.post(url, json={"model": MODEL, "messages": many}, timeout=TIMEOUT)
+    assert answer.status_code == 400 and "over this server's limit" in answer.text
+
+
+class _Forwards:
+    """Counts the model's forward passes (one per generated token) and can slow or hold them."""
+
+    def __init__(self, model: torch.nn.Module, delay: float = 0.0, hold: bool = False) -> None:
+        self.calls = 0
+        self.opened = threading.Event()
+        if not hold:
+            self.opened.set()
+        self._delay = delay
+        self._handle = model.get_input_embeddings().register_forward_pre_hook(self._hook)
+
+    def _hook(self, *_: object) -> None:
+        self.calls += 1
+        assert self.opened.wait(timeout=TIMEOUT)
+        time.sleep(self._delay)
+
+    def remove(self) -> None:
+        self.opened.set()
+        self._handle.remove()
+
+
+def _send(url: str, body: dict) -> socket.socket:
+    """POST a chat request on a raw socket, so the test decides when the client hangs up."""
+    parts = urlsplit(url)
+    data = json.dumps(body).encode()
+    sock = socket.create_connection((parts.hostname, parts.port), timeout=TIMEOUT)
+    head = (
+        f"POST {parts.path}/chat/completions HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+    )
+    sock.sendall(head.encode() + data)
+    return sock
+
+
+def _until(condition, what: str) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + TIMEOUT
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+LONG = {"model": MODEL, "messages": HELLO, "temperature": 0, "max_tokens": 400}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_client_that_hangs_up_frees_the_model(
+    client: openai.OpenAI, engine: ChatEngine, stream: bool
+):
+    url = str(client.base_url).rstrip("/")
+    forwards = _Forwards(engine.model, delay=0.01)
+    try:
+        sock = _send(url, LONG | {"repetition_penalty": 1.0, "stream": stream})
+        _until(lambda: forwards.calls >= 3, "the reply to start")
+        sock.close()
+        _until(lambda: engine.pending == 0, "the model to be free")
+        stopped_at = forwards.calls
+        assert stopped_at < 100, stopped_at  # one pass per token: far fewer than 400
+        reply = client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=2)
+        assert reply.choices[0].message.content is not None
+    finally:
+        forwards.remove()
+
+
+def test_a_full_line_is_answered_429_with_retry_after(tiny_model_dir: Path, engine: ChatEngine):
+    adapter = engine.adapter_dir
+    single = ChatEngine(
+        tiny_model_dir, adapter, "", tuned_system_prompt=SYSTEM, quantization="none", max_waiting=0
+    )
+    for url in _serve(create_app(single, MODEL)):
+        forwards = _Forwards(single.model, hold=True)
+        try:
+            first = _send(url, LONG)
+            _until(lambda: forwards.calls == 1, "the first request to hold the model")  # noqa: B023
+            busy = httpx.post(f"{url}/chat/completions", json=LONG, timeout=TIMEOUT)
+            assert busy.status_code == 429 and busy.headers["Retry-After"] == "2"
+            error = busy.json()["error"]
+            assert error["type"] == "rate_limit_error" and "busy" in error["message"]
+        finally:
+            forwards.remove()
+        first.close()
+        _until(lambda: single.pending == 0, "the model to be free")
+
+
+def test_the_api_key_comes_from_a_file_or_the_environment(tmp_path: Path, monkeypatch):
+    from chatbot import cli
+
+    monkeypatch.setenv("BRANDVOICE_API_KEY", "from-env")
+    assert read_api_key() == "from-env"
+    key_file = tmp_path / "key"
+    key_file.write_text("from-file\n")
+    assert read_api_key(key_file) == "from-file"
+    key_file.write_text("  \n")
+    with pytest.raises(BrandVoiceError, match="is empty"):
+        read_api_key(key_file)
+    monkeypatch.delenv("BRANDVOICE_API_KEY")
+    assert read_api_key() is None
+    # On the command line a key would show in `ps`: refused before anything starts.
+    assert cli.main(["serve", "--run", "x", "--api-key", "s3cret"]) == 2
 
 
 def test_listening_beyond_loopback_needs_a_key():
