@@ -183,10 +183,12 @@ def _cmd_chat(args: argparse.Namespace) -> int:
 
 def _cmd_ui(args: argparse.Namespace) -> int:
     from ui import Services, launch
+    from ui.app import check_bind
 
+    check_bind(args.host)  # a refusal comes before anything says the app is running
     services = Services.create(args.workspace, base_model=args.base_model or "default")
     print(f"brandvoice is running at http://{args.host}:{args.port}  (Ctrl-C to stop)", flush=True)
-    launch(services, args.host, args.port)
+    launch(services, args.host, args.port, allowed=args.allowed_host or ())
     return 0
 
 
@@ -442,6 +444,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--base-model", default=None, help="base model the Train tab proposes")
+    _add_allowed_hosts(p)
     p.set_defaults(func=_cmd_ui)
 
     p = sub.add_parser(

@@ -170,6 +170,35 @@ def test_prepare_reports_errors_with_file_and_line(services: Services, tmp_path:
     assert services.workspace.brands() == []
 
 
+def _uploaded(services: Services, source: Path, name: str | None = None) -> Path:
+    """`source` as an upload of the app: in a hash-named folder of the app's upload folder."""
+    folder = services.workspace.root / "uploads" / "app-1" / f"{abs(hash(source)):x}"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / (name or source.name)
+    target.write_bytes(source.read_bytes())
+    return target
+
+
+def test_uploads_are_deleted_once_prepare_has_read_them(services: Services, tmp_path: Path):
+    guide_source = ASSETS / "style_guide.md"
+    files = [_uploaded(services, ASSETS / "conversations.jsonl")]
+    guide = _uploaded(services, guide_source)
+    view = brand_tab.prepare_brand(services, "Lumen Lamps", files, guide)
+    assert view.slug == "lumen-lamps"
+    assert not list((services.workspace.root / "uploads").rglob("*.*"))
+    assert (ASSETS / "conversations.jsonl").exists()  # files outside the upload folder stay
+
+    # Prepare that finds errors (nothing written) has read the files too: they go as well.
+    bad = tmp_path / "chats.jsonl"
+    good = (ASSETS / "conversations.jsonl").read_text().splitlines()
+    bad.write_text("\n".join([*good[:3], "{not json", *good[3:]]) + "\n")
+    files = [_uploaded(services, bad)]
+    view = brand_tab.prepare_brand(services, "Lumen", files, _uploaded(services, guide_source))
+    assert view.slug is None and "Add the files again" in view.status
+    assert not list((services.workspace.root / "uploads").rglob("*.*"))
+    assert guide_source.exists() and bad.exists()
+
+
 def test_prepare_needs_name_and_files(services: Services):
     with pytest.raises(BrandVoiceError, match="name"):
         brand_tab.prepare_brand(services, " ", [ASSETS / "conversations.jsonl"], None)

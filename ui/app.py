@@ -3,34 +3,58 @@
 `brandvoice ui` (chatbot.cli) is the command that starts it.
 
 Safe defaults: the server listens on 127.0.0.1 only, asks for a password when one is set in
-$BRANDVOICE_PASSWORD (and refuses to listen beyond this machine without one), keeps no chat history
-in the browser, sends no analytics, serves no files but the workspace's exports and Gradio's own
-upload cache, caps upload size and queue length, and shows readable messages instead of stack
-traces.
+$BRANDVOICE_PASSWORD (and refuses to listen beyond this machine without one), answers only to its
+own host names and refuses requests from pages of other sites (`chatbot.http_guard`), keeps no chat
+history in the browser, sends no analytics, serves no files but the workspace's exports and
+Gradio's own upload cache, keeps uploads in a private folder of the workspace and caps their size
+per file, per browser session and per workspace (`ui.uploads`), caps queue length, and shows
+readable messages instead of stack traces.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
 import os
+import signal
+import threading
+import time
+from collections.abc import Iterator, Sequence
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from chatbot.errors import BrandVoiceError
+from chatbot.http_guard import RequestGuard, allowed_hosts, is_loopback
 from ui import brand_tab, compare_tab, export_tab, scorecard_tab, train_tab
 from ui.errors import user_errors
 from ui.services import Services
 from ui.theme import CSS, PRODUCT_NAME, header_html, make_theme
+from ui.uploads import UPLOADS, UploadQuota, app_upload_dir, remove_upload_dir
 
-__all__ = ["build_app", "launch", "launch_options", "PASSWORD_ENV", "USERNAME_ENV"]
+__all__ = [
+    "build_app",
+    "check_bind",
+    "launch",
+    "launch_options",
+    "PASSWORD_ENV",
+    "USERNAME_ENV",
+    "SESSION_UPLOAD_BYTES",
+    "WORKSPACE_UPLOAD_BYTES",
+]
 
 log = logging.getLogger("brandvoice.ui")
 
 PASSWORD_ENV = "BRANDVOICE_PASSWORD"
 USERNAME_ENV = "BRANDVOICE_USERNAME"
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+SESSION_UPLOAD_BYTES = 1 << 30
+"""What one browser session may upload in all (each file may be up to `max_file_size`)."""
+WORKSPACE_UPLOAD_BYTES = 2 << 30
+"""What the workspace's upload folder may hold at once, for every app open on it."""
 # Uploaded files (raw conversations, with personal data not yet redacted) stay in Gradio's cache
-# for at most this long: (how often to sweep, how old a file may get), in seconds.
+# for at most this long: (how often to sweep, how old a file may get), in seconds. Prepare deletes
+# the files it has read at once, and the app deletes its folder when it stops.
 UPLOAD_RETENTION = (900, 3600)
 
 
@@ -81,6 +105,15 @@ def build_app(services: Services) -> gr.Blocks:
     return app
 
 
+def check_bind(host: str, password: str | None = None) -> None:
+    """Refuse to listen beyond this machine without a password (`password` or the environment)."""
+    if not is_loopback(host) and not (password or os.environ.get(PASSWORD_ENV)):
+        raise BrandVoiceError(
+            f"Refusing to listen on {host} without a password: anyone on the network could "
+            f"read and change your brand data. Set {PASSWORD_ENV}, or use 127.0.0.1."
+        )
+
+
 def launch_options(
     services: Services,
     host: str = "127.0.0.1",
@@ -89,20 +122,19 @@ def launch_options(
     username: str | None = None,
     password: str | None = None,
     max_file_size: str = "200mb",
+    allowed: Sequence[str] = (),
+    session_upload_bytes: int = SESSION_UPLOAD_BYTES,
+    workspace_upload_bytes: int = WORKSPACE_UPLOAD_BYTES,
 ) -> dict:
     """The keyword arguments `launch` passes to `Blocks.launch`, decided in one place.
 
     The password comes from `password`, else $BRANDVOICE_PASSWORD; the user name from `username`,
     else $BRANDVOICE_USERNAME, else "brandvoice". Listening beyond loopback without a password is
-    refused.
+    refused. `allowed` are further host names the app answers to (see `chatbot.http_guard`).
     """
+    check_bind(host, password)
     password = password or os.environ.get(PASSWORD_ENV) or None
     username = username or os.environ.get(USERNAME_ENV) or "brandvoice"
-    if host not in LOOPBACK and not password:
-        raise BrandVoiceError(
-            f"Refusing to listen on {host} without a password: anyone on the network could "
-            f"read and change your brand data. Set {PASSWORD_ENV}, or use 127.0.0.1."
-        )
     ws = services.workspace
     services.exports_dir.mkdir(parents=True, exist_ok=True)
     return {
@@ -127,6 +159,18 @@ def launch_options(
         "pwa": False,
         "theme": make_theme(),
         "css": CSS,
+        # Outermost first: a request from another site is refused before it can upload.
+        "app_kwargs": {
+            "middleware": [
+                Middleware(RequestGuard, hosts=allowed_hosts(host, allowed), origins=allowed),
+                Middleware(
+                    UploadQuota,
+                    folder=ws.root / UPLOADS,
+                    per_session=session_upload_bytes,
+                    per_workspace=workspace_upload_bytes,
+                ),
+            ]
+        },
     }
 
 
@@ -138,18 +182,79 @@ def launch(
     username: str | None = None,
     password: str | None = None,
     max_file_size: str = "200mb",
+    allowed: Sequence[str] = (),
+    session_upload_bytes: int = SESSION_UPLOAD_BYTES,
+    workspace_upload_bytes: int = WORKSPACE_UPLOAD_BYTES,
     queue_size: int = 32,
     block: bool = True,
-) -> gr.Blocks:
-    """Serve the app. With `block=False` it returns the running Blocks (call `.close()`)."""
+) -> gr.Blocks | None:
+    """Serve the app. With `block=False` it returns the running Blocks (call `.close()`).
+
+    Blocking, it serves until Ctrl-C or SIGTERM, then stops, deletes its upload folder and
+    returns the stopped Blocks (None when stopped while starting).
+    """
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     options = launch_options(
-        services, host, port, username=username, password=password, max_file_size=max_file_size
+        services,
+        host,
+        port,
+        username=username,
+        password=password,
+        max_file_size=max_file_size,
+        allowed=allowed,
+        session_upload_bytes=session_upload_bytes,
+        workspace_upload_bytes=workspace_upload_bytes,
     )
-    app = build_app(services)
-    # Chat streams have their own limit of one (a single model); other actions run two at a time.
-    app.queue(default_concurrency_limit=2, max_size=queue_size, api_open=False)
-    log.info("brandvoice at http://%s:%d (workspace %s)", host, port, services.workspace.root)
-    # quiet: Gradio's own banner suggests a public share link, which this app never offers.
-    app.launch(**options, prevent_thread_lock=not block, quiet=True)
+    uploads = app_upload_dir(services.workspace.root)
+    # Gradio's file cache (where uploads land) is read from the environment when components are
+    # created and when the server starts, so it is set before either.
+    os.environ["GRADIO_TEMP_DIR"] = str(uploads)
+    if not block:
+        try:
+            app = _start(services, options, queue_size)
+        except BaseException:
+            remove_upload_dir(uploads)
+            raise
+        atexit.register(remove_upload_dir, uploads)
+        return app
+    app = None
+    try:
+        with _sigterm_as_interrupt():  # from the start: a stop while starting cleans up too
+            app = _start(services, options, queue_size)
+            while True:
+                time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if app is not None:
+            app.close()
+        remove_upload_dir(uploads)
     return app
+
+
+def _start(services: Services, options: dict, queue_size: int) -> gr.Blocks:
+    app = build_app(services)
+    # Chat streams have their own limit of one (a single model); other actions run two at once.
+    app.queue(default_concurrency_limit=2, max_size=queue_size, api_open=False)
+    where = f"http://{options['server_name']}:{options['server_port']}"
+    log.info("brandvoice at %s (workspace %s)", where, services.workspace.root)
+    # quiet: Gradio's own banner suggests a public share link, which this app never offers.
+    app.launch(**options, prevent_thread_lock=True, quiet=True)
+    return app
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a service manager's stop) ends serving like Ctrl-C, so the cleanup runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -25,6 +25,7 @@ from chatbot.storage import read_jsonl
 from ui.errors import user_errors
 from ui.services import Services
 from ui.theme import empty_state, table
+from ui.uploads import discard
 
 __all__ = [
     "BrandView",
@@ -94,15 +95,19 @@ def prepare_brand(
         raise BrandVoiceError("Add at least one file of sample conversations.")
     if not style_guide:
         raise BrandVoiceError("Add the brand's style guide (.md, .txt, .pdf or .docx).")
-    result = prepare(
-        services.workspace,
-        name.strip(),
-        [Path(f) for f in conversation_files],
-        Path(style_guide),
-        PrepareConfig(skip_invalid=skip_invalid),
-        count_tokens=services.token_counter(),
-        progress=progress,
-    )
+    try:
+        result = prepare(
+            services.workspace,
+            name.strip(),
+            [Path(f) for f in conversation_files],
+            Path(style_guide),
+            PrepareConfig(skip_invalid=skip_invalid),
+            count_tokens=services.token_counter(),
+            progress=progress,
+        )
+    finally:
+        # Uploads hold personal data not yet redacted: once read, they are deleted.
+        discard([*conversation_files, style_guide], services.workspace.root)
     report = result.to_dict()
     if not result.ok:
         return _report_view(report, status=_failed_status(report))
@@ -209,7 +214,8 @@ def _failed_status(report: dict) -> str:
         f'### <span class="bv-badge bad">Not saved</span> '
         f"{html.escape(report.get('brand') or 'This brand')} was not saved\n\n"
         f"{n} error(s) below must be fixed first (or tick *Skip broken records* to leave them "
-        "out). Nothing in the workspace changed."
+        "out). Nothing in the workspace changed. Add the files again to retry: uploads are "
+        "deleted once read."
     )
 
 
@@ -437,12 +443,12 @@ def build(services: Services, brand: gr.Dropdown, tab: gr.Tab) -> None:
         picker = (
             gr.update(choices=choices, value=view.slug) if view.slug else gr.update(choices=choices)
         )
-        return (*_show(view), picker)
+        return (*_show(view), picker, None, None)  # the uploads were read and deleted
 
     run.click(
         user_errors(on_prepare),
         [name, files, guide, skip],
-        [*out.all(), brand],
+        [*out.all(), brand, files, guide],
         concurrency_id="prepare",
     )
     brand.change(
