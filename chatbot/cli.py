@@ -7,6 +7,7 @@ raise BrandVoiceError, which is printed as one readable message (never a traceba
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -533,6 +534,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from chatbot.workspace import PRIVATE_UMASK
+
+    os.umask(PRIVATE_UMASK)  # what the workspace holds is its owner's alone (files 0600)
     parser = _build_parser()
     args = parser.parse_args(argv)
     if args.command == "chat" and not (args.brand or args.run):

@@ -1,11 +1,14 @@
 """Training jobs: each run trains in its own process; the database holds its state.
 
 States: queued -> running -> succeeded | failed | cancelled. One run trains per workspace at a time:
-workers take an OS file lock on the workspace, so a second start waits its turn as `queued`, and a
+workers take an OS file lock on the workspace, so a second start waits its turn as `queued` (at
+most `MAX_QUEUED` wait; a waiting worker has not imported the training libraries yet), and a
 crashed or killed worker releases the lock by dying. Cancel is a SIGTERM the worker turns into a
 graceful stop (it saves a checkpoint); a worker that does not stop in time is killed. A run with
 several processes trains in ranks started by `accelerate launch` under the worker (see
-`chatbot.training.distributed`); the worker supervises them and records the outcome.
+`chatbot.training.distributed`); the worker supervises them and records the outcome. The launcher
+and the ranks die with the worker, and the ranks hold a lock of their own that the next worker
+waits for, so a resumed run never trains beside the ranks of its killed predecessor.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from pathlib import Path
 from chatbot.config import TrainConfig
 from chatbot.errors import BrandVoiceError
 from chatbot.storage import atomic_write_text
-from chatbot.workspace import Workspace
+from chatbot.workspace import PRIVATE_UMASK, Workspace
 
 __all__ = [
     "Run",
@@ -45,6 +48,12 @@ __all__ = [
 ]
 
 FINAL_STATES = ("succeeded", "failed", "cancelled")
+MAX_QUEUED = 4
+"""Runs that may wait for the workspace at once; a further start is refused."""
+RANKS_LOCK = "training.ranks.lock"
+"""The workspace file every rank of a multi-process run holds a shared lock on while it lives."""
+RANKS_LOCK_ENV = "BRANDVOICE_RANKS_LOCK"
+"""Where the worker tells its ranks to find `RANKS_LOCK`."""
 
 
 @dataclass
@@ -111,11 +120,22 @@ def get_run(ws: Workspace, run_id: str) -> Run:
 
 
 def _get_row(ws: Workspace, run_id: str) -> Run:
+    """The run with this id, or the one run whose id starts with it."""
     with ws.db() as con:
-        row = con.execute(
-            "SELECT * FROM runs WHERE id = ? OR id LIKE ? ORDER BY created DESC",
-            (run_id, f"{run_id}%"),
-        ).fetchone()
+        row = con.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None and run_id.strip():
+            # The prefix is matched literally: "%" and "_" mean themselves, not "anything".
+            escaped = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            rows = con.execute(
+                "SELECT * FROM runs WHERE id LIKE ? ESCAPE '\\' ORDER BY created DESC LIMIT 6",
+                (escaped + "%",),
+            ).fetchall()
+            if len(rows) > 1:
+                shown = ", ".join(r["id"] for r in rows[:5]) + (", ..." if len(rows) > 5 else "")
+                raise BrandVoiceError(
+                    f"'{run_id}' is the start of several runs ({shown}); give more of the id."
+                )
+            row = rows[0] if rows else None
     if row is None:
         raise BrandVoiceError(
             f"No run '{run_id}' in workspace {ws.root}; `brandvoice runs` lists them."
@@ -133,7 +153,8 @@ def list_runs(ws: Workspace, brand: str | None = None) -> list[Run]:
 
 
 def _spawn_worker(ws: Workspace, run: Run, resume: bool) -> int:
-    log = open(run.run_dir / "worker.log", "ab")  # noqa: SIM115 - handed to the child process
+    fd = os.open(run.run_dir / "worker.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    log = os.fdopen(fd, "ab")  # handed to the child process
     cmd = [sys.executable, "-m", "chatbot.jobs", "--workspace", str(ws.root), run.id]
     if resume:
         cmd.append("--resume")
@@ -152,6 +173,7 @@ def _spawn_worker(ws: Workspace, run: Run, resume: bool) -> int:
         start_new_session=True,
         close_fds=True,
         env=env,
+        umask=PRIVATE_UMASK,  # the run's files (checkpoints, adapter, logs) are 0600
     )
     log.close()
     # Collect the child's exit status when it ends so a long-lived parent (the app) keeps no
@@ -189,9 +211,10 @@ def start_run(ws: Workspace, brand: str, config: TrainConfig, *, preset: str = "
 
     slug = ws.find_brand(brand)
     check_distributed(config)
+    _check_queue(ws)
     run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     run_dir = ws.runs_dir() / run_id
-    run_dir.mkdir(parents=True)
+    run_dir.mkdir(mode=0o700, parents=True)
     atomic_write_text(run_dir / "config.yaml", config.to_yaml())
     with ws.db() as con:
         con.execute(
@@ -202,6 +225,17 @@ def start_run(ws: Workspace, brand: str, config: TrainConfig, *, preset: str = "
     run = get_run(ws, run_id)
     _spawn_worker(ws, run, resume=False)
     return get_run(ws, run_id)
+
+
+def _check_queue(ws: Workspace) -> None:
+    """Refuse a start when `MAX_QUEUED` runs already wait (each waits in a process of its own)."""
+    waiting = [run.id for run in list_runs(ws) if run.state == "queued"]
+    if len(waiting) >= MAX_QUEUED:
+        raise BrandVoiceError(
+            f"{len(waiting)} runs already wait for their turn in this workspace "
+            f"({', '.join(waiting)}); cancel one with `brandvoice cancel RUN`, or start this one "
+            "when they have run."
+        )
 
 
 def record_imported_run(
@@ -225,7 +259,7 @@ def record_imported_run(
         raise BrandVoiceError(f"No brand '{brand}' in workspace {ws.root} (no brand.yaml).")
     run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     run_dir = ws.runs_dir() / run_id
-    run_dir.mkdir(parents=True)
+    run_dir.mkdir(mode=0o700, parents=True)
     atomic_write_text(run_dir / "config.yaml", config.to_yaml())
     atomic_write_text(run_dir / "system_prompt.txt", system_prompt)
     if origin is not None:
@@ -248,6 +282,7 @@ def resume_run(ws: Workspace, run_id: str) -> Run:
         raise BrandVoiceError(f"Run {run.id} is still {run.state}; nothing to resume.")
     if run.state == "succeeded":
         raise BrandVoiceError(f"Run {run.id} already finished; start a new run to train again.")
+    _check_queue(ws)
     _set_state(ws, run.id, "queued", error=None, finished=None)
     _spawn_worker(ws, run, resume=True)
     return get_run(ws, run.id)
@@ -328,18 +363,23 @@ def follow_events(ws: Workspace, run_id: str, poll: float = 0.5) -> Iterator[dic
 
 @contextlib.contextmanager
 def _workspace_lock(ws: Workspace) -> Iterator[None]:
+    """Hold the workspace's training lock; also wait until no rank of an earlier run lives.
+
+    The ranks of a multi-process run hold `RANKS_LOCK` (shared) for as long as they live. They
+    die with their worker, but a killed worker frees the training lock at once while its ranks
+    take a moment to go; the next worker waits for them here before it trains.
+    """
     with open(ws.root / "training.lock", "a+") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)  # waits while another run trains: this run stays queued
         try:
+            with open(ws.root / RANKS_LOCK, "a+") as ranks:
+                fcntl.flock(ranks, fcntl.LOCK_EX)  # waits for ranks that outlived their worker
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _run_worker(ws: Workspace, run_id: str, resume: bool) -> int:
-    from chatbot.training import TrainingError, train
-    from chatbot.training.distributed import train_processes
-
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -349,6 +389,11 @@ def _run_worker(ws: Workspace, run_id: str, resume: bool) -> int:
             _set_state(ws, run_id, "cancelled", finished=time.time())
             return 0
         _set_state(ws, run_id, "running", started=time.time(), pid=os.getpid())
+        # Imported only now: a queued worker waits without torch's time and memory.
+        from chatbot.training import TrainingError, train
+        from chatbot.training.distributed import train_processes
+
+        os.environ[RANKS_LOCK_ENV] = str(ws.root / RANKS_LOCK)  # for the ranks, if any
         config = TrainConfig.from_yaml(run.run_dir / "config.yaml")
         several = config.processes > 1 or bool(config.accelerate_config)
         fit = train_processes if several else train

@@ -2,6 +2,11 @@
 
 Resolution order: an explicit folder, else $BRANDVOICE_WORKSPACE, else a folder under the user's
 data dir. The database records brands, training runs and votes; files hold the data itself.
+
+A workspace holds brand data and votes, personal data included until it is redacted, so it is
+private to its owner: the folder and its top-level folders are 0700 (tightened when an existing
+workspace is opened) and the database file 0600. Processes of the product (the CLI, training
+workers) run with umask 077, so whatever they write inside is 0600 too.
 """
 
 from __future__ import annotations
@@ -20,7 +25,11 @@ import platformdirs
 
 from chatbot.errors import BrandVoiceError
 
-__all__ = ["Workspace", "resolve_workspace", "slugify", "brandvoice_home"]
+__all__ = ["Workspace", "resolve_workspace", "slugify", "brandvoice_home", "PRIVATE_UMASK"]
+
+PRIVATE_UMASK = 0o077
+"""The umask of the product's processes: files 0600 and folders 0700."""
+_FOLDERS = ("brands", "runs", "exports")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS brands (
@@ -77,6 +86,16 @@ def resolve_workspace(path: str | os.PathLike | None = None) -> Path:
     return Path(platformdirs.user_data_dir("brandvoice")) / "workspace"
 
 
+def _private(path: Path, mode: int) -> None:
+    """Give `path` `mode` if it exists and this user owns it (a shared parent is left alone)."""
+    try:
+        info = path.stat()
+        if info.st_uid == os.getuid() and (info.st_mode & 0o777) != mode:
+            os.chmod(path, mode)
+    except FileNotFoundError:
+        pass
+
+
 def slugify(name: str) -> str:
     """'Kettlebird Tea Co.' -> 'kettlebird-tea-co'. Refuses names with nothing usable."""
     text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
@@ -97,12 +116,17 @@ class Workspace:
     def open(cls, path: str | os.PathLike | None = None) -> Workspace:
         root = resolve_workspace(path)
         try:
-            root.mkdir(parents=True, exist_ok=True)
+            root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            for folder in (root, *(root / name for name in _FOLDERS)):
+                folder.mkdir(mode=0o700, exist_ok=True)
+                _private(folder, 0o700)
         except OSError as exc:
             raise BrandVoiceError(f"Cannot create workspace folder {root}: {exc.strerror}") from exc
         ws = cls(root)
         with ws.db() as con:
             con.executescript(_SCHEMA)
+        for suffix in ("", "-wal", "-shm"):
+            _private(root / f"{ws.db_path.name}{suffix}", 0o600)
         return ws
 
     @property

@@ -3,10 +3,13 @@ a killed rank, resume and cancel, exactly as `brandvoice train --processes 2` ru
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shlex
 import signal
+import time
 from functools import partial
 from pathlib import Path
 
@@ -25,7 +28,9 @@ from chatbot import cli
 from chatbot.config import ConfigError, TrainConfig
 from chatbot.errors import BrandVoiceError
 from chatbot.jobs import (
+    RANKS_LOCK,
     cancel_run,
+    get_run,
     list_runs,
     read_events,
     resume_run,
@@ -68,6 +73,20 @@ def _rank_pids(run_dir: Path) -> dict[int, int]:
             found[int(env[b"RANK"])] = int(proc.name)
         except (OSError, KeyError, ValueError):
             continue
+    return found
+
+
+def _run_processes(run_dir: Path) -> list[int]:
+    """The launcher and ranks of this run still alive (their command lines name the run)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            if str(run_dir).encode() in cmdline and b"chatbot.jobs" not in cmdline and state != "Z":
+                found.append(int(proc.name))
     return found
 
 
@@ -149,6 +168,30 @@ def test_a_killed_rank_fails_the_run_and_resume_finishes_it(ws, tiny_model_dir):
     assert (run.run_dir / "adapter" / "adapter_model.safetensors").exists()
 
 
+def test_a_killed_worker_leaves_no_rank_running(ws, tiny_model_dir):
+    """kill -9 of the job's worker takes the launcher and every rank with it; until they are gone
+    the ranks hold the lock the next worker waits for."""
+    run = start_run(ws, "Lumen Lamps", _config(tiny_model_dir, epochs=1000))
+    try:
+        _wait(lambda: set(_rank_pids(run.run_dir)) == {0, 1}, "both ranks")
+        _wait(lambda: len(training_events(run.run_dir)) >= 1, "training to start")
+        with open(ws.root / RANKS_LOCK, "a+") as lock, pytest.raises(BlockingIOError):
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the live ranks hold it
+        os.kill(get_run(ws, run.id).pid, signal.SIGKILL)
+        # A guard against a hung test, far shorter than the run would train on its own.
+        wait_until(lambda: not _run_processes(run.run_dir), "the launcher and ranks to exit", 60)
+        with open(ws.root / RANKS_LOCK, "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free once no rank is left
+        assert get_run(ws, run.id).state == "failed"
+    finally:  # only ever needed when the test fails: leave nothing of the run behind
+        if not get_run(ws, run.id).done:
+            cancel_run(ws, run.id, timeout=5)
+        for pid in _run_processes(run.run_dir):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.5)
+
+
 def test_cancel_stops_every_rank_after_the_same_step(ws, tiny_model_dir):
     run = start_run(ws, "Lumen Lamps", _config(tiny_model_dir, epochs=500))
     _wait(lambda: len(training_events(run.run_dir)) >= 2, "training to start")
@@ -168,7 +211,7 @@ def test_cancel_stops_every_rank_after_the_same_step(ws, tiny_model_dir):
 def test_launch_command_is_accelerate_launch(tmp_path, tiny_model_dir):
     config = _config(tiny_model_dir, processes=3, batch_size=6)
     cmd = launch_command(tmp_path / "run", tmp_path / "brand", config, resume=True, port=29555)
-    assert cmd[1:3] == ["-m", "accelerate.commands.launch"]
+    assert cmd[1:3] == ["-m", "chatbot.training.launcher"]  # accelerate launch, bound to the job
     assert cmd[cmd.index("--num_processes") + 1] == "3"
     assert cmd[cmd.index("--main_process_port") + 1] == "29555"
     assert cmd[-5:] == [

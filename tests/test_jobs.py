@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
+import stat
+import threading
 import time
 from functools import partial
 from pathlib import Path
@@ -17,6 +20,7 @@ from job_support import (
     wait_until,
 )
 
+from chatbot import jobs
 from chatbot.errors import BrandVoiceError
 from chatbot.jobs import cancel_run, get_run, list_runs, read_events, resume_run, start_run
 from chatbot.workspace import Workspace
@@ -48,6 +52,9 @@ def test_run_succeeds_in_its_own_process(ws, tiny_model_dir):
     assert (run.run_dir / "config.yaml").exists() and (run.run_dir / "metrics.json").exists()
     assert read_events(run.run_dir)[-1]["state"] == "succeeded"
     assert [r.id for r in list_runs(ws)] == [run.id]
+    # Private to the workspace's owner: folders 0700, files 0600 (checkpoints and adapter too).
+    for path in [run.run_dir, *run.run_dir.rglob("*")]:
+        assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
 
 
 def test_queue_and_cancel(ws, tiny_model_dir):
@@ -101,3 +108,72 @@ def test_nan_loss_fails_the_run_with_its_reason(ws, tiny_model_dir):
     _wait(lambda: get_run(ws, run.id).done, "the run to fail")
     run = get_run(ws, run.id)
     assert run.state == "failed" and "try a lower learning rate" in run.error
+
+
+# --- lookups, the queue and the locks (no training) ------------------------------------------
+
+
+def _insert(ws: Workspace, run_id: str, created: float) -> None:
+    with ws.db() as con:
+        con.execute(
+            "INSERT INTO runs (id, brand, state, created, run_dir) VALUES (?, 'b', 'failed', ?, ?)",
+            (run_id, created, str(ws.runs_dir() / run_id)),
+        )
+
+
+def test_run_ids_match_by_exact_id_or_a_unique_literal_prefix(tmp_path: Path):
+    ws = Workspace.open(tmp_path / "ws")
+    for i, run_id in enumerate(["20240101-aaa111", "20240101-aaa222", "20240102-bbb333", "x_1"]):
+        _insert(ws, run_id, created=float(i))
+    assert get_run(ws, "20240102").id == "20240102-bbb333"
+    assert get_run(ws, "20240101-aaa2").id == "20240101-aaa222"
+    with pytest.raises(BrandVoiceError, match="start of several runs") as err:
+        get_run(ws, "20240101-aaa")
+    assert "20240101-aaa111" in str(err.value) and "20240101-aaa222" in str(err.value)
+    for pattern in ("%", "_", "2024010_", "x%", ""):  # wildcards are letters, not "anything"
+        with pytest.raises(BrandVoiceError, match="No run"):
+            get_run(ws, pattern)
+    assert get_run(ws, "x_").id == "x_1"
+
+
+def _waits_for_a_lock(pid: int) -> bool:
+    """True while process `pid` waits for a file lock (a '->' line of /proc/locks)."""
+    lines = Path("/proc/locks").read_text().splitlines()
+    return any("->" in line and line.split()[5] == str(pid) for line in lines)
+
+
+def test_a_queued_worker_waits_without_torch_and_the_line_is_bounded(
+    ws, tiny_model_dir, monkeypatch
+):
+    monkeypatch.setattr(jobs, "MAX_QUEUED", 1)
+    with open(ws.root / "training.lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a run that trains would
+        queued = start_run(ws, "Lumen Lamps", tiny_config(tiny_model_dir))
+        try:
+            _wait(lambda: _waits_for_a_lock(queued.pid), "the worker to wait for the workspace")
+            maps = Path(f"/proc/{queued.pid}/maps").read_text()
+            assert "libtorch" not in maps  # no torch (seconds, half a gigabyte) while it waits
+            with pytest.raises(BrandVoiceError, match="1 runs already wait"):
+                start_run(ws, "Lumen Lamps", tiny_config(tiny_model_dir))
+            assert [r.id for r in list_runs(ws)] == [queued.id]
+        finally:
+            cancel_run(ws, queued.id)
+    assert get_run(ws, queued.id).state == "cancelled"
+
+
+def test_the_next_worker_waits_for_ranks_that_outlived_theirs(tmp_path: Path):
+    ws = Workspace.open(tmp_path / "ws")
+    entered = threading.Event()
+
+    def next_worker() -> None:
+        with jobs._workspace_lock(ws):
+            entered.set()
+
+    with open(ws.root / jobs.RANKS_LOCK, "a+") as rank:
+        fcntl.flock(rank, fcntl.LOCK_SH)  # as a live rank of a killed worker's run holds it
+        thread = threading.Thread(target=next_worker, daemon=True)
+        thread.start()
+        _wait(lambda: _waits_for_a_lock(os.getpid()), "the next worker to wait")
+        assert not entered.is_set()
+    thread.join(timeout=WAIT)
+    assert entered.is_set()

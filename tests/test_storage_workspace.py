@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from chatbot.errors import BrandVoiceError
@@ -73,3 +75,42 @@ def test_workspace_records_brands_and_explains_unknown(tmp_path):
     assert [(b["slug"], b["conversations"]) for b in ws.brands()] == [("kettlebird", 12)]
     with pytest.raises(BrandVoiceError, match="No prepared brand 'nope'.*kettlebird"):
         ws.find_brand("Nope")
+
+
+def _mode(path) -> int:  # noqa: ANN001
+    import stat
+
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_the_workspace_is_private_to_its_owner(tmp_path):
+    old = os.umask(0o022)  # a typical default: new files world-readable
+    try:
+        ws = Workspace.open(tmp_path / "ws")
+        assert _mode(ws.root) == 0o700 and _mode(ws.db_path) == 0o600
+        assert all(_mode(ws.root / name) == 0o700 for name in ("brands", "runs", "exports"))
+        # An existing workspace made world-readable is tightened when opened.
+        os.chmod(ws.root, 0o755)
+        os.chmod(ws.db_path, 0o644)
+        ws = Workspace.open(ws.root)
+        assert _mode(ws.root) == 0o700 and _mode(ws.db_path) == 0o600
+    finally:
+        os.umask(old)
+
+
+def test_the_command_line_writes_private_files(tmp_path):
+    """The CLI runs with umask 077: what it writes in the workspace is 0600, folders 0700."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    script = (
+        "import os, sys; os.umask(0o022); from chatbot import cli; "
+        "rc = cli.main(['brands', '--workspace', sys.argv[1]]); "
+        "open(os.path.join(sys.argv[1], 'probe.txt'), 'w').close(); sys.exit(rc)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "ws")], check=True, env=env)
+    assert _mode(tmp_path / "ws" / "probe.txt") == 0o600
+    assert _mode(tmp_path / "ws") == 0o700

@@ -136,7 +136,7 @@ def launch_options(
     password = password or os.environ.get(PASSWORD_ENV) or None
     username = username or os.environ.get(USERNAME_ENV) or "brandvoice"
     ws = services.workspace
-    services.exports_dir.mkdir(parents=True, exist_ok=True)
+    services.exports_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     return {
         "server_name": host,
         "server_port": port,

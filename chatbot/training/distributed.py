@@ -10,7 +10,9 @@ Stopping is agreed on, not signalled: a graceful cancel creates `STOP` in the ru
 every optimizer step the ranks reduce "stop requested" across the group, so all of them stop after
 the same step and rank 0 saves the checkpoint. A rank that dies (crash, `kill -9`) makes
 `torchrun` (under `accelerate launch`) end the others; the job then fails with a message and can be
-resumed from the newest complete checkpoint. A rank whose launcher is killed exits on its own.
+resumed from the newest complete checkpoint. The launcher (`chatbot.training.launcher`) dies with
+the worker that started it and each rank with its launcher (a parent-death signal on Linux, a
+watch on the parent elsewhere), so a killed worker leaves no rank training.
 
 Supported (per accelerate's, PEFT's and bitsandbytes' documentation): DDP with QLoRA or plain LoRA
 on CPU (gloo) and CUDA (NCCL); FSDP and DeepSpeed ZeRO-3 with QLoRA on CUDA only, with the 4-bit
@@ -39,6 +41,7 @@ from chatbot.errors import BrandVoiceError
 
 __all__ = [
     "RankSync",
+    "PARENT_ENV",
     "STOP_FILE",
     "CONFIGS_DIR",
     "launch_command",
@@ -48,6 +51,8 @@ __all__ = [
 ]
 
 STOP_FILE = "STOP"
+PARENT_ENV = "BRANDVOICE_PARENT_PID"
+"""The process id a launcher or rank must die with (so it can tell if that died before it asked)."""
 # Ready accelerate configs shipped with the package (docs/scaling.md shows how to use them).
 CONFIGS_DIR = Path(__file__).resolve().parent / "accelerate_configs"
 _CONFIG_FOR = {"fsdp": "fsdp-qlora.yaml", "deepspeed": "deepspeed-zero3-qlora.yaml"}
@@ -166,7 +171,7 @@ def launch_command(
     run_dir: Path, brand_dir: Path, config: TrainConfig, *, resume: bool, port: int | None = None
 ) -> list[str]:
     """The `accelerate launch` command line that trains `run_dir` on `config.processes` ranks."""
-    cmd = [sys.executable, "-m", "accelerate.commands.launch"]
+    cmd = [sys.executable, "-m", "chatbot.training.launcher"]  # accelerate launch, bound to us
     if config.accelerate_config:
         cmd += ["--config_file", str(config.accelerate_config)]
     else:
@@ -266,7 +271,9 @@ def _events(run_dir: Path) -> list[dict]:
 def _launched(cmd: list[str]) -> Iterator[subprocess.Popen]:
     """Run the launcher (its output goes where ours does: the run's worker.log); if we leave
     early (an exception), stop it and its ranks."""
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd, stdin=subprocess.DEVNULL, env=os.environ | {PARENT_ENV: str(os.getpid())}
+    )
     try:
         yield proc
     finally:
@@ -278,6 +285,26 @@ def _launched(cmd: list[str]) -> Iterator[subprocess.Popen]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def die_with_parent() -> None:
+    """Have the kernel kill this process (SIGKILL) when the process that started it ends.
+
+    Linux's parent-death signal (`prctl(PR_SET_PDEATHSIG)`); elsewhere nothing happens here and
+    `exit_with_parent` watches instead. A parent that died before the request leaves this process
+    with another parent id than $BRANDVOICE_PARENT_PID: it exits at once.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    expected = os.environ.get(PARENT_ENV)
+    if expected and expected.isdigit() and os.getppid() != int(expected):
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 
 
 def exit_with_parent(poll: float = 1.0) -> None:

@@ -3,13 +3,21 @@
 Reads the run's resolved `config.yaml` and trains with `train()`, like a one-process run; a stop
 is requested by creating `RUN/STOP` (see `chatbot.training.distributed`). Exit status 0 when the
 run succeeded or was cancelled, 1 when it failed (rank 0 has recorded why in `events.jsonl`).
+
+A rank dies with its launcher, and holds the workspace's ranks lock (shared with the other ranks)
+for as long as it lives: the next run's worker waits for that lock before it trains.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
+import os
 import sys
 from pathlib import Path
+from typing import IO
+
+_held: list[IO] = []
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,11 +27,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resume", action="store_true")
     args = p.parse_args(argv)
 
+    from chatbot.training.distributed import die_with_parent
+
+    die_with_parent()
+    _hold_ranks_lock()
+
     from chatbot.config import TrainConfig
     from chatbot.training import TrainingError, train
     from chatbot.training.distributed import STOP_FILE, StopFile, exit_with_parent
 
-    exit_with_parent()
+    exit_with_parent()  # where the system has no parent-death signal
     config = TrainConfig.from_yaml(args.run_dir / "config.yaml")
     try:
         train(
@@ -39,6 +52,17 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     _leave_group(wait=True)
     return 0
+
+
+def _hold_ranks_lock() -> None:
+    """Take the ranks lock named by the worker, held until this process ends (fd kept open)."""
+    from chatbot.jobs import RANKS_LOCK_ENV
+
+    path = os.environ.get(RANKS_LOCK_ENV)
+    if path:
+        fh = open(path, "a+")  # noqa: SIM115 - open for the life of the process
+        fcntl.flock(fh, fcntl.LOCK_SH)
+        _held.append(fh)
 
 
 def _leave_group(*, wait: bool) -> None:
