@@ -8,7 +8,10 @@ An archive from outside is untrusted, so everything about it is checked before a
   (a zip bomb claims little and inflates to much); extraction counts bytes again as it writes;
 - weights: safetensors only. A pickle (`.bin`, `.pt`, `.pkl`, ...) anywhere in the archive refuses
   it, decided from the name alone: loading a pickle can run code, so it is never opened;
-- `adapter_config.json`: PEFT LoRA (`peft_type` LORA) with a rank, and the base model recorded.
+- `adapter_config.json`: PEFT LoRA (`peft_type` LORA) with a rank, and the base model recorded,
+  which must be the default model or a model folder on this machine unless `base_model` names one
+  (so chat never starts an unexpected download); JSON files are objects, nested at most
+  `MAX_JSON_DEPTH` levels; `system_prompt.txt` at most `MAX_PROMPT_BYTES`.
 
 Only known files are taken (adapter weights and config, tokenizer files, and what a brandvoice
 export adds: system_prompt.txt, brand.yaml, manifest.json); they land flat in a fresh folder in the
@@ -19,7 +22,6 @@ Compare and the scorecard like any trained one.
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import stat
@@ -35,12 +37,13 @@ from chatbot.config import TrainConfig
 from chatbot.errors import BrandVoiceError, ConfigError
 from chatbot.export.archive import TOKENIZER_FILES
 from chatbot.export.reload_check import MANIFEST, SYSTEM_PROMPT_FILE, sha256_file
+from chatbot.ingest.jsonsafe import JsonProblem, json_type, load_json
 from chatbot.jobs import Run, record_imported_run
 from chatbot.models import default_model_dir
 from chatbot.vllm_compat import VllmCheck, architecture_of, check_adapter, lora_module_names
 from chatbot.workspace import Workspace, slugify
 
-__all__ = ["ImportLimits", "ImportResult", "import_adapter", "PICKLE_SUFFIXES"]
+__all__ = ["ImportLimits", "ImportResult", "import_adapter", "PICKLE_SUFFIXES", "MAX_PROMPT_BYTES"]
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
 _WEIGHTS = "adapter_model.safetensors"
@@ -53,6 +56,8 @@ _ADAPTER_FILES = frozenset(
 _RUN_FILES = frozenset({SYSTEM_PROMPT_FILE, "brand.yaml", MANIFEST, "README.md"})
 """Taken from a brandvoice export, but kept out of the run's adapter folder."""
 _MAX_CONFIG_BYTES = 1 << 20
+MAX_PROMPT_BYTES = 64 << 10
+"""Largest system_prompt.txt imported: a prompt far past any model's context is no prompt."""
 _RATIO_FLOOR = 1 << 20
 """Entries below this size are never refused for their compression ratio (JSON compresses well)."""
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -127,10 +132,11 @@ def _record(
     if base_model is None and manifest.get("base_model_source") == "default":
         base_model = "default"  # a brandvoice export of the built-in model
     _check_weights(staging / _WEIGHTS, archive.name)
+    if base_model is None:
+        base_model = _local_base(config["base"], archive.name)
     slug = _brand(ws, brand, staging, archive.name)
     train_config = _train_config(config, base_model, quantization)
-    prompt_file = staging / SYSTEM_PROMPT_FILE
-    system_prompt = prompt_file.read_text(encoding="utf-8") if prompt_file.is_file() else ""
+    system_prompt = _system_prompt(staging / SYSTEM_PROMPT_FILE, archive.name)
     adapter = staging / "adapter"
     adapter.mkdir()
     for path in staging.iterdir():
@@ -271,11 +277,12 @@ def _check_manifest(folder: Path, label: str) -> dict[str, Any]:
     path = folder / MANIFEST
     if not path.is_file():
         return {}
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-        listed = manifest["files"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise BrandVoiceError(f"{label}: {MANIFEST} is unreadable: {exc}") from exc
+    manifest = _json_object(path, label)
+    listed = manifest.get("files")
+    if not isinstance(listed, dict) or not all(isinstance(v, dict) for v in listed.values()):
+        raise BrandVoiceError(
+            f"{label}: {MANIFEST} is unreadable: 'files' is not a table of files."
+        )
     changed = [
         p.name
         for p in folder.iterdir()
@@ -292,14 +299,7 @@ def _check_manifest(folder: Path, label: str) -> dict[str, Any]:
 
 def _adapter_config(path: Path, label: str) -> dict[str, Any]:
     """The adapter's config, validated; adds "base" (the base model it records)."""
-    if path.stat().st_size > _MAX_CONFIG_BYTES:
-        raise BrandVoiceError(f"{label}: {_CONFIG} is over 1 MB; that is no adapter config.")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise BrandVoiceError(f"{label}: {_CONFIG} is not valid JSON: {exc}") from exc
-    if not isinstance(config, dict):
-        raise BrandVoiceError(f"{label}: {_CONFIG} must hold a JSON object.")
+    config = _json_object(path, label)
     problems = []
     if config.get("peft_type") != "LORA":
         problems.append(f"peft_type is {config.get('peft_type')!r}; only LORA adapters import")
@@ -316,6 +316,53 @@ def _adapter_config(path: Path, label: str) -> dict[str, Any]:
     if problems:
         raise ConfigError(problems, source=f"{_CONFIG} in {label}")
     return config | {"base": base}
+
+
+def _json_object(path: Path, label: str) -> dict[str, Any]:
+    """A JSON file of the archive that must hold an object: size, nesting and type checked."""
+    if path.stat().st_size > _MAX_CONFIG_BYTES:
+        raise BrandVoiceError(f"{label}: {path.name} is over 1 MB; that is no adapter file.")
+    try:
+        value = load_json(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, JsonProblem) as exc:
+        raise BrandVoiceError(f"{label}: {path.name} is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise BrandVoiceError(
+            f"{label}: {path.name} must hold a JSON object, not {json_type(value)}."
+        )
+    return value
+
+
+def _system_prompt(path: Path, label: str) -> str:
+    if not path.is_file():
+        return ""
+    if path.stat().st_size > MAX_PROMPT_BYTES:
+        raise BrandVoiceError(
+            f"{label}: {SYSTEM_PROMPT_FILE} is {path.stat().st_size:,} bytes, over the "
+            f"{MAX_PROMPT_BYTES:,} a system prompt may have."
+        )
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise BrandVoiceError(f"{label}: {SYSTEM_PROMPT_FILE} is not UTF-8 text.") from exc
+
+
+def _local_base(base: str, label: str) -> str:
+    """The adapter's recorded base when it is on this machine ("default" for the built-in model,
+    named by its hub id or by the model cache of another brandvoice); otherwise refused."""
+    from chatbot.models import DEFAULT_MODEL_NAME
+
+    if Path(base).expanduser().is_dir():
+        return base
+    if base in (f"HuggingFaceTB/{DEFAULT_MODEL_NAME}", "default") or base.replace(
+        "\\", "/"
+    ).endswith(f"/models/{DEFAULT_MODEL_NAME}"):
+        return "default"
+    raise BrandVoiceError(
+        f"{label}: {_CONFIG} names the base model {base!r}, which is not a folder on this "
+        "machine, so chatting with the adapter would download it. Pass --base-model with the "
+        "folder of that model (or its hub id, to allow the download)."
+    )
 
 
 def _check_weights(path: Path, label: str) -> None:

@@ -20,12 +20,12 @@ only reads `adapter_config.json` and the safetensors header (names, never tensor
 
 from __future__ import annotations
 
-import json
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from chatbot.errors import BrandVoiceError
+from chatbot.ingest.jsonsafe import JsonProblem, json_type, load_json
 
 __all__ = [
     "VLLM_VERSION",
@@ -94,9 +94,14 @@ def lora_module_names(weights: Path) -> set[str]:
             (size,) = struct.unpack("<Q", fh.read(8))
             if size > _MAX_HEADER:
                 raise ValueError(f"header of {size} bytes")
-            header = json.loads(fh.read(size))
-    except (OSError, struct.error, ValueError) as exc:
+            header = load_json(fh.read(size).decode("utf-8"))
+    except (OSError, struct.error, ValueError, JsonProblem) as exc:
         raise BrandVoiceError(f"{weights} is not a readable safetensors file: {exc}") from exc
+    if not isinstance(header, dict):
+        raise BrandVoiceError(
+            f"{weights} is not a readable safetensors file: its header is {json_type(header)}, "
+            "not an object of tensor names."
+        )
     names = set()
     for key in header:
         for marker in _LORA_MARKERS:
@@ -152,10 +157,13 @@ def check_adapter(adapter_dir: Path, architecture: str | None = None) -> VllmChe
     target modules are not checked.
     """
     adapter_dir = Path(adapter_dir)
+    path = adapter_dir / "adapter_config.json"
     try:
-        config = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise BrandVoiceError(f"Cannot read {adapter_dir / 'adapter_config.json'}: {exc}") from exc
+        config = load_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, JsonProblem) as exc:
+        raise BrandVoiceError(f"Cannot read {path}: {exc}") from exc
+    if not isinstance(config, dict):
+        raise BrandVoiceError(f"Cannot read {path}: it holds {json_type(config)}, not an object.")
     problems = _config_problems(config)
     rank = config.get("r")
     max_rank = max_lora_rank_for(rank) if isinstance(rank, int) and rank > 0 else None
@@ -170,8 +178,8 @@ def check_adapter(adapter_dir: Path, architecture: str | None = None) -> VllmChe
 def architecture_of(model_dir: Path) -> str | None:
     """`architectures[0]` from a model folder's config.json, or None."""
     try:
-        config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        config = load_json((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, JsonProblem):
         return None
     archs = config.get("architectures") if isinstance(config, dict) else None
     return archs[0] if isinstance(archs, list) and archs and isinstance(archs[0], str) else None

@@ -213,3 +213,62 @@ def test_without_brand_or_brand_yaml_it_asks_for_one(
         import_adapter(ws, archive)
     with pytest.raises(BrandVoiceError, match="not a readable zip"):
         import_adapter(ws, Path(__file__), "Lumen Lamps")
+
+
+def _header_file(header: bytes) -> bytes:
+    """A safetensors file made of a length and a header, and nothing else."""
+    return len(header).to_bytes(8, "little") + header
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        (
+            "adapter_config.json",
+            b"[" * 100_000,
+            "adapter_config.json is not valid JSON: JSON nested",
+        ),
+        ("adapter_config.json", b"[1, 2]", "must hold a JSON object, not an array"),
+        ("adapter_model.safetensors", _header_file(b"[" * 100_000), "not a readable safetensors"),
+        ("adapter_model.safetensors", _header_file(b'"x"'), "its header is a string"),
+        ("manifest.json", b'{"files": ["adapter_config.json"]}', "not a table of files"),
+        ("manifest.json", b"{" * 50_000, "manifest.json is not valid JSON"),
+    ],
+)
+def test_nested_or_misshapen_json_is_refused_in_plain_words(
+    ws: Workspace, adapter_dir: Path, tmp_path: Path, name: str, data: bytes, message: str
+):
+    archive = _zip(tmp_path / "odd.zip", _adapter_entries(adapter_dir) | {name: data})
+    with pytest.raises(BrandVoiceError, match=message):
+        import_adapter(ws, archive, "Lumen Lamps")
+    assert list_runs(ws) == []
+
+
+def test_a_system_prompt_over_the_cap_is_refused(ws: Workspace, adapter_dir: Path, tmp_path: Path):
+    from chatbot.importing import MAX_PROMPT_BYTES
+
+    huge = b"Be brief. " * (MAX_PROMPT_BYTES // 10 + 1)
+    archive = _zip(tmp_path / "p.zip", _adapter_entries(adapter_dir) | {"system_prompt.txt": huge})
+    with pytest.raises(BrandVoiceError, match="system_prompt.txt is .* bytes, over the 65,536"):
+        import_adapter(ws, archive, "Lumen Lamps")
+    assert list_runs(ws) == []
+
+
+def test_a_base_model_not_on_this_machine_must_be_named(
+    ws: Workspace, adapter_dir: Path, tmp_path: Path
+):
+    config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    hub = config | {"base_model_name_or_path": "some-org/some-model"}
+    entries = _adapter_entries(adapter_dir) | {"adapter_config.json": json.dumps(hub).encode()}
+    archive = _zip(tmp_path / "hub.zip", entries)
+    with pytest.raises(BrandVoiceError, match="not a folder on this machine.*--base-model"):
+        import_adapter(ws, archive, "Lumen Lamps")
+    assert list_runs(ws) == []
+    # Named on purpose (a download the user chose), it is accepted as given.
+    run = import_adapter(ws, archive, "Lumen Lamps", base_model="some-org/some-model").run
+    assert run.base_model == "some-org/some-model"
+    # The built-in model, by its hub id, is the local default.
+    builtin = config | {"base_model_name_or_path": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+    entries["adapter_config.json"] = json.dumps(builtin).encode()
+    run = import_adapter(ws, _zip(tmp_path / "builtin.zip", entries), "Lumen Lamps").run
+    assert run.base_model == "default"

@@ -622,8 +622,9 @@ def _chat_template_of(adapter_dir: Path) -> str | None:
     config = adapter_dir / "tokenizer_config.json"
     if config.is_file():
         try:
-            template = json.loads(config.read_text(encoding="utf-8")).get("chat_template")
-        except (OSError, json.JSONDecodeError):
+            settings = json.loads(config.read_text(encoding="utf-8"))
+        except (OSError, RecursionError, ValueError):  # an imported adapter's file may be junk
             return None
+        template = settings.get("chat_template") if isinstance(settings, dict) else None
         return template if isinstance(template, str) else None
     return None
