@@ -4,6 +4,10 @@ A vote keeps everything needed to read it later without the session that produce
 and the earlier turns, both replies, which system spoke on which side (so blind votes can be
 un-blinded), the run and adapter folder of the tuned side, and the generation settings. Rows live
 in the workspace database's `votes` table; this module adds the columns it needs to older files.
+
+What a person typed into Compare may hold personal data, and so may the replies that echo it: the
+prompt, both replies and the earlier turns are redacted with the brand's redactor before they are
+stored. A vote whose texts could not be checked is refused (`RedactionError`), never stored as is.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import json
 import sqlite3
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Literal, get_args
 
 from chatbot.errors import BrandVoiceError
@@ -86,7 +90,8 @@ def _ensure_columns(ws: Workspace) -> None:
 
 
 def record_vote(ws: Workspace, vote: Vote) -> Vote:
-    """Store a vote; returns it with its id and time filled in."""
+    """Store a vote, its texts redacted; returns what was stored, with its id and time."""
+    vote = _redacted(ws, vote)
     _ensure_columns(ws)
     created = vote.created or time.time()
     row = asdict(vote) | {"created": created}
@@ -99,6 +104,35 @@ def record_vote(ws: Workspace, vote: Vote) -> Vote:
         cur = con.execute(f"INSERT INTO votes ({cols}) VALUES ({marks})", tuple(row.values()))
         vote_id = cur.lastrowid
     return Vote(**(asdict(vote) | {"id": vote_id, "created": created}))
+
+
+def _redacted(ws: Workspace, vote: Vote) -> Vote:
+    """The vote with personal data in its prompt, replies and history replaced by placeholders."""
+    from chatbot.preferences import brand_redactor  # it reads votes: imported here, not above
+
+    redactor = brand_redactor(ws, vote.brand)
+
+    def clean(text: str) -> str:
+        return redactor.redact_text(text)[0]
+
+    history = {
+        side: [
+            {**turn, "content": clean(turn["content"])}
+            if isinstance(turn, dict) and isinstance(turn.get("content"), str)
+            else turn
+            for turn in turns
+        ]
+        if isinstance(turns, list)
+        else turns
+        for side, turns in vote.history.items()
+    }
+    return replace(
+        vote,
+        prompt=clean(vote.prompt),
+        left_reply=clean(vote.left_reply),
+        right_reply=clean(vote.right_reply),
+        history=history,
+    )
 
 
 def list_votes(ws: Workspace, brand: str | None = None, run_id: str | None = None) -> list[Vote]:

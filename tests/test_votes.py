@@ -84,3 +84,34 @@ def test_tally_counts_per_system():
     assert t["tuned"].total == 5
     assert (t["prompted"].wins, t["prompted"].losses) == (1, 1)
     assert t["base"].wins == 1
+
+
+def test_votes_are_stored_with_personal_data_redacted(tmp_path):
+    ws = Workspace.open(tmp_path)
+    earlier = [
+        {"role": "user", "content": "I am jo@example.com"},
+        {"role": "assistant", "content": "Hi!"},
+    ]
+    vote = _vote(
+        prompt="Call me on +44 7700 900123 or mail jo@example.com",
+        left_reply="Sure, I will mail jo@example.com today.",
+        history={"left": earlier, "right": earlier},
+    )
+    record_vote(ws, vote)
+    [back] = list_votes(ws)
+    assert back.prompt == "Call me on <PHONE> or mail <EMAIL>"
+    assert back.left_reply == "Sure, I will mail <EMAIL> today."
+    assert back.history["left"][0]["content"] == "I am <EMAIL>"
+    with ws.db() as con:
+        stored = " ".join(str(v) for row in con.execute("SELECT * FROM votes") for v in row)
+    assert "jo@example.com" not in stored and "7700" not in stored
+
+
+def test_a_vote_that_cannot_be_checked_is_not_stored(tmp_path, monkeypatch):
+    from chatbot import privacy
+
+    ws = Workspace.open(tmp_path)
+    monkeypatch.setattr(privacy, "MAX_TEXT_CHARS", 10)
+    with pytest.raises(privacy.RedactionError, match="could not check for personal data"):
+        record_vote(ws, _vote(prompt="a long prompt with jo@example.com in it"))
+    assert list_votes(ws) == []
