@@ -19,6 +19,8 @@ __all__ = [
     "atomic_write_jsonl",
     "atomic_write_yaml",
     "atomic_dir",
+    "fsync_path",
+    "fsync_tree",
     "read_jsonl",
 ]
 
@@ -75,19 +77,41 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     """Build a folder's new contents in a temporary sibling, then swap it in.
 
     The previous version stays intact until the new one is complete; if the body raises, the
-    previous version is untouched and the temporary folder is removed.
+    previous version is untouched and the temporary folder is removed. The swap is two renames
+    (the old version aside as `.<name>.old`, the new one into place); a crash between them leaves
+    no `target`, and the next `atomic_dir` on it puts the old version back first.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    old = target.with_name(f".{target.name}.old")
+    if old.is_dir() and not target.exists():
+        os.replace(old, target)  # a swap that a crash interrupted: the previous version returns
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".new", dir=target.parent))
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = target.with_name(f".{target.name}.old")
     shutil.rmtree(old, ignore_errors=True)
     if target.exists():
         os.replace(target, old)
     os.replace(tmp, target)
+    fsync_path(target.parent)  # the renames themselves reach the disk
     shutil.rmtree(old, ignore_errors=True)
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file, or a folder's entries, to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(root: Path) -> None:
+    """Flush every file under `root` and every folder's entries (`root` included) to the disk."""
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            fsync_path(Path(folder) / name)
+        fsync_path(Path(folder))

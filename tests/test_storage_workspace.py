@@ -114,3 +114,40 @@ def test_the_command_line_writes_private_files(tmp_path):
     subprocess.run([sys.executable, "-c", script, str(tmp_path / "ws")], check=True, env=env)
     assert _mode(tmp_path / "ws" / "probe.txt") == 0o600
     assert _mode(tmp_path / "ws") == 0o700
+
+
+def test_a_swap_cut_short_by_a_crash_gets_the_old_version_back(tmp_path):
+    target = tmp_path / "brand"
+    atomic_write_text(target / "data.txt", "v1")
+    os.replace(target, tmp_path / ".brand.old")  # the crash: old moved aside, new not yet in
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        atomic_write_text(tmp / "data.txt", "v2")
+        raise RuntimeError("the next write fails too")
+    assert (target / "data.txt").read_text() == "v1"
+    assert not (tmp_path / ".brand.old").exists()
+
+
+def test_checkpoint_files_reach_the_disk_before_the_complete_marker(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from chatbot.training.run_files import COMPLETE_MARKER, CheckpointStore
+
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    store = CheckpointStore(tmp_path / "checkpoints")
+    with store.writing(5) as staging:
+        (staging / "adapter_model.safetensors").write_bytes(b"w" * 100)
+        (staging / "optimizer").mkdir()
+        (staging / "optimizer" / "state.pt").write_bytes(b"s" * 100)
+    [done] = store.complete()
+    assert (done / COMPLETE_MARKER).is_file()
+    marker = next(i for i, p in enumerate(synced) if COMPLETE_MARKER in Path(p).name)
+    before = {Path(p).name for p in synced[:marker]}
+    assert {"adapter_model.safetensors", "state.pt", "optimizer"} <= before
+    assert str(tmp_path / "checkpoints") in synced[marker:]  # the rename into place, too

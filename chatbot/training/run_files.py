@@ -2,7 +2,8 @@
 
 `events.jsonl` gets one JSON object a line, flushed as training goes, so another process can
 follow it. `checkpoints/checkpoint-<step>/` folders are built in a temporary sibling and renamed
-into place with a `COMPLETE` marker written last; only complete ones count, the newest few are kept.
+into place with a `COMPLETE` marker written last, once every file is on the disk; only complete ones
+count, the newest few are kept.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from chatbot.storage import atomic_dir
+from chatbot.storage import atomic_dir, atomic_write_text, fsync_path, fsync_tree
 
 __all__ = ["EventLog", "CheckpointStore", "EVENT_FIELDS", "COMPLETE_MARKER", "is_disk_full"]
 
@@ -93,9 +94,13 @@ class CheckpointStore:
         """
         with atomic_dir(self.root / f"checkpoint-{step}") as staging:
             yield staging
-            (staging / COMPLETE_MARKER).write_text(
-                json.dumps({"step": step, "time": time.time()}) + "\n", encoding="utf-8"
+            # The marker vouches for the files: they reach the disk before it is written, so a
+            # power cut cannot leave a COMPLETE checkpoint with empty or torn files.
+            fsync_tree(staging)
+            atomic_write_text(
+                staging / COMPLETE_MARKER, json.dumps({"step": step, "time": time.time()}) + "\n"
             )
+            fsync_path(staging)
         self._rotate()
 
     def _rotate(self) -> None:
