@@ -210,6 +210,35 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return print_regressions(card, old, compare_scorecards(card, old))
 
 
+def _cmd_check(args: argparse.Namespace) -> int:
+    from chatbot.check import DraftChecker, check_drafts, read_drafts, write_report
+    from chatbot.cli_report import print_check, print_check_batch, rich_progress
+    from chatbot.workspace import Workspace
+
+    ws = Workspace.open(args.workspace)
+    source = None if args.source == "-" else Path(args.source)
+    batch = source is not None and (source.is_dir() or source.suffix.lower() == ".csv")
+    drafts = read_drafts(source) if source is not None else []
+    text = sys.stdin.read() if source is None else drafts[0].text
+    with rich_progress() as progress:
+        checker = DraftChecker.load(ws, brand=args.brand, run_id=args.run, progress=progress)
+        if batch:
+            results = check_drafts(checker, drafts, progress)
+    if not batch:
+        print_check(checker.check(text, args.customer, suggest=not args.no_suggest))
+        return 0
+    out = Path(args.report) if args.report else _default_report(ws, checker.run.brand)
+    print_check_batch(results, write_report(results, out))
+    return 0
+
+
+def _default_report(ws, brand: str) -> Path:  # noqa: ANN001 - a Workspace
+    import time
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return ws.root / "exports" / f"check-{brand}-{stamp}.html"
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from chatbot.cli_report import rich_progress
     from chatbot.export import export_run
@@ -445,6 +474,31 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, help="tokens per generated reply (default 80)")
     p.set_defaults(func=_cmd_eval)
 
+    p = sub.add_parser(
+        "check", help="score a draft (or a folder or CSV of drafts) against the brand's voice"
+    )
+    _add_workspace(p)
+    p.add_argument(
+        "source",
+        metavar="FILE|-",
+        help="a text file, - for standard input, or a folder of .txt/.md files or a CSV "
+        "(a report of every text, worst first)",
+    )
+    p.add_argument("--brand", help="brand name (its newest finished run is used)")
+    p.add_argument("--run", help="a run id instead of the brand's newest")
+    p.add_argument(
+        "--customer",
+        metavar="MESSAGE",
+        help="the customer message the draft answers (also shows the tuned model's own reply)",
+    )
+    p.add_argument("--no-suggest", action="store_true", help="skip the tuned model's own reply")
+    p.add_argument(
+        "--report",
+        metavar="OUT",
+        help="batch report file, .csv or .html (default: the workspace's exports/ folder)",
+    )
+    p.set_defaults(func=_cmd_check)
+
     p = sub.add_parser("export", help="package a run for production: adapter zip or merged model")
     _add_workspace(p)
     p.add_argument("--run", required=True, help="run id (a unique prefix is enough)")
@@ -517,6 +571,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "chat" and not (args.brand or args.run):
         parser.error("chat needs --brand NAME or --run RUN")
+    if args.command == "check" and not (args.brand or args.run):
+        parser.error("check needs --brand NAME or --run RUN")
     if args.command == "serve" and not (args.brand or args.run):
         parser.error("serve needs --run RUN or --brand NAME")
     func: Callable[[argparse.Namespace], int] = args.func

@@ -6,6 +6,9 @@ A reply is asked for in one of three modes:
   adds its own default one if it has one (SmolLM2's says "You are a helpful AI assistant named
   SmolLM, trained by Hugging Face"): that is what the base model does out of the box.
 - "prompted": the brand's system prompt first, adapter off: what prompting alone achieves.
+- "fewshot": the brand's system prompt and k of its example exchanges (`chatbot.fewshot`) before
+  the conversation, adapter off: the strongest prompt, the baseline tuning must beat. k is as many
+  of the given examples as fit in a share of the context window (`FEWSHOT_CONTEXT_SHARE`).
 - "tuned": the adapter on, with the system prompt the brand was trained with (`tuned_system_prompt`;
   empty means none, which again lets the template add its default, as it did in training).
 
@@ -14,7 +17,10 @@ loaded model, never loaded twice. `stream_pair` answers two panes in one batched
 a worker thread, its tokens decoded as they come), each row with its own adapter or none: through
 `fast_lora` for plain LoRA adapters, else PEFT's mixed-adapter batches (`adapter_names=`), else one
 pane after the other. The system block of each mode is computed once and reused (`prefix_cache`).
-Requests take turns on the model (`turns`). The engine knows nothing of the browser or terminal.
+Requests take turns on the model (`turns`); `exclusive()` lets other work (scoring a text) take one
+too. A `background` request generates in one thread at the lowest CPU priority (`priority`), so a
+training run on the same machine keeps its speed. The engine knows nothing of the browser or
+terminal.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import json
 import queue
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -40,18 +46,23 @@ from chatbot.engine.prefix_cache import (
     common_prefix,
     prefix_states,
 )
+from chatbot.engine.priority import lower_this_thread
 from chatbot.engine.settings import GenerationSettings
 from chatbot.engine.streaming import IncrementalDecoder, StopFlag, TokenQueueStreamer
 from chatbot.engine.turns import Ticket, TurnQueue
 from chatbot.errors import BrandVoiceError
+from chatbot.fewshot import Example, as_messages
 
 if TYPE_CHECKING:
     from chatbot.models import Quantization
 
-__all__ = ["ChatEngine", "MODES", "Mode"]
+__all__ = ["ChatEngine", "MODES", "Mode", "FEWSHOT_CONTEXT_SHARE"]
 
-Mode = Literal["base", "prompted", "tuned"]
-MODES: tuple[str, ...] = ("base", "prompted", "tuned")
+Mode = Literal["base", "prompted", "fewshot", "tuned"]
+MODES: tuple[str, ...] = ("base", "prompted", "fewshot", "tuned")
+FEWSHOT_CONTEXT_SHARE = 0.5
+"""The few-shot examples may fill this share of the context window; the conversation and the reply
+keep the rest."""
 
 # PEFT's name for "no adapter" in a mixed-adapter batch.
 _NO_ADAPTER = "__base__"
@@ -82,6 +93,7 @@ class ChatEngine:
         system_prompt: str = "",
         *,
         tuned_system_prompt: str | None = None,
+        fewshot_examples: Sequence[Example] = (),
         quantization: Quantization = "nf4",
         max_waiting: int = 8,
         device: str | torch.device | None = None,
@@ -92,6 +104,7 @@ class ChatEngine:
         `quantization` is "nf4" (4-bit, as trained with QLoRA) or "none". `max_waiting` is how many
         requests may queue behind the running one before new ones are refused as busy. `device` and
         `compute_dtype` default to what `chatbot.models.load_base_model` picks (bf16 where native).
+        `fewshot_examples` are the candidates for the "fewshot" mode, best first.
         """
         from chatbot.models import load_base_model
 
@@ -123,6 +136,7 @@ class ChatEngine:
         self._prefix_states = PrefixStore()
         self._stop_ids = _stop_token_ids(model, tokenizer)
         self._pad_id = _pad_token_id(tokenizer, self._stop_ids)
+        self._fewshot = self._fit_examples(list(fewshot_examples))
         if adapter_dir is not None:
             self.load_adapter(adapter_dir)
         else:
@@ -145,6 +159,11 @@ class ChatEngine:
     def adapter_dir(self) -> Path | None:
         """The folder of the loaded adapter, or None."""
         return self._adapter_dir
+
+    @property
+    def fewshot_examples(self) -> list[Example]:
+        """The example exchanges the "fewshot" mode shows the model: those that fit its context."""
+        return list(self._fewshot)
 
     @property
     def pending(self) -> int:
@@ -178,27 +197,37 @@ class ChatEngine:
         its inference kernel. Called on loading; call again after changing a system prompt.
         """
         sample = [{"role": "user", "content": "Hello"}]
-        modes = [mode for mode in MODES if mode != "tuned" or self._adapter is not None]
+        modes = [mode for mode in MODES if self._mode_available(mode)]
         short = GenerationSettings(max_new_tokens=1)
         prompts = [self._prompt_ids(sample, mode, short) for mode in modes]
         with self._turns.exclusive():
             for prompt, mode in zip(prompts, modes, strict=True):
                 self._prefix_state(prompt, tuned=mode == "tuned")
 
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the model for work outside generation (scoring a text with `model`): waits for the
+        requests already in line, and no reply starts until the block ends."""
+        with self._turns.exclusive():
+            yield
+
     def stream(
         self,
         messages: list[dict[str, str]],
         mode: str,
         settings: GenerationSettings | None = None,
+        *,
+        background: bool = False,
     ) -> Iterator[str]:
         """Stream the reply to `messages` (user/assistant turns, the last a user's) as text deltas.
 
         Raises BrandVoiceError when the model is busy or the request is invalid. Closing the
-        iterator early stops generation after the current step.
+        iterator early stops generation after the current step. `background`: generate in one
+        thread at the lowest CPU priority (slower, but a training run nearby keeps its speed).
         """
         settings = settings or GenerationSettings()
         prompt = self._prompt_ids(messages, mode, settings)
-        for (delta,) in self._run([prompt], [mode], settings):
+        for (delta,) in self._run([prompt], [mode], settings, background):
             yield delta
 
     def stream_pair(
@@ -208,18 +237,22 @@ class ChatEngine:
         messages_right: list[dict[str, str]],
         mode_right: str,
         settings: GenerationSettings | None = None,
+        *,
+        background: bool = False,
     ) -> Iterator[tuple[str, str]]:
         """Stream two replies at once as (left delta, right delta) pairs; either may be "".
 
         Both rows go through one batched `generate`, each with its own adapter (or none), so the
-        panes fill in together and the pair costs little more than one reply.
+        panes fill in together and the pair costs little more than one reply. `background` as
+        for `stream`.
         """
         settings = settings or GenerationSettings()
         prompts = [
             self._prompt_ids(messages_left, mode_left, settings),
             self._prompt_ids(messages_right, mode_right, settings),
         ]
-        yield from self._run(prompts, [mode_left, mode_right], settings)  # type: ignore[misc]
+        modes = [mode_left, mode_right]
+        yield from self._run(prompts, modes, settings, background)  # type: ignore[misc]
 
     def reply(
         self, messages: list[dict[str, str]], mode: str, settings: GenerationSettings | None = None
@@ -245,18 +278,22 @@ class ChatEngine:
         _check_messages(messages)
         if mode not in MODES:
             raise BrandVoiceError(f"Unknown chat mode {mode!r}; use one of {', '.join(MODES)}.")
-        if mode == "tuned" and self._adapter is None:
-            raise BrandVoiceError("No adapter is loaded, so there is no tuned model to chat with.")
-        system = {"base": "", "prompted": self.system_prompt, "tuned": self.tuned_system_prompt}[
-            mode
-        ]
+        if not self._mode_available(mode):
+            raise BrandVoiceError(
+                "No adapter is loaded, so there is no tuned model to chat with."
+                if mode == "tuned"
+                else "The brand has no example conversations to show the model (few-shot)."
+            )
+        system = self.tuned_system_prompt if mode == "tuned" else self.system_prompt
+        system = "" if mode == "base" else system
         template = self._tuned_template if mode == "tuned" else None
+        lead = as_messages(self._fewshot) if mode == "fewshot" else []
         limit = _context_length(self._model) - settings.max_new_tokens
         turns = list(messages)
         while True:
-            ids = self._template(turns, system, template)
+            ids = self._template(lead + turns, system, template)
             if len(ids) <= limit:
-                shared = self._shared_prefix(system, template)
+                shared = self._shared_prefix(system, template, lead)
                 prefix = len(shared) if ids[: len(shared)] == shared else 0
                 return Prompt(ids, prefix)
             if len(turns) <= 1:
@@ -269,18 +306,35 @@ class ChatEngine:
             # Drop the oldest exchange; the conversation must still start with a user turn.
             turns = turns[2:] if len(turns) > 2 else turns[-1:]
 
-    def _shared_prefix(self, system: str, template: str | None) -> list[int]:
-        """The ids every prompt with this system prompt starts with, as far as the first user words.
+    def _shared_prefix(
+        self, system: str, template: str | None, lead: list[dict[str, str]]
+    ) -> list[int]:
+        """The ids every prompt with this system prompt (and these leading example turns) starts
+        with, as far as the first user words of the conversation.
 
         Found by rendering two different one-line conversations and keeping what they share, which
         works for any chat template.
         """
-        key = (system, template)
+        key = (system, template, bool(lead))
         if key not in self._prefixes:
-            one = self._template([{"role": "user", "content": "a"}], system, template)
-            two = self._template([{"role": "user", "content": "z"}], system, template)
+            one = self._template([*lead, {"role": "user", "content": "a"}], system, template)
+            two = self._template([*lead, {"role": "user", "content": "z"}], system, template)
             self._prefixes[key] = one[: common_prefix(one, two)]
         return self._prefixes[key]
+
+    def _mode_available(self, mode: str) -> bool:
+        return {"tuned": self._adapter is not None, "fewshot": bool(self._fewshot)}.get(mode, True)
+
+    def _fit_examples(self, candidates: list[Example]) -> list[Example]:
+        """As many of the candidates, in order, as fit in `FEWSHOT_CONTEXT_SHARE` of the context."""
+        budget = int(_context_length(self._model) * FEWSHOT_CONTEXT_SHARE)
+        kept: list[Example] = []
+        for example in candidates:
+            shown = as_messages([*kept, example])
+            if len(self._template(shown, self.system_prompt, None)) > budget:
+                break
+            kept.append(example)
+        return kept
 
     def _template(
         self, turns: list[dict[str, str]], system: str, template: str | None
@@ -304,7 +358,11 @@ class ChatEngine:
     # ------------------------------------------------------------------------------------------
 
     def _run(
-        self, prompts: list[Prompt], modes: Sequence[str], settings: GenerationSettings
+        self,
+        prompts: list[Prompt],
+        modes: Sequence[str],
+        settings: GenerationSettings,
+        background: bool = False,
     ) -> Iterator[tuple[str, ...]]:
         """Queue one job for the model and stream its rows' text deltas as they are decoded."""
         passes = self._plan(modes)
@@ -313,7 +371,7 @@ class ChatEngine:
         stop = StopFlag()
         worker = threading.Thread(
             target=self._work,
-            args=(ticket, prompts, passes, settings, stop, out),
+            args=(ticket, prompts, passes, settings, stop, out, background),
             name="brandvoice-generate",
             daemon=True,
         )
@@ -352,9 +410,12 @@ class ChatEngine:
         settings: GenerationSettings,
         stop: StopFlag,
         out: queue.Queue,
+        background: bool = False,
     ) -> None:
         """The worker thread: wait for the model, run each pass, then mark the job done."""
         error: BaseException | None = None
+        if background:
+            lower_this_thread()  # the thread ends with the job, and its priority with it
         try:
             with self._turns.turn(ticket) as go:
                 for step in passes if go else []:

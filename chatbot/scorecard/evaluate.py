@@ -31,6 +31,7 @@ from chatbot.scorecard.card import (
     VoteSummary,
 )
 from chatbot.scorecard.generation import (
+    ReplyEngine,
     Turn,
     cached_base_replies,
     customer_turns,
@@ -49,7 +50,7 @@ from chatbot.workspace import Workspace
 if TYPE_CHECKING:
     from chatbot.engine import ChatEngine
 
-__all__ = ["evaluate", "Progress"]
+__all__ = ["evaluate", "Progress", "brand_style_classifier"]
 
 Progress = Callable[[str, int, int], None]
 """(stage, done, total), as `brandvoice prepare` reports it; drives a rich bar or gr.Progress."""
@@ -213,26 +214,51 @@ def _system_replies(engine: ChatEngine, job: _Job, say: Progress) -> dict[str, l
 
 def _style_classifier(engine: ChatEngine, job: _Job, say: Progress) -> tuple[StyleClassifier, bool]:
     """Fit the classifier: brand training replies against base-model replies to training turns."""
-    train_turns = spread(customer_turns(job.data.train, limit=None), job.settings.negatives)
     identity = {"base_model": job.setup.base_model, "quantization": job.setup.quantization}
+    return brand_style_classifier(
+        engine, job.ws, job.run.brand, job.data, identity, job.settings, say
+    )
+
+
+def brand_style_classifier(
+    engine: ReplyEngine,
+    ws: Workspace,
+    brand: str,
+    data: BrandData,
+    identity: dict[str, str],
+    settings: ScorecardSettings = _DEFAULTS,
+    progress: Progress | None = None,
+) -> tuple[StyleClassifier, bool]:
+    """The brand's style classifier: its training replies against the base model's replies to
+    training customer turns (kept in the workspace cache per brand, base model and settings).
+
+    `identity` names the base model and quantization the engine runs. Returns the classifier and
+    whether the base model's replies came from the cache.
+    """
+    say = progress or _silent
+    train_turns = spread(customer_turns(data.train, limit=None), settings.negatives)
+    generation = GenerationSettings(
+        temperature=settings.temperature,
+        max_new_tokens=settings.max_new_tokens,
+        repetition_penalty=settings.repetition_penalty,
+        seed=settings.seed,
+    )
     negatives, cached = cached_base_replies(
         engine,
         train_turns,
-        job.generation,
-        job.ws.root / "cache" / "scorecard" / job.run.brand,
+        generation,
+        ws.root / "cache" / "scorecard" / brand,
         identity,
         lambda done, total: say("base voice", done, total),
     )
-    brand = [
+    replies = [
         m["content"]
-        for conversation in job.data.train
+        for conversation in data.train
         for m in without_system_messages(conversation)
         if m["role"] == "assistant"
     ]
     say("classifier", 0, 1)
-    classifier = StyleClassifier.fit(
-        spread(brand, MAX_POSITIVES), negatives, seed=job.settings.seed
-    )
+    classifier = StyleClassifier.fit(spread(replies, MAX_POSITIVES), negatives, seed=settings.seed)
     say("classifier", 1, 1)
     return classifier, cached
 

@@ -38,7 +38,13 @@ from chatbot.training.data import (
     with_system_prompt,
 )
 
-__all__ = ["held_out_likelihood", "adapter_off", "without_system_messages"]
+__all__ = [
+    "held_out_likelihood",
+    "adapter_off",
+    "without_system_messages",
+    "next_token_nlls",
+    "prefix_cache",
+]
 
 Messages = list[dict[str, str]]
 
@@ -113,33 +119,50 @@ def _shared_length(examples: list[dict[str, list[int]]]) -> int:
     return max(0, min(shared, learned - 1))
 
 
+def prefix_cache(model: torch.nn.Module, ids: list[int]) -> Any:
+    """The keys and values of `ids`, for `next_token_nlls` to continue from (never changed)."""
+    device = next(model.parameters()).device
+    return model(input_ids=torch.tensor([ids], device=device), use_cache=True).cache
+
+
+def next_token_nlls(
+    model: torch.nn.Module, ids: list[int], targets: list[int], prefix: Any | None = None
+) -> torch.Tensor:
+    """NLL (nats, fp32) of each scored target: `targets[i]` is the token that follows `ids[i]`,
+    or IGNORE_INDEX where nothing is scored. `ids` continue the tokens cached in `prefix`, if any.
+
+    Returns one value per scored target, in order.
+    """
+    device = next(model.parameters()).device
+    # Logits only where the next token is scored: the LM head is a large part of the work.
+    keep = [i for i, target in enumerate(targets) if target != IGNORE_INDEX]
+    logits = model(
+        input_ids=torch.tensor([ids], device=device),
+        cache=copy.deepcopy(prefix) if prefix is not None else None,
+        use_cache=prefix is not None,
+        logits_to_keep=torch.tensor(keep, device=device),
+    ).logits[0]
+    # fp32 log-softmax, as in training: bf16 logits would round small losses to zero.
+    target = torch.tensor([targets[i] for i in keep], device=device)
+    return F.cross_entropy(logits.float(), target, reduction="none")
+
+
 def _score(
     model: torch.nn.Module,
     examples: list[dict[str, list[int]]],
     step: Callable[[], None] | None = None,
 ) -> tuple[float, int]:
     """Summed NLL of the learned tokens of `examples`, and how many there are."""
-    device = next(model.parameters()).device
     shared = _shared_length(examples)
-    prefix = None
-    if shared:
-        ids = torch.tensor([examples[0]["input_ids"][:shared]], device=device)
-        prefix = model(input_ids=ids, use_cache=True).cache
+    prefix = prefix_cache(model, examples[0]["input_ids"][:shared]) if shared else None
     total, count = 0.0, 0
     for example in examples:
         ids, labels = example["input_ids"][shared:], example["labels"][shared + 1 :]
-        # Logits only where the next token is learned: the LM head is a large part of the work.
-        keep = [i for i, label in enumerate(labels) if label != IGNORE_INDEX]
-        logits = model(
-            input_ids=torch.tensor([ids], device=device),
-            cache=copy.deepcopy(prefix) if prefix is not None else None,
-            use_cache=prefix is not None,
-            logits_to_keep=torch.tensor(keep, device=device),
-        ).logits[0]
-        # fp32 log-softmax, as in training: bf16 logits would round small losses to zero.
-        target = torch.tensor([labels[i] for i in keep], device=device)
-        total += float(F.cross_entropy(logits.float(), target, reduction="sum"))
-        count += len(keep)
+        nlls = next_token_nlls(
+            model, ids, labels + [IGNORE_INDEX] * (len(ids) - len(labels)), prefix
+        )
+        total += float(nlls.sum())
+        count += len(nlls)
         if step:
             step()
     return total, count
