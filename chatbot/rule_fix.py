@@ -164,7 +164,9 @@ def _fix_signoff(text: str, signoff: str | None, fixes: list[Fix]) -> str:
     old = _OTHER_CLOSING.search(text)
     body = text[: old.start()].rstrip() if old else text.rstrip()
     fixes.append(Fix("signoff", old.group().strip() if old else "", signoff))
-    separator = "\n\n" if "\n" in body else " "
+    # The sign-off stands where the old closing stood: on its own line if that one did.
+    gap = re.match(r"\s*", text[len(body) :]).group() if old else ""
+    separator = gap if "\n" in gap else "\n\n" if "\n" in body else " "
     return f"{body}{separator}{signoff}" if body else signoff
 
 
@@ -206,7 +208,7 @@ def _fix_emoji(text: str, rule: EmojiRule, fixes: list[Fix]) -> str:
     for start, end in reversed(drop):
         fixes.append(Fix("emoji", text[start:end], ""))
         left, right = text[:start], text[end:]
-        if left.endswith(" ") and (right.startswith(" ") or not right):
+        if left.endswith(" ") and (not right or right[0] in " .,;:!?…\n"):
             left = left[:-1]
         text = left + right
     return text

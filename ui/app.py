@@ -17,7 +17,7 @@ import os
 import gradio as gr
 
 from chatbot.errors import BrandVoiceError
-from ui import brand_tab, compare_tab, export_tab, scorecard_tab, train_tab
+from ui import brand_tab, check_tab, compare_tab, export_tab, scorecard_tab, train_tab
 from ui.errors import user_errors
 from ui.services import Services
 from ui.theme import CSS, PRODUCT_NAME, header_html, make_theme
@@ -65,6 +65,8 @@ def build_app(services: Services) -> gr.Blocks:
                 train_tab.build(services, brand, train)
             with gr.Tab("Compare", id="compare") as compare:
                 compare_tab.build(services, brand, compare)
+            with gr.Tab("Check", id="check") as check:
+                check_tab.build(services, brand, check)
             with gr.Tab("Scorecard", id="scorecard") as scorecard:
                 scorecard_tab.build(services, brand, scorecard)
             with gr.Tab("Export", id="export") as export:

@@ -26,7 +26,7 @@ from chatbot.errors import BrandVoiceError
 from chatbot.jobs import Run, get_run, list_runs
 from chatbot.votes import Verdict, Vote, list_votes, record_vote, tally
 from ui.errors import user_errors
-from ui.services import EngineSpec, Services
+from ui.services import EngineSpec, Services, engine_spec
 from ui.text import run_label
 from ui.theme import empty_state
 
@@ -146,13 +146,7 @@ def compare_setup(services: Services, slug: str | None) -> CompareSetup:
 
 def _engine_spec(services: Services, slug: str, run: Run) -> EngineSpec:
     """The model a run's adapter belongs on, and the prompts each side gets."""
-    setup = adapter_setup(services.workspace, run.id)
-    return EngineSpec(
-        base_model=setup.base_model,
-        quantization=setup.quantization,
-        system_prompt=setup.system_prompt,
-        tuned_system_prompt=setup.tuned_system_prompt,
-    )
+    return engine_spec(adapter_setup(services.workspace, run.id))
 
 
 def _new_matchup(run: Run, mode: str, rng: random.Random) -> Matchup:

@@ -18,10 +18,12 @@ from chatbot import jobs
 from chatbot.workspace import Workspace
 
 if TYPE_CHECKING:
+    from chatbot.adapters import AdapterSetup
     from chatbot.engine import GenerationSettings
+    from chatbot.fewshot import Example
     from chatbot.validation import TokenCounter
 
-__all__ = ["Services", "ChatBackend", "EngineFactory", "EngineSpec"]
+__all__ = ["Services", "ChatBackend", "EngineFactory", "EngineSpec", "engine_spec"]
 
 
 class ChatBackend(Protocol):
@@ -51,6 +53,22 @@ class EngineSpec:
     """The brand's system prompt, for the "prompted" side."""
     tuned_system_prompt: str = ""
     """The system prompt the tuned side gets: the brand's, or "" when it was trained without."""
+    fewshot: tuple[Example, ...] = ()
+    """Example exchanges for "base + style prompt + examples" (training split only)."""
+
+
+def engine_spec(setup: AdapterSetup) -> EngineSpec:
+    """The model a run's adapter (or checkpoint) belongs on, and the prompts each side gets.
+
+    Every tab that chats or scores makes its spec here, so they share one loaded model.
+    """
+    return EngineSpec(
+        base_model=setup.base_model,
+        quantization=setup.quantization,
+        system_prompt=setup.system_prompt,
+        tuned_system_prompt=setup.tuned_system_prompt,
+        fewshot=setup.fewshot_examples,
+    )
 
 
 EngineFactory = Callable[[EngineSpec], ChatBackend]
@@ -130,6 +148,7 @@ def _real_engine(spec: EngineSpec) -> ChatBackend:
         None,
         spec.system_prompt,
         tuned_system_prompt=spec.tuned_system_prompt,
+        fewshot_examples=spec.fewshot,
         quantization=spec.quantization,
     )
 
