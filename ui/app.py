@@ -65,10 +65,10 @@ def build_app(services: Services) -> gr.Blocks:
                 train_tab.build(services, brand, train)
             with gr.Tab("Compare", id="compare") as compare:
                 compare_tab.build(services, brand, compare)
-            with gr.Tab("Check", id="check") as check:
-                check_tab.build(services, brand, check)
             with gr.Tab("Scorecard", id="scorecard") as scorecard:
                 scorecard_tab.build(services, brand, scorecard)
+            with gr.Tab("Check", id="check") as check:
+                check_tab.build(services, brand, check)
             with gr.Tab("Export", id="export") as export:
                 export_tab.build(services, brand, export)
 

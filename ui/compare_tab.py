@@ -48,11 +48,21 @@ __all__ = [
 MODES = {
     "base_vs_tuned": "Base vs tuned",
     "prompted_vs_tuned": "Base + style prompt vs tuned",
+    "fewshot_vs_tuned": "Base + prompt + examples vs tuned",
     "blind": "Blind test",
 }
-_PAIRS = {"base_vs_tuned": ("base", "tuned"), "prompted_vs_tuned": ("prompted", "tuned")}
+_PAIRS = {
+    "base_vs_tuned": ("base", "tuned"),
+    "prompted_vs_tuned": ("prompted", "tuned"),
+    "fewshot_vs_tuned": ("fewshot", "tuned"),
+}
 _BLIND_PAIR = ("prompted", "tuned")  # the fair test: the tuned model against the prompted base
-SYSTEM_NAMES = {"base": "Base model", "prompted": "Base + style prompt", "tuned": "Tuned"}
+SYSTEM_NAMES = {
+    "base": "Base model",
+    "prompted": "Base + style prompt",
+    "fewshot": "Base + prompt + examples",
+    "tuned": "Tuned",
+}
 VERDICT_BUTTONS: dict[str, str] = {
     "left": "← Left is better",
     "right": "Right is better →",

@@ -74,19 +74,40 @@ def held_out_likelihood(
     adapter: bool,
     max_length: int,
     step: Callable[[], None] | None = None,
+    shown: Messages | None = None,
 ) -> Likelihood:
     """Mean NLL per assistant token of `conversations`, each started with `system_prompt`.
 
     An empty `system_prompt` adds none, so the chat template adds its own default if it has one
     (what the base model sees out of the box). `adapter=False` scores with the adapter off.
-    `step` is called after each conversation is scored.
+    `step` is called after each conversation is scored. `shown`: example turns put between the
+    system prompt and every conversation (few-shot); they are never scored and take nothing from
+    `max_length`, so each conversation is cut exactly where it is cut without them.
     """
+    lead = list(shown or [])
     prompted = [
-        with_system_prompt(without_system_messages(m), system_prompt, bool(system_prompt))
+        with_system_prompt([*lead, *without_system_messages(m)], system_prompt, bool(system_prompt))
         for m in conversations
     ]
     template = training_chat_template(tokenizer)
-    examples, _ = tokenize_conversations(prompted, tokenizer, template, max_length)
+    head = _ids(tokenizer, template, lead, system_prompt) if lead else []
+    skip = len(head)
+    extra = 0
+    if lead and conversations:  # the tokens the examples add, whatever the template puts first
+        probe = without_system_messages(conversations[0])
+        extra = len(_ids(tokenizer, template, [*lead, *probe], system_prompt)) - len(
+            _ids(tokenizer, template, probe, system_prompt)
+        )
+    examples, _ = tokenize_conversations(prompted, tokenizer, template, max_length + extra)
+    for example in examples:
+        if example["input_ids"][:skip] != head:
+            raise BrandVoiceError(
+                "The chat template renders the few-shot examples differently before each "
+                "conversation, so they cannot be left out of the score."
+            )
+        example["labels"][:skip] = [IGNORE_INDEX] * skip
+    # A conversation cut off right after the examples has nothing of its own left to score.
+    examples = [e for e in examples if any(t != IGNORE_INDEX for t in e["labels"][1:])]
     with torch.inference_mode(), nullcontext() if adapter else adapter_off(model):
         total, count = _score(model, examples, step)
     if not count:
@@ -101,6 +122,15 @@ def held_out_likelihood(
         tokens=count,
         conversations=len(examples),
     )
+
+
+def _ids(tokenizer: Any, template: str, messages: Messages, system_prompt: str) -> list[int]:
+    """The token ids of `messages` after the system prompt, as training renders them."""
+    rendered = with_system_prompt(list(messages), system_prompt, bool(system_prompt))
+    out = tokenizer.apply_chat_template(
+        rendered, chat_template=template, tokenize=True, return_dict=True
+    )
+    return list(out["input_ids"])
 
 
 def _shared_length(examples: list[dict[str, list[int]]]) -> int:
