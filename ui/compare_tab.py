@@ -5,6 +5,10 @@ two generations in turn). The modes pit the base model, or the base model with t
 prompt, against the tuned adapter; the blind mode shuffles the sides and reveals them only after
 the vote. Every vote is stored with what a later reader needs (see `chatbot.votes`).
 
+While a run trains, the run picker also offers "Preview: step N", the run's newest complete
+checkpoint (`chatbot.preview`), refreshed every few seconds. A preview loads and generates in one
+thread at the lowest CPU priority (`chatbot.engine.priority`), so training keeps its speed.
+
 `compare_stream`, `cast_vote` and `compare_setup` are plain functions over `Services`, tested with a
 fake engine; `build` wires them to the tab.
 """
@@ -20,13 +24,15 @@ from functools import partial
 
 import gradio as gr
 
-from chatbot.adapters import adapter_setup
+from chatbot.adapters import adapter_setup, checkpoint_setup
 from chatbot.engine import GenerationSettings
+from chatbot.engine.priority import in_background
 from chatbot.errors import BrandVoiceError
 from chatbot.jobs import Run, get_run, list_runs
+from chatbot.preview import brand_previews, newest_preview
 from chatbot.votes import Verdict, Vote, list_votes, record_vote, tally
 from ui.errors import user_errors
-from ui.services import EngineSpec, Services, engine_spec
+from ui.services import ChatBackend, EngineSpec, Services, engine_spec
 from ui.text import run_label
 from ui.theme import empty_state
 
@@ -71,6 +77,9 @@ VERDICT_BUTTONS: dict[str, str] = {
 }
 
 Messages = list[dict[str, str]]
+PREVIEW = "preview:"
+"""Run picker values that start with this chat with the run's newest checkpoint."""
+PREVIEW_REFRESH_S = 10
 
 
 @dataclass
@@ -142,6 +151,9 @@ def compare_setup(services: Services, slug: str | None) -> CompareSetup:
     if not slug:
         return CompareSetup(notice=_no_brand_notice())
     runs = _chat_runs(services, slug)
+    previews = [(p.label, PREVIEW + p.run_id) for p in brand_previews(services.workspace, slug)]
+    if not runs and previews:
+        return CompareSetup(previews, previews[0][1], summary=vote_summary(services, slug, None))
     if not runs:
         return CompareSetup(
             notice=empty_state(
@@ -150,13 +162,37 @@ def compare_setup(services: Services, slug: str | None) -> CompareSetup:
                 "by side with the base model.",
             )
         )
-    choices = [(run_label(r), r.id) for r in runs]
+    choices = [*previews, *((run_label(r), r.id) for r in runs)]
     return CompareSetup(choices, runs[0].id, summary=vote_summary(services, slug, runs[0].id))
 
 
 def _engine_spec(services: Services, slug: str, run: Run) -> EngineSpec:
     """The model a run's adapter belongs on, and the prompts each side gets."""
     return engine_spec(adapter_setup(services.workspace, run.id))
+
+
+def _preview_engine(services: Services, run: Run) -> tuple[ChatBackend, str]:
+    """The engine with the run's newest complete checkpoint loaded, and that checkpoint's folder.
+
+    Loaded in a low-priority thread; a checkpoint rotated away while it loads gives way to the
+    next newest.
+    """
+    for _ in range(2):
+        found = newest_preview(services.workspace, run)
+        if found is None:
+            raise BrandVoiceError(
+                "This run has no complete checkpoint to preview (it may have just finished: "
+                "pick it from the list of runs)."
+            )
+        spec = engine_spec(checkpoint_setup(services.workspace, run.id, found.adapter_dir))
+        try:
+            engine = in_background(partial(services.engine, spec, found.adapter_dir))
+        except BrandVoiceError:
+            if found.adapter_dir.is_dir():
+                raise
+            continue
+        return engine, str(found.adapter_dir)
+    raise BrandVoiceError("Training replaced its checkpoint as it loaded; send the message again.")
 
 
 def _new_matchup(run: Run, mode: str, rng: random.Random) -> Matchup:
@@ -207,7 +243,8 @@ def compare_stream(
         raise BrandVoiceError(f"Unknown comparison mode {mode!r}.")
     if not message:
         raise BrandVoiceError("Type a message for both assistants first.")
-    run = get_run(services.workspace, run_id)
+    preview = run_id.startswith(PREVIEW)
+    run = get_run(services.workspace, run_id.removeprefix(PREVIEW))
     if not _continues(matchup, mode, run.id):
         matchup, left, right = _new_matchup(run, mode, services.rng), [], []
     assert matchup is not None  # set above when there was none
@@ -224,9 +261,15 @@ def compare_stream(
     user = {"role": "user", "content": message}
     left, right = [*left, user], [*right, user]
     yield CompareFrame(left, right, matchup)  # the message shows at once; loading may take a while
-    engine = services.engine(_engine_spec(services, slug, run), run.run_dir / "adapter")
+    if preview:  # gently, beside the training run: one thread, lowest priority
+        engine, adapter = _preview_engine(services, run)
+        matchup = replace(matchup, adapter=adapter)
+        pair = partial(engine.stream_pair, background=True)
+    else:
+        engine = services.engine(_engine_spec(services, slug, run), run.run_dir / "adapter")
+        pair = engine.stream_pair
     left_reply = right_reply = ""
-    stream = engine.stream_pair(left, matchup.left, right, matchup.right, settings)
+    stream = pair(left, matchup.left, right, matchup.right, settings)
     for left_delta, right_delta in stream:
         left_reply += left_delta or ""
         right_reply += right_delta or ""
@@ -303,6 +346,7 @@ def vote_summary(services: Services, slug: str | None, run_id: str | None) -> st
     """One line on how the tuned model has fared in this run's votes."""
     if not slug or not run_id:
         return ""
+    run_id = run_id.removeprefix(PREVIEW)
     votes = list_votes(services.workspace, slug, run_id)
     if not votes:
         return "No votes for this run yet. Your votes are saved in the workspace."
@@ -555,6 +599,32 @@ def _wire_setup(services: Services, w: _Widgets, brand: gr.Dropdown, tab: gr.Tab
     brand.change(user_errors(refresh), brand, outputs, **quiet)
     tab.select(user_errors(refresh), [brand, w.run], outputs, **quiet)
     w.run.change(partial(vote_summary, services), [brand, w.run], w.summary, **quiet)
+    _wire_preview_refresh(services, w, brand)
+
+
+def preview_refresh(services: Services, slug: str | None, current: str | None) -> dict | None:
+    """The run picker's new choices while a run trains (a newer checkpoint, a finished run), or
+    None when nothing changed that a preview shows."""
+    if not slug:
+        return None
+    setup = compare_setup(services, slug)
+    values = [v for _, v in setup.run_choices]
+    previewing = bool(current and current.startswith(PREVIEW))
+    if not previewing and not any(v.startswith(PREVIEW) for v in values):
+        return None
+    keep = current if current in values else None
+    if keep is None and previewing and current.removeprefix(PREVIEW) in values:
+        keep = current.removeprefix(PREVIEW)  # training finished: its final adapter takes over
+    return {"choices": setup.run_choices, "value": keep or setup.run_id}
+
+
+def _wire_preview_refresh(services: Services, w: _Widgets, brand: gr.Dropdown) -> None:
+    def tick(slug: str | None, current: str | None) -> object:
+        found = preview_refresh(services, slug, current)
+        return gr.skip() if found is None else gr.update(**found)
+
+    timer = gr.Timer(PREVIEW_REFRESH_S)
+    timer.tick(user_errors(tick), [brand, w.run], w.run, show_progress="hidden")
 
 
 def build(services: Services, brand: gr.Dropdown, tab: gr.Tab) -> None:

@@ -38,6 +38,8 @@ class ChatBackend(Protocol):
         messages_right: list[dict[str, str]],
         mode_right: str,
         settings: GenerationSettings,
+        *,
+        background: bool = False,
     ) -> Iterator[tuple[str, str]]: ...
 
 
