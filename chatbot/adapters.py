@@ -16,7 +16,7 @@ from chatbot.config import TrainConfig
 from chatbot.errors import BrandVoiceError
 from chatbot.fewshot import Example, fewshot_candidates
 from chatbot.jobs import Run, get_run, list_runs
-from chatbot.training.data import read_brand
+from chatbot.training.data import DataError, read_brand
 from chatbot.workspace import Workspace
 
 __all__ = ["AdapterSetup", "adapter_setup", "checkpoint_setup", "latest_adapter_run"]
@@ -78,7 +78,6 @@ def _setup(ws: Workspace, run: Run, adapter: Path) -> AdapterSetup:
             config.system_prompt == "brand" and profile.system_prompt_mode == "always"
         )
         tuned = profile.system_prompt if with_prompt else ""
-    data = read_brand(ws.brand_dir(run.brand))
     return AdapterSetup(
         run.id,
         adapter,
@@ -86,5 +85,13 @@ def _setup(ws: Workspace, run: Run, adapter: Path) -> AdapterSetup:
         config.quantization,
         profile.system_prompt,
         tuned,
-        fewshot_candidates(data.train, data.eval),
+        _fewshot(ws, run.brand),
     )
+
+
+def _fewshot(ws: Workspace, brand: str) -> tuple[Example, ...]:
+    try:
+        data = read_brand(ws.brand_dir(brand))
+    except DataError:  # no training data here (an imported adapter): nothing to show as examples
+        return ()
+    return fewshot_candidates(data.train, data.eval)

@@ -165,6 +165,7 @@ def _cmd_chat(args: argparse.Namespace) -> int:
         setup.adapter_dir,
         setup.system_prompt,
         tuned_system_prompt=setup.tuned_system_prompt,
+        fewshot_examples=setup.fewshot_examples,
         quantization=setup.quantization,
     )
     run_chat(engine, args.mode, settings)
@@ -444,9 +445,10 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", help="a run id instead of the brand's newest")
     p.add_argument(
         "--mode",
-        choices=["tuned", "base", "prompted"],
+        choices=["tuned", "base", "prompted", "fewshot"],
         default="tuned",
-        help="tuned (default), base, or prompted (base + the brand's style prompt)",
+        help="tuned (default), base, prompted (base + the brand's style prompt) or fewshot "
+        "(prompted + examples of the brand's replies)",
     )
     p.add_argument("--temperature", type=float, default=0.7)
     p.add_argument("--max-new-tokens", type=int, default=200)

@@ -434,7 +434,8 @@ def test_run_chat_follows_a_script(engine: ChatEngine) -> None:
     assert history[1]["content"] == engine.reply(HELLO, "base", GREEDY)
     assert f"base> {history[1]['content']}\n" in term.text
     assert "(now chatting with the tuned model)" in term.text and "tuned> " in term.text
-    assert "usage: /mode base|prompted|tuned" in term.text and "unknown command /bogus" in term.text
+    assert "usage: /mode base|prompted|fewshot|tuned" in term.text
+    assert "unknown command /bogus" in term.text
 
 
 def test_run_chat_resets_quits_and_reports_errors(engine: ChatEngine) -> None:
