@@ -292,8 +292,8 @@ def _print_fixes(fixed) -> None:  # noqa: ANN001 - a chatbot.rule_fix.FixedReply
         console.print(Text(fixed.text))
         for fix in fixed.fixes:
             after = f'"{fix.after}"' if fix.after else "removed"
-            before = f'"{fix.before}"' if fix.before else "(nothing)"
-            console.print(Text(f"  {fix.rule}: {before} -> {after}", style="dim"))
+            change = f'"{fix.before}" -> {after}' if fix.before else f"added {after}"
+            console.print(Text(f"  {fix.rule}: {change}", style="dim"))
     if fixed.unfixed:
         console.print(Text("Still to fix by hand: " + ", ".join(fixed.unfixed), "yellow"))
 

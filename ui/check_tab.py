@@ -168,9 +168,7 @@ def _view(check: DraftCheck) -> CheckView:
         f"- **{html.escape(r.rule)}**: {html.escape(r.detail)}" for r in check.broken
     )
     changes = "\n".join(
-        f"- {html.escape(f.rule)}: “{html.escape(f.before)}” → "
-        + (f"“{html.escape(f.after)}”" if f.after else "removed")
-        for f in check.fixed.fixes
+        f"- {html.escape(f.rule)}: {_change(f.before, f.after)}" for f in check.fixed.fixes
     )
     if check.fixed.unfixed:
         changes += "\n\nStill to fix by hand: " + ", ".join(check.fixed.unfixed)
@@ -179,12 +177,18 @@ def _view(check: DraftCheck) -> CheckView:
         parts="| Part | Points | Measure |\n| --- | --- | --- |\n" + parts,
         highlights=pieces,
         color_map=colors,
-        rules=broken or "Every brand rule is kept.",
+        rules="**Brand rules broken**\n\n" + broken if broken else "Every brand rule is kept.",
         fixed=check.fixed.text if check.fixed.fixes else "",
-        changes=changes or "Nothing to fix by the brand's rules.",
+        changes="**What the rules fix**\n\n" + changes if changes else "Nothing to fix by rule.",
         suggestion=check.suggestion or "",
         scale=f"{html.escape(check.calibration)} Checked in {check.duration_s:.1f} s.",
     )
+
+
+def _change(before: str, after: str) -> str:
+    if not before:
+        return f"added “{html.escape(after)}”"
+    return f"“{html.escape(before)}” → " + (f"“{html.escape(after)}”" if after else "removed")
 
 
 def _score_html(total: int) -> str:
@@ -332,9 +336,17 @@ def _layout() -> _Widgets:
         with gr.Row():
             rules = gr.Markdown(elem_id="bv-check-rules")
             changes = gr.Markdown()
-        fixed = gr.Textbox(label="Fixed by the brand's rules", visible=False, buttons=["copy"])
+        fixed = gr.Textbox(
+            label="Fixed by the brand's rules",
+            visible=False,
+            buttons=["copy"],
+            elem_id="bv-check-fixed",
+        )
         suggestion = gr.Textbox(
-            label="The tuned model's own reply", visible=False, buttons=["copy"]
+            label="The tuned model's own reply",
+            visible=False,
+            buttons=["copy"],
+            elem_id="bv-check-suggestion",
         )
         with gr.Accordion("Audit many texts", open=False):
             files = gr.File(
@@ -345,7 +357,10 @@ def _layout() -> _Widgets:
             audit = gr.Button("Check all, worst first")
             batch_status = gr.Markdown()
             batch_table = gr.Dataframe(
-                headers=["Text", "Score", "Rules broken"], visible=False, interactive=False
+                headers=["Text", "Score", "Rules broken"],
+                visible=False,
+                interactive=False,
+                elem_id="bv-check-batch",
             )
             report = gr.File(label="Report (HTML)", interactive=False, visible=False)
     return _Widgets(
