@@ -340,3 +340,33 @@ def test_the_check_command(
     assert "one.md" in report.read_text(encoding="utf-8")
     assert main(["check", "--workspace", ws, "--run", RUN_ID, str(tmp_path / "missing.txt")]) == 2
     assert "missing.txt: no such file or folder" in " ".join(capsys.readouterr().err.split())
+
+
+def test_stdin_is_checked(workspace: Workspace, checker: DraftChecker, monkeypatch, capsys) -> None:  # noqa: ANN001
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("Hello there, your lamp ships today."))
+    args = ["check", "--workspace", str(workspace.root), "--run", RUN_ID, "-", "--no-suggest"]
+    assert main(args) == 0
+    assert "[" in capsys.readouterr().out  # each sentence is listed with its verdict
+
+
+def test_the_check_tab_highlights_every_sentence(
+    workspace: Workspace, checker: DraftChecker
+) -> None:
+    from ui import check_tab
+    from ui.services import Services
+
+    check = checker.check("Unfortunately it is late.  We will send it ASAP.\nShine on, Lumen Lamps")
+    pieces, colors = check_tab.highlights(check)
+    assert "".join(text for text, _ in pieces) == check.text
+    labels = [label for _, label in pieces if label]
+    assert len(labels) == len(check.sentences) == 3
+    assert labels[0].startswith(check.sentences[0].verdict) and 'uses "Unfortunately"' in labels[0]
+    assert colors[labels[0]] == check_tab.BROKEN_COLOR
+    services = Services(workspace, engine_factory=lambda spec: None)  # type: ignore[arg-type,return-value]
+    assert "Prepare a brand" in check_tab.check_setup(services, None).notice
+    setup = check_tab.check_setup(services, "lumen-lamps")
+    assert setup.run_id == RUN_ID and [v for _, v in setup.run_choices] == [RUN_ID]
+    with pytest.raises(BrandVoiceError, match="Paste a draft"):
+        check_tab.run_check(services, check_tab.CheckerCache(), RUN_ID, "  ", "")

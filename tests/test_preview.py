@@ -186,10 +186,13 @@ def test_the_fewshot_mode_pits_the_best_prompt_against_tuned(
 def test_background_work_runs_in_one_thread_at_the_lowest_priority() -> None:
     before = (torch.get_num_threads(), os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
 
-    def inside() -> tuple[int, int]:
-        return torch.get_num_threads(), os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    def inside() -> tuple[int, int, int]:
+        thread = threading.get_native_id()
+        policy = os.sched_getscheduler(thread)
+        return torch.get_num_threads(), os.getpriority(os.PRIO_PROCESS, thread), policy
 
-    assert in_background(inside) == (1, LOWEST_PRIORITY)
+    assert in_background(inside) == (1, LOWEST_PRIORITY, os.SCHED_IDLE)
+    assert os.sched_getscheduler(threading.get_native_id()) != os.SCHED_IDLE
     after = (torch.get_num_threads(), os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
     assert after == before  # the calling thread keeps its threads and priority
 

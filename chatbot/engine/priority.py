@@ -3,9 +3,13 @@
 On a machine with few cores, a chat reply computed with every core at normal priority takes the
 cores a training run is using. `lower_this_thread()` makes the calling thread compute with one
 thread (PyTorch's intra-op thread count is a per-thread OpenMP setting, so other threads keep
-theirs) and gives it the lowest scheduling priority (nice 19; on Linux a thread has its own), so
-the scheduler runs it in the time training leaves. A thread's priority cannot be raised again
-without privileges, so this is for threads made for the job; `in_background(fn)` makes one.
+theirs) and puts it in Linux's idle scheduling class (SCHED_IDLE: it runs in the CPU time nothing
+else wants; nice 19 where that class is missing). Both are per thread on Linux. A nice value only
+weighs a thread against others, so a nice-19 thread still takes about 12% of a core from a
+training process that itself runs at nice 10; an idle-class thread takes next to nothing. The
+price is that a preview reply is slow while training keeps every core busy. A thread's priority
+cannot be raised again without privileges, so this is for threads made for the job;
+`in_background(fn)` makes one.
 """
 
 from __future__ import annotations
@@ -25,13 +29,16 @@ T = TypeVar("T")
 
 
 def lower_this_thread() -> None:
-    """One compute thread and the lowest CPU priority for the calling thread, for good."""
+    """One compute thread and the idle scheduling class for the calling thread, for good."""
     # Without OpenMP, PyTorch's thread count is one setting for the whole process: leave it.
     if torch.backends.openmp.is_available():
         torch.set_num_threads(1)
-    # No setpriority on this system (or not allowed): one thread is still gentler.
+    thread = threading.get_native_id()
+    # Not on this system (or not allowed): one thread is still gentler.
     with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOWEST_PRIORITY)
+        os.setpriority(os.PRIO_PROCESS, thread, LOWEST_PRIORITY)
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setscheduler(thread, os.SCHED_IDLE, os.sched_param(0))
 
 
 def in_background(work: Callable[[], T]) -> T:
