@@ -15,6 +15,7 @@ LoRA gradients, and its activations can overflow in models trained in bf16.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -173,10 +174,8 @@ def fastest_compute_dtype(
     probe = _read_cached(path)
     if probe is None:
         probe = probe_compute_dtypes(config)
-        try:
+        with contextlib.suppress(OSError):  # a read-only cache: measure again next time
             atomic_write_json(path, probe.to_dict())
-        except OSError:  # a read-only cache: measure again next time
-            pass
     return DTYPES[probe.choice], probe
 
 

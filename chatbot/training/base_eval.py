@@ -10,6 +10,7 @@ it instead.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
@@ -53,9 +54,11 @@ class BaseEvalCache:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
-        return {k: v for k, v in data.items() if isinstance(v, int | float)} if isinstance(
-            data, dict
-        ) else {}
+        return (
+            {k: v for k, v in data.items() if isinstance(v, int | float)}
+            if isinstance(data, dict)
+            else {}
+        )
 
     def remember(self, loss: float | None) -> None:
         """Store `loss` for this setting (a no-op when already known or not measured)."""
@@ -64,7 +67,5 @@ class BaseEvalCache:
         data = self._read()
         data.pop(self.key, None)
         data[self.key] = loss
-        try:
+        with contextlib.suppress(OSError):  # a read-only brand folder: the next run measures again
             atomic_write_json(self.path, dict(list(data.items())[-_KEEP:]))
-        except OSError:  # a read-only brand folder: the next run measures again
-            pass

@@ -152,7 +152,10 @@ class PackedCollator:
         rows = []
         for members in plan_rows(suffixes, prefix, self.max_tokens):
             row = pack_row(
-                [examples[i] for i in members], prefix, pad_to=self.pad_to, max_tokens=self.max_tokens
+                [examples[i] for i in members],
+                prefix,
+                pad_to=self.pad_to,
+                max_tokens=self.max_tokens,
             )
             row[REAL_TOKENS] = sum(len(examples[i]["input_ids"]) for i in members)
             rows.append(row)

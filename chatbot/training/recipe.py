@@ -28,7 +28,7 @@ from chatbot.config import TrainConfig
 from chatbot.errors import BrandVoiceError
 from chatbot.training.data import IGNORE_INDEX
 from chatbot.training.distributed import RankSync
-from chatbot.training.packing import FINGERPRINTS, REAL_TOKENS, ROWS, PackedCollator
+from chatbot.training.packing import FINGERPRINTS, REAL_TOKENS, ROWS
 from chatbot.training.progress import RunEventsCallback
 from chatbot.training.run_files import CheckpointStore, is_disk_full
 

@@ -18,6 +18,7 @@ from chatbot.config import TrainConfig
 from chatbot.hardware import DTYPES, fastest_compute_dtype
 from chatbot.models import keep_4bit_layers_trainable, load_base_model, resolve_base_model
 from chatbot.storage import atomic_dir, atomic_write_json, atomic_write_text
+from chatbot.training.base_eval import BaseEvalCache
 from chatbot.training.data import (
     DataError,
     read_brand,
@@ -25,8 +26,8 @@ from chatbot.training.data import (
     training_chat_template,
     with_system_prompt,
 )
-from chatbot.training.base_eval import BaseEvalCache
 from chatbot.training.distributed import RankSync, cpu_threads
+from chatbot.training.estimate import record_throughput
 from chatbot.training.packing import PackedCollator
 from chatbot.training.progress import EarlyStopping, RunEventsCallback
 from chatbot.training.recipe import (
@@ -234,8 +235,13 @@ class TrainingRun:
             eval_after = self._last_eval_at(state.global_step)
             if eval_after is None:
                 eval_after = self.trainer.evaluate()["eval_loss"]
-        if self.base_eval is not None and self.sync.is_main:
-            self.base_eval.remember(self._eval_at_start())
+        if self.sync.is_main:
+            if self.base_eval is not None:
+                self.base_eval.remember(self._eval_at_start())
+            if self.sync.world_size == 1 and self.progress.steps_timed >= 3:
+                record_throughput(
+                    self.config, self.trainer.computed_tokens, self.progress.train_seconds
+                )
         self._save_adapter()
         metrics = self._metrics("succeeded", eval_after=eval_after)
         if self.sync.is_main:
