@@ -445,3 +445,21 @@ def test_default_model_trains_and_its_adapter_loads_on_the_full_precision_base(
     adapter = json.loads((run_dir / "adapter" / "adapter_config.json").read_text())
     assert Path(adapter["base_model_name_or_path"]) == default_model_dir
     _assert_adapter_loads(default_model_dir, run_dir / "adapter")
+
+
+def test_the_estimate_counts_the_run_and_learns_this_machines_speed(
+    tiny_model_dir: Path, brand_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chatbot.training.estimate import estimate_run
+
+    monkeypatch.setenv("BRANDVOICE_HOME", str(tmp_path / "home"))  # no speed recorded yet
+    config = _config(tiny_model_dir, epochs=1)
+    first = estimate_run(brand_dir, config)
+    assert not first.measured and first.steps == 6 and first.seconds > 0
+    assert "a first guess" in first.describe()
+    metrics = train(brand_dir.parent / "run", config, brand_dir)
+    assert first.train_tokens == metrics["train_tokens"]  # the same tokens, counted in advance
+    again = estimate_run(brand_dir, config)
+    assert again.measured and "measured on earlier runs here" in again.describe()
+    speed = metrics["computed_tokens"] / metrics["train_seconds"]
+    assert again.tokens_per_s == pytest.approx(speed, rel=0.01)
