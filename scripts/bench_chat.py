@@ -25,6 +25,8 @@ the other through the Compare tab's own handler, "base vs tuned", with the tab's
 (the brand's length cap, its sign-off, temperature 0.7). The first of them is the first message
 after start-up. Printed: start to ready (what a message sent at start-up waits for first), then per
 message the time to the first text of either pane, and until each pane and both are complete.
+Beside the wall-clock times, the CPU time the process used (all its threads): on a loaded machine
+the wall clock includes waiting for the cores, the CPU time does not.
 """
 
 from __future__ import annotations
@@ -197,18 +199,27 @@ def _print_trial(trial: int, started: float, events: list[dict]) -> None:
     print(f"\ntrial {trial}: fresh process, {ready['what']}")
     print(f"  process start to imports done   {ready['imported'] - started:7.1f} s")
     print(f"  process start to chat ready     {ready['time'] - started:7.1f} s")
-    print(f"    (warm-up: model, adapter, system prefixes, one reply: {ready['seconds']:.1f} s)")
+    print(
+        f"    (warm-up: model, adapter, system prefixes: {ready['seconds']:.1f} s;"
+        f" CPU time of the process until ready {ready['cpu']:.1f} s)"
+    )
     for e in (e for e in events if e["event"] == "message"):
         label = "first message after start-up" if e["index"] == 0 else f"message {e['index'] + 1}"
         print(f"  {label}: {e['prompt'][:60]!r}  (cap {e['max_new_tokens']} tokens)")
-        print(f"    first text (either pane)      {e['first_text']:7.2f} s")
+        print(
+            f"    first text (either pane)      {e['first_text']:7.2f} s"
+            f"   (CPU time {e['first_text_cpu']:.2f} s)"
+        )
         for pane in ("left", "right"):
             p = e[pane]
             print(
                 f"    {pane} ({p['system']:>6}) done       {p['done']:7.2f} s  "
                 f"{p['tokens']:4d} tokens, {p['chars']:4d} chars, ended by {p['ended_by']}"
             )
-        print(f"    both done                     {e['both_done']:7.2f} s")
+        print(
+            f"    both done                     {e['both_done']:7.2f} s"
+            f"   (CPU time {e['both_done_cpu']:.2f} s)"
+        )
     first = next(e for e in events if e["event"] == "message")
     print(
         f"  a message sent at start-up: first text after "
@@ -231,7 +242,13 @@ def _first_message_child(args: argparse.Namespace) -> int:
     if state.state != "ready":
         print(f"warm-up failed: {state.error}")
         return 1
-    _emit(event="ready", imported=imported, what=state.what, seconds=state.seconds or 0.0)
+    _emit(
+        event="ready",
+        imported=imported,
+        what=state.what,
+        seconds=state.seconds or 0.0,
+        cpu=time.process_time(),
+    )
     slug = args.brand or services.workspace.brands()[0]["slug"]
     run_id = compare_setup(services, slug).run_id
     bounds = reply_bounds(services, slug, run_id)
@@ -260,8 +277,8 @@ def _time_message(
     from ui.services import EngineSpec
 
     tokenizer = services.tokenizer(EngineSpec.for_run(services.workspace, run_id).base_model)
-    started = time.perf_counter()
-    first = None
+    started, cpu_started = time.perf_counter(), time.process_time()
+    first = first_cpu = None
     done = {"left": None, "right": None}
     last: dict = {"left": "", "right": ""}
     frame = None
@@ -281,7 +298,8 @@ def _time_message(
             history = getattr(frame, side)
             text = history[-1]["content"] if history[-1]["role"] == "assistant" else ""
             if text != last[side]:
-                first = first if first is not None else now
+                if first is None:
+                    first, first_cpu = now, time.process_time() - cpu_started
                 last[side], done[side] = text, now
     assert frame is not None
     panes = {}
@@ -294,7 +312,13 @@ def _time_message(
             "chars": len(last[side]),
             "ended_by": _ended_by(last[side], len(ids), settings.max_new_tokens, signoff),
         }
-    return {"first_text": first or 0.0, "both_done": time.perf_counter() - started, **panes}
+    return {
+        "first_text": first or 0.0,
+        "first_text_cpu": first_cpu or 0.0,
+        "both_done": time.perf_counter() - started,
+        "both_done_cpu": time.process_time() - cpu_started,
+        **panes,
+    }
 
 
 def _ended_by(text: str, tokens: int, cap: int, signoff: str) -> str:
