@@ -205,11 +205,11 @@ def _cmd_ui(args: argparse.Namespace) -> int:
     print(f"brandvoice is running at http://{args.host}:{args.port}  (Ctrl-C to stop)", flush=True)
     if warming is not None:
         warming.join()
-        state = services.warm_up_state
-        if state.state == "ready":
-            print(f"Chat model ready ({state.seconds:.0f} s).", flush=True)
-        else:
-            _err.print(f"The chat model could not be loaded yet: {state.error}")
+    state = services.warm_up_state
+    if state.state == "ready":
+        print(f"Chat model ready ({state.seconds:.0f} s).", flush=True)
+    elif state.state == "failed":
+        _err.print(f"The chat model could not be loaded yet: {state.error}")
     app.block_thread()
     return 0
 

@@ -438,6 +438,11 @@ def test_a_failed_warm_up_says_so(services: Services, brand: str):
     state = services.warm_up(brand, run_id)
     assert state.state == "failed"
     assert "could not be loaded: the model folder is empty" in compare_tab.warm_up_note(state)
+    # A brand.yaml broken by hand does not keep the app from starting; the note names the file.
+    (services.workspace.brand_dir(brand) / "brand.yaml").write_text("name: [unclosed\n")
+    assert services.start_warm_up() is None
+    assert services.warm_up_state.state == "failed"
+    assert "brand.yaml" in compare_tab.warm_up_note(services.warm_up_state)
 
 
 def test_another_brand_on_the_same_model_switches_prompts_not_models(

@@ -74,6 +74,7 @@ VERDICT_BUTTONS: dict[str, str] = {
     "both_bad": "Both are bad",
 }
 STOP_BUTTONS = {side: f"Stop {letter}" for side, letter in PANE_LETTERS.items()}
+_MAX_NEW_TOKENS_SLIDER = 1024
 
 Messages = list[dict[str, str]]
 
@@ -245,8 +246,8 @@ def compare_stream(
         raise BrandVoiceError("Type a message for both assistants first.")
     run = get_run(services.workspace, run_id)
     stops = stops or PaneStops()
-    signoff = BrandProfile.load(services.workspace.brand_dir(slug) / "brand.yaml").rules
-    settings = replace(settings, signoff=signoff.required_signoff or "")
+    rules = BrandProfile.load(services.workspace.brand_dir(slug) / "brand.yaml").rules
+    settings = replace(settings, signoff=rules.required_signoff or "")
     if not _continues(matchup, mode, run.id):
         matchup, left, right = _new_matchup(run, mode, services.rng), [], []
     assert matchup is not None  # set above when there was none
@@ -441,7 +442,7 @@ def _settings_inputs() -> list[gr.components.Component]:
         top_p = gr.Slider(0.1, 1.0, value=d.top_p, step=0.05, label="Top-p")
         max_new = gr.Slider(
             16,
-            1024,
+            _MAX_NEW_TOKENS_SLIDER,
             value=d.max_new_tokens,
             step=1,
             label="Max new tokens",
@@ -469,11 +470,9 @@ def _vote_buttons(active: bool) -> list:
 
 def _stop_buttons(frame: CompareFrame | None) -> list:
     """Each Stop button works while its side may still be writing."""
-    streaming = frame is not None and not frame.done
-    return [
-        gr.update(interactive=streaming and side not in frame.stopped)  # type: ignore[union-attr]
-        for side in SIDES
-    ]
+    if frame is None or frame.done:
+        return [gr.update(interactive=False)] * len(SIDES)
+    return [gr.update(interactive=side not in frame.stopped) for side in SIDES]
 
 
 def _stopped_note(frame: CompareFrame | None) -> str:
@@ -689,7 +688,8 @@ def _wire_warm_up(services: Services, w: _Widgets, brand: gr.Dropdown) -> None:
             return gr.skip(), gr.skip()
         cap = reply_bounds(services, slug, run_id).max_new_tokens
         services.start_warm_up(slug, run_id)
-        return gr.update(value=cap) if cap else gr.skip(), gr.Timer(active=True)
+        length = gr.update(value=min(cap, _MAX_NEW_TOKENS_SLIDER)) if cap else gr.skip()
+        return length, gr.Timer(active=True)
 
     quiet: dict = {"show_progress": "hidden"}
     w.warm_timer.tick(on_tick, None, [w.warm_note, w.warm_timer], **quiet)

@@ -138,6 +138,7 @@ class Services:
     _engine_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _warm: WarmUp = field(default_factory=WarmUp, init=False, repr=False)
     _warm_serial: int = field(default=0, init=False, repr=False)
+    _warm_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @property
     def exports_dir(self) -> Path:
@@ -181,19 +182,26 @@ class Services:
     ) -> threading.Thread | None:
         """Load and warm the chat model in the background (see `warm_up`); returns the thread, or
         None when that model is already loaded or being loaded."""
-        target = self._warm_target(slug, run_id)
-        # Read without the lock, which a warm-up holds for as long as loading takes.
-        engine, warm = self._engine, self._warm
-        loaded = engine is not None and (engine[0], engine[2]) == target[:2]
-        if loaded or (warm.state == "warming" and warm.what == target[2]):
-            return None
-        self._warm_serial += 1
-        worker = threading.Thread(
-            target=self._warm_up,
-            args=(target, self._warm_serial),
-            name="brandvoice-warm-up",
-            daemon=True,
-        )
+        with self._warm_lock:
+            try:
+                target = self._warm_target(slug, run_id)
+            except BrandVoiceError as exc:  # a broken run or brand.yaml: say so, start anyway
+                self._warm_serial += 1
+                self._warm = WarmUp("failed", slug or "the first brand", error=str(exc))
+                return None
+            # Read without the engine lock, which a warm-up holds for as long as loading takes.
+            engine, warm = self._engine, self._warm
+            loaded = engine is not None and (engine[0], engine[2]) == target[:2]
+            if loaded or (warm.state == "warming" and warm.what == target[2]):
+                return None
+            self._warm_serial += 1
+            self._warm = WarmUp("warming", target[2])
+            worker = threading.Thread(
+                target=self._warm_up,
+                args=(target, self._warm_serial),
+                name="brandvoice-warm-up",
+                daemon=True,
+            )
         worker.start()
         return worker
 
@@ -203,8 +211,10 @@ class Services:
         That is `run_id`'s adapter, else the newest adapter of `slug` (else of the first brand),
         on its base model; or the default base model alone when no brand has a trained run.
         """
-        self._warm_serial += 1
-        return self._warm_up(self._warm_target(slug, run_id), self._warm_serial)
+        with self._warm_lock:
+            self._warm_serial += 1
+            serial = self._warm_serial
+        return self._warm_up(self._warm_target(slug, run_id), serial)
 
     def _warm_up(self, target: tuple[EngineSpec, Path | None, str], serial: int) -> WarmUp:
         spec, adapter, what = target
@@ -221,8 +231,9 @@ class Services:
 
     def _set_warm(self, serial: int, state: WarmUp) -> WarmUp:
         # Only the newest warm-up reports: an older one finishing late must not overwrite it.
-        if serial == self._warm_serial:
-            self._warm = state
+        with self._warm_lock:
+            if serial == self._warm_serial:
+                self._warm = state
         return state
 
     def _warm_target(
