@@ -10,11 +10,16 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.text import Text
 
 from chatbot.errors import BrandVoiceError
+
+if TYPE_CHECKING:
+    from chatbot.reply_length import ReplyBounds
+    from chatbot.workspace import Workspace
 
 __all__ = ["main"]
 
@@ -159,9 +164,6 @@ def _cmd_chat(args: argparse.Namespace) -> int:
     ws = Workspace.open(args.workspace)
     run_id = args.run or latest_adapter_run(ws, args.brand).id
     setup = adapter_setup(ws, run_id)
-    settings = GenerationSettings(
-        temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=args.seed
-    )
     print(f"Loading {setup.base_model} with the adapter of run {setup.run_id}...")
     engine = ChatEngine(
         setup.base_model,
@@ -170,16 +172,48 @@ def _cmd_chat(args: argparse.Namespace) -> int:
         tuned_system_prompt=setup.tuned_system_prompt,
         quantization=setup.quantization,
     )
+    settings = _brand_bounds(ws, run_id, engine.tokenizer).apply(
+        GenerationSettings(temperature=args.temperature, seed=args.seed),
+        max_new_tokens=args.max_new_tokens,
+    )
     run_chat(engine, args.mode, settings)
     return 0
+
+
+def _brand_bounds(ws: Workspace, run_id: str, tokenizer: object) -> ReplyBounds:
+    """The run's brand's reply bounds, said in one line: its length cap and its sign-off."""
+    from chatbot.jobs import get_run
+    from chatbot.reply_length import REPLY_CAP_FACTOR, brand_reply_bounds
+
+    bounds = brand_reply_bounds(ws.brand_dir(get_run(ws, run_id).brand), tokenizer)
+    if bounds.lengths is not None:
+        print(
+            f"Replies run to at most {bounds.lengths.max_new_tokens} tokens by default "
+            f"({REPLY_CAP_FACTOR:g}× the brand's 95th-percentile reply of "
+            f"{bounds.lengths.p95_tokens})"
+            + (" and end after its sign-off." if bounds.signoff else ".")
+        )
+    return bounds
 
 
 def _cmd_ui(args: argparse.Namespace) -> int:
     from ui import Services, launch
 
     services = Services.create(args.workspace, base_model=args.base_model or "default")
+    # The chat model loads while the app starts, so the first message does not wait for it.
+    warming = services.start_warm_up()
+    if warming is not None:
+        print(f"Getting the chat model ready for {services.warm_up_state.what}...", flush=True)
+    app = launch(services, args.host, args.port, block=False)
     print(f"brandvoice is running at http://{args.host}:{args.port}  (Ctrl-C to stop)", flush=True)
-    launch(services, args.host, args.port)
+    if warming is not None:
+        warming.join()
+    state = services.warm_up_state
+    if state.state == "ready":
+        print(f"Chat model ready ({state.seconds:.0f} s).", flush=True)
+    elif state.state == "failed":
+        _err.print(f"The chat model could not be loaded yet: {state.error}")
+    app.block_thread()
     return 0
 
 
@@ -274,7 +308,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import os
 
     from chatbot.adapters import adapter_setup, latest_adapter_run
-    from chatbot.engine import ChatEngine
+    from chatbot.engine import ChatEngine, GenerationSettings
     from chatbot.jobs import get_run
     from chatbot.serve import API_KEY_ENV, check_bind, serve
     from chatbot.workspace import Workspace
@@ -292,12 +326,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         tuned_system_prompt=setup.tuned_system_prompt,
         quantization=setup.quantization,
     )
+    defaults = _brand_bounds(ws, setup.run_id, engine.tokenizer).apply(GenerationSettings())
     print(
         f"OpenAI-compatible API at http://{args.host}:{args.port}/v1 (model '{model_id}'); "
         "Ctrl-C to stop",
         flush=True,
     )
-    serve(engine, model_id, args.host, args.port, api_key=api_key)
+    serve(engine, model_id, args.host, args.port, api_key=api_key, defaults=defaults)
     return 0
 
 
@@ -423,7 +458,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help="tuned (default), base, or prompted (base + the brand's style prompt)",
     )
     p.add_argument("--temperature", type=float, default=0.7)
-    p.add_argument("--max-new-tokens", type=int, default=200)
+    p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=None,
+        help="longest reply in tokens (default: 1.5× the brand's 95th-percentile reply)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_chat)
 
