@@ -218,9 +218,16 @@ def _cmd_export(args: argparse.Namespace) -> int:
     ws = Workspace.open(args.workspace)
     out = Path(args.out) if args.out else None
     with rich_progress() as progress:
-        result = export_run(ws, args.run, args.format, out, progress=progress)
+        result = export_run(ws, args.run, args.format, out, progress=progress, quant=args.quant)
     print(f"Exported run {result.run_id} ({result.format}): {result.path}")
-    print(f"Verified in a fresh process: {len(result.check.token_ids)} greedy tokens reproduced.")
+    if result.format == "gguf":
+        from chatbot.cli_report import print_gguf_verification
+
+        print_gguf_verification(result)
+    else:
+        print(
+            f"Verified in a fresh process: {len(result.check.token_ids)} greedy tokens reproduced."
+        )
     for warning in result.warnings:
         _err.print(Text("warning: ", style="bold yellow") + Text(warning))
     return 0
@@ -445,14 +452,23 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, help="tokens per generated reply (default 80)")
     p.set_defaults(func=_cmd_eval)
 
-    p = sub.add_parser("export", help="package a run for production: adapter zip or merged model")
+    p = sub.add_parser(
+        "export", help="package a run for production: adapter zip, merged model or GGUF"
+    )
     _add_workspace(p)
     p.add_argument("--run", required=True, help="run id (a unique prefix is enough)")
     p.add_argument(
         "--format",
-        choices=["adapter", "merged"],
+        choices=["adapter", "merged", "gguf"],
         default="adapter",
-        help="adapter: LoRA adapter zip (PEFT, vLLM); merged: base + adapter in bf16 (a folder)",
+        help="adapter: LoRA adapter zip (PEFT, vLLM); merged: base + adapter in bf16 (a folder); "
+        "gguf: one GGUF file + Ollama Modelfile (llama.cpp, Ollama)",
+    )
+    p.add_argument(
+        "--quant",
+        choices=["f16", "q8_0", "q4_k_m"],
+        default="f16",
+        help="GGUF type: f16 (default), q8_0 (half the size), q4_k_m (needs llama-cpp-python)",
     )
     p.add_argument(
         "--out",
