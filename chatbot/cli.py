@@ -103,6 +103,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from chatbot.workspace import Workspace
 
     ws = Workspace.open(args.workspace)
+    if args.from_votes:
+        return _train_from_votes(ws, args)
     overrides = list(args.set or [])
     for flag in ("base_model", "quantization", "processes", "distributed", "accelerate_config"):
         if getattr(args, flag):
@@ -115,6 +117,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.detach:
         return 0
     return follow_run(ws, run.id)
+
+
+def _train_from_votes(ws, args: argparse.Namespace) -> int:  # noqa: ANN001 - a Workspace
+    from chatbot.cli_report import follow_run
+    from chatbot.training.from_votes import start_from_votes
+
+    run = start_from_votes(ws, args.brand, args.method, overrides=list(args.set or []))
+    config = run.run_dir / "config.yaml"
+    print(f"Run {run.id} started from the votes on its parent ({args.method.upper()}); {config}")
+    return 0 if args.detach else follow_run(ws, run.id)
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
@@ -390,6 +402,17 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="YAML",
         default=None,
         help="an accelerate config file (several machines, custom settings); see docs/scaling.md",
+    )
+    p.add_argument(
+        "--from-votes",
+        action="store_true",
+        help="train the next version from the Compare votes on the brand's newest voted run",
+    )
+    p.add_argument(
+        "--method",
+        choices=["dpo", "kto"],
+        default="dpo",
+        help="with --from-votes: dpo (pairs, default) or kto (each reply good or bad)",
     )
     p.add_argument("--detach", action="store_true", help="start and return; do not follow")
     p.set_defaults(func=_cmd_train)
