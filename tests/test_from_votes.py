@@ -102,6 +102,24 @@ def test_dpo_from_votes_changes_only_the_lora_weights(voted: tuple[Workspace, Ru
     assert (run_dir / "system_prompt.txt").read_text() == SYSTEM_PROMPT
 
 
+def test_kto_from_votes_learns_good_and_bad_replies(voted: tuple[Workspace, Run]):
+    ws, parent = voted
+    record_vote(ws, _vote(parent, 100, verdict="both_bad"))
+    configs: list[TrainConfig] = []
+    start_from_votes(ws, "Lumen Lamps", "kto", start=lambda _ws, _b, c, **_k: configs.append(c))
+    config = TrainConfig.from_preset(None, configs[0].to_dict() | {"max_steps": 2})
+    run = VoteRun(ws, ws.runs_dir() / "kto", config, ws.brand_dir("lumen-lamps"), None, None)
+    run.setup()
+    before = {name: p.detach().clone() for name, p in run.trainer.model.named_parameters()}
+    run.fit()
+    metrics = run.finish()
+    changed = [n for n, p in run.trainer.model.named_parameters() if not torch.equal(before[n], p)]
+    assert changed and all(".lora_" in name and ".default." in name for name in changed)
+    assert {row["label"] for row in run.rows} == {True, False}
+    assert run.trainer.args.desirable_weight > 1  # more bad replies than good: balanced
+    assert metrics["method"] == "kto" and metrics["parent_run"] == parent.id
+
+
 def _safetensors(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 

@@ -33,7 +33,13 @@ from chatbot.config import TrainConfig
 from chatbot.errors import BrandVoiceError
 from chatbot.jobs import Run, get_run, list_runs, start_run
 from chatbot.preferences import PreferenceRows, preference_rows
-from chatbot.storage import atomic_dir, atomic_write_json, atomic_write_jsonl, read_jsonl
+from chatbot.storage import (
+    atomic_dir,
+    atomic_write_json,
+    atomic_write_jsonl,
+    atomic_write_text,
+    read_jsonl,
+)
 from chatbot.training.data import (
     read_brand,
     tokenize_conversations,
@@ -73,6 +79,7 @@ _VOTE_SETTINGS: dict[str, Any] = {
     "warmup_ratio": 0.1,
     "eval_every": 0,
     "processes": 1,
+    "accelerate_config": "",
 }
 
 
@@ -245,7 +252,7 @@ class VoteRun(TrainingRun):
         self.parent = get_run(self.ws, config.parent_run)
         self.system_prompt = _read_text(self.parent.run_dir / "system_prompt.txt")
         # The new adapter is chatted with as its parent was.
-        (self.run_dir / "system_prompt.txt").write_text(self.system_prompt, encoding="utf-8")
+        atomic_write_text(self.run_dir / "system_prompt.txt", self.system_prompt)
         self.rows = self._rows()
         self.train_rows, self.held_out = _split(self.rows)
         self.model, self.tokenizer = self._model()
@@ -324,7 +331,7 @@ class VoteRun(TrainingRun):
         from datasets import Dataset
         from transformers import PrinterCallback
 
-        args = _preference_args(self.config, self.checkpoints.root)
+        args = _preference_args(self.config, self.checkpoints.root, self.train_rows)
         trainer_class = _trainer_class(self.config.method)
         self.progress = _NoSaveOnStop(self.events, lambda: self.collator.tokens, self.stop)
         trainer = trainer_class(
@@ -471,14 +478,27 @@ def _trainer_class(method: str) -> Any:
     return KTOTrainer
 
 
-def _preference_args(config: TrainConfig, output_dir: Path) -> Any:
+def _kto_weights(rows: list[dict]) -> dict[str, float]:
+    """KTO's desirable weight that balances good against bad replies, as its authors advise
+    (weight x good count = bad count); votes usually mark more replies bad than good."""
+    good = sum(bool(r["label"]) for r in rows)
+    bad = len(rows) - good
+    return {"desirable_weight": round(bad / good, 3)} if good and bad else {}
+
+
+def _preference_args(config: TrainConfig, output_dir: Path, rows: list[dict]) -> Any:
     """TRL's DPOConfig/KTOConfig for `config` (no checkpoints, no evaluation, log every step)."""
     if config.method == "dpo":
         from trl import DPOConfig as Args
+
+        extra: dict[str, float] = {}
     else:
         from trl import KTOConfig as Args
+
+        extra = _kto_weights(rows)
     on_cpu = not torch.cuda.is_available()
     return Args(
+        **extra,
         output_dir=str(output_dir),
         num_train_epochs=config.epochs,
         max_steps=config.max_steps or -1,
