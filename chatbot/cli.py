@@ -100,6 +100,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from chatbot.cli_report import follow_run
     from chatbot.config import TrainConfig
     from chatbot.jobs import start_run
+    from chatbot.training.estimate import estimate_run
     from chatbot.workspace import Workspace
 
     ws = Workspace.open(args.workspace)
@@ -110,6 +111,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if getattr(args, flag):
             overrides.append(f"{flag}={getattr(args, flag)}")
     config = TrainConfig.from_preset(args.preset, overrides, yaml_path=args.config)
+    estimate = estimate_run(ws.brand_dir(ws.find_brand(args.brand)), config)
+    print(f"Training {args.brand} ({config.preset} preset): {estimate.describe()}.", flush=True)
     run = start_run(ws, args.brand, config, preset=args.preset)
     print(
         f"Run {run.id} started for brand '{run.brand}' ({args.preset} preset); folder {run.run_dir}"

@@ -253,19 +253,13 @@ def print_regressions(card, old, regressions: list) -> int:  # noqa: ANN001 - Sc
 
 
 def print_gguf_verification(result) -> None:  # noqa: ANN001 - a chatbot.export.ExportResult
-    """What each independent reader reproduced of a GGUF export, and how to run it."""
-    t = Table(title=f"GGUF ({result.quant}) read back and checked before it was written")
-    for col in ("reader", "replies identical", "next-token agreement", "load time"):
-        t.add_column(col)
-    for value in result.verification.values():
-        if isinstance(value, dict) and "reader" in value:
-            t.add_row(
-                value["reader"],
-                f"{value['identical_replies']} of {value['prompts']}",
-                f"{value['agreement']:.1%} of {value['tokens']} tokens",
-                f"{value['load_s']:.1f} s",
-            )
-    console.print(t)
-    console.print(f"Tolerance: {result.verification.get('tolerance', '')}.")
+    """What the independent reader reproduced of a GGUF export, and how to run it."""
+    check = result.verification["transformers"]
+    print(
+        f"Verified before it was written: {check['reader']} read the GGUF ({result.quant}) back "
+        f"in {check['load_s']:.1f} s; {check['identical_replies']} of {check['prompts']} replies "
+        f"identical, {check['agreement']:.1%} of {check['tokens']} check tokens ranked first."
+    )
+    print(f"Tolerance: {result.verification['tolerance']}.")
     where = "unzip it, then in its folder" if result.path.suffix == ".zip" else f"cd {result.path}"
-    console.print(f"Ollama: {where}: ollama create NAME -f Modelfile && ollama run NAME")
+    print(f"Ollama: {where}: ollama create NAME -f Modelfile && ollama run NAME")

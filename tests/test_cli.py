@@ -92,3 +92,32 @@ def test_prepare_counts_tokens_with_the_default_model(tmp_path, default_model_di
     report = json.loads((tmp_path / "brands" / "lumen-lamps" / "report.json").read_text())
     stats = report["stats"]
     assert stats["tokens_per_example"]["p50"] > 10 and stats["assistant_tokens"] > 0
+
+
+def test_train_says_how_long_before_the_run_starts(
+    tmp_path, capsys, monkeypatch, tiny_model_dir: Path
+):
+    from chatbot import jobs
+
+    assert _prepare(tmp_path, ASSETS / "conversations.jsonl") == 0
+    capsys.readouterr()
+    started: list[str] = []
+
+    def fake_start(ws, brand, config, *, preset=""):  # noqa: ANN001, ANN202
+        # What was printed by the time the run starts.
+        started.append(capsys.readouterr().out)
+        return jobs.Run(
+            id="r1", brand="lumen-lamps", state="queued", preset=preset, base_model="x",
+            created=0.0, started=None, finished=None, error=None, pid=None,
+            run_dir=tmp_path / "r1",
+        )
+
+    monkeypatch.setattr(jobs, "start_run", fake_start)
+    code = main(
+        ["train", "--workspace", str(tmp_path), "--brand", "Lumen Lamps", "--detach",
+         "--base-model", str(tiny_model_dir), "--set", "epochs=2"]
+    )
+    assert code == 0 and started
+    line = started[0].strip().splitlines()[-1]
+    assert line.startswith("Training Lumen Lamps (quick preset): about ")
+    assert "minute" in line and "steps" in line

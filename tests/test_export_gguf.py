@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -119,20 +120,22 @@ def test_pre_tokenizer_of_the_default_model_is_smollm(default_model_dir: Path):
     assert gguf_file._pre_tokenizer(tokenizer, backend) == "smollm"
 
 
-def test_gguf_export_is_verified_with_manifest_and_card(workspace: tuple[Workspace, Run]):
+def test_gguf_export_is_verified_with_manifest_and_card(
+    workspace: tuple[Workspace, Run], capsys: pytest.CaptureFixture
+):
     ws, run = workspace
-    stages: list[str] = []
-    result = export_run(ws, run.id, "gguf", progress=lambda s, d, t: stages.append(s))
-    assert stages[::2] == ["loading", "reference", "writing", "verifying"]
-    out = result.path
-    assert out.name == f"{run.brand}-{run.id}-gguf-f16"
+    argv = ["export", "--workspace", str(ws.root), "--run", run.id, "--format", "gguf"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "Verified before it was written" in printed and "3 of 3 replies identical" in printed
+    assert "100.0% of 48 check tokens" in printed and "ollama create NAME" in printed
+    out = ws.root / "exports" / f"{run.brand}-{run.id}-gguf-f16"
     assert sorted(p.name for p in out.iterdir()) == EXPORT_FILES
     manifest = json.loads((out / "manifest.json").read_text())
     assert set(manifest["files"]) == set(EXPORT_FILES) - {"manifest.json"}
-    assert manifest["files"] == {
-        name: {"sha256": result.files[name], "bytes": (out / name).stat().st_size}
-        for name in manifest["files"]
-    }
+    for name, entry in manifest["files"].items():
+        data = (out / name).read_bytes()
+        assert entry == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
     assert manifest["quantization"] == "f16"
     assert manifest["base_model"] == Path(run.base_model).name  # a local folder: its name
     check = manifest["verification"]["transformers"]

@@ -104,7 +104,8 @@ def test_dpo_from_votes_changes_only_the_lora_weights(voted: tuple[Workspace, Ru
 
 def test_kto_from_votes_learns_good_and_bad_replies(voted: tuple[Workspace, Run]):
     ws, parent = voted
-    record_vote(ws, _vote(parent, 100, verdict="both_bad"))
+    for number in range(100, 106):
+        record_vote(ws, _vote(parent, number, verdict="both_bad"))
     configs: list[TrainConfig] = []
     start_from_votes(ws, "Lumen Lamps", "kto", start=lambda _ws, _b, c, **_k: configs.append(c))
     config = TrainConfig.from_preset(None, configs[0].to_dict() | {"max_steps": 2})

@@ -78,6 +78,7 @@ _VOTE_SETTINGS: dict[str, Any] = {
     "gradient_accumulation": 1,
     "warmup_ratio": 0.1,
     "eval_every": 0,
+    "early_stopping_patience": 0,
     "processes": 1,
     "accelerate_config": "",
 }
