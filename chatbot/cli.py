@@ -123,12 +123,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train_from_votes(ws, args: argparse.Namespace) -> int:  # noqa: ANN001 - a Workspace
+    from chatbot.adapters import parent_of
     from chatbot.cli_report import follow_run
     from chatbot.training.from_votes import start_from_votes
 
     run = start_from_votes(ws, args.brand, args.method, overrides=list(args.set or []))
-    config = run.run_dir / "config.yaml"
-    print(f"Run {run.id} started from the votes on its parent ({args.method.upper()}); {config}")
+    parent = parent_of(run)
+    print(f"Run {run.id} started from the votes on run {parent} ({args.method.upper()})")
+    print(f"Score it against its parent: brandvoice eval --run {run.id} --against {parent}")
     return 0 if args.detach else follow_run(ws, run.id)
 
 
