@@ -15,7 +15,7 @@ from chatbot.errors import BrandVoiceError
 from chatbot.jobs import Run, get_run, list_runs
 from chatbot.workspace import Workspace
 
-__all__ = ["AdapterSetup", "adapter_setup", "latest_adapter_run"]
+__all__ = ["AdapterSetup", "adapter_setup", "latest_adapter_run", "parent_of"]
 
 
 @dataclass(frozen=True)
@@ -62,3 +62,17 @@ def adapter_setup(ws: Workspace, run_id: str) -> AdapterSetup:
     return AdapterSetup(
         run.id, adapter, config.base_model, config.quantization, profile.system_prompt, tuned
     )
+
+
+def parent_of(run: Run) -> str:
+    """The run whose adapter this one started from ("" when none): its lineage, from config.yaml.
+
+    Runs trained from votes (`chatbot.training.from_votes`) record their parent there.
+    """
+    import yaml
+
+    try:
+        config = yaml.safe_load((run.run_dir / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return ""
+    return str(config.get("parent_run") or "") if isinstance(config, dict) else ""

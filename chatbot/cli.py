@@ -109,6 +109,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from chatbot.workspace import Workspace
 
     ws = Workspace.open(args.workspace)
+    if args.from_votes:
+        return _train_from_votes(ws, args)
     overrides = list(args.set or [])
     for flag in ("base_model", "quantization", "processes", "distributed", "accelerate_config"):
         if getattr(args, flag):
@@ -123,6 +125,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.detach:
         return 0
     return follow_run(ws, run.id)
+
+
+def _train_from_votes(ws, args: argparse.Namespace) -> int:  # noqa: ANN001 - a Workspace
+    from chatbot.adapters import parent_of
+    from chatbot.cli_report import follow_run
+    from chatbot.training.from_votes import start_from_votes
+
+    run = start_from_votes(ws, args.brand, args.method, overrides=list(args.set or []))
+    parent = parent_of(run)
+    print(f"Run {run.id} started from the votes on run {parent} ({args.method.upper()})")
+    print(f"Score it against its parent: brandvoice eval --run {run.id} --against {parent}")
+    return 0 if args.detach else follow_run(ws, run.id)
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
@@ -255,9 +269,16 @@ def _cmd_export(args: argparse.Namespace) -> int:
     ws = Workspace.open(args.workspace)
     out = Path(args.out) if args.out else None
     with rich_progress() as progress:
-        result = export_run(ws, args.run, args.format, out, progress=progress)
+        result = export_run(ws, args.run, args.format, out, progress=progress, quant=args.quant)
     print(f"Exported run {result.run_id} ({result.format}): {result.path}")
-    print(f"Verified in a fresh process: {len(result.check.token_ids)} greedy tokens reproduced.")
+    if result.format == "gguf":
+        from chatbot.cli_report import print_gguf_verification
+
+        print_gguf_verification(result)
+    else:
+        print(
+            f"Verified in a fresh process: {len(result.check.token_ids)} greedy tokens reproduced."
+        )
     for warning in result.warnings:
         _err.print(Text("warning: ", style="bold yellow") + Text(warning))
     return 0
@@ -422,6 +443,17 @@ def _build_parser() -> argparse.ArgumentParser:
         default=None,
         help="an accelerate config file (several machines, custom settings); see docs/scaling.md",
     )
+    p.add_argument(
+        "--from-votes",
+        action="store_true",
+        help="train the next version from the Compare votes on the brand's newest voted run",
+    )
+    p.add_argument(
+        "--method",
+        choices=["dpo", "kto"],
+        default="dpo",
+        help="with --from-votes: dpo (pairs, default) or kto (each reply good or bad)",
+    )
     p.add_argument("--detach", action="store_true", help="start and return; do not follow")
     p.set_defaults(func=_cmd_train)
 
@@ -488,14 +520,23 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, help="tokens per generated reply (default 80)")
     p.set_defaults(func=_cmd_eval)
 
-    p = sub.add_parser("export", help="package a run for production: adapter zip or merged model")
+    p = sub.add_parser(
+        "export", help="package a run for production: adapter zip, merged model or GGUF"
+    )
     _add_workspace(p)
     p.add_argument("--run", required=True, help="run id (a unique prefix is enough)")
     p.add_argument(
         "--format",
-        choices=["adapter", "merged"],
+        choices=["adapter", "merged", "gguf"],
         default="adapter",
-        help="adapter: LoRA adapter zip (PEFT, vLLM); merged: base + adapter in bf16 (a folder)",
+        help="adapter: LoRA adapter zip (PEFT, vLLM); merged: base + adapter in bf16 (a folder); "
+        "gguf: one GGUF file + Ollama Modelfile (llama.cpp, Ollama)",
+    )
+    p.add_argument(
+        "--quant",
+        choices=["f16", "q8_0", "q4_k_m"],
+        default="f16",
+        help="GGUF type: f16 (default), q8_0 (half the size), q4_k_m (needs llama-cpp-python)",
     )
     p.add_argument(
         "--out",

@@ -24,6 +24,7 @@ __all__ = [
     "rich_progress",
     "print_scorecard",
     "print_regressions",
+    "print_gguf_verification",
 ]
 
 console = Console()
@@ -249,3 +250,16 @@ def print_regressions(card, old, regressions: list) -> int:  # noqa: ANN001 - Sc
     for regression in regressions:
         console.print(Text(f"  - {regression.detail}"))
     return 1
+
+
+def print_gguf_verification(result) -> None:  # noqa: ANN001 - a chatbot.export.ExportResult
+    """What the independent reader reproduced of a GGUF export, and how to run it."""
+    check = result.verification["transformers"]
+    print(
+        f"Verified before it was written: {check['reader']} read the GGUF ({result.quant}) back "
+        f"in {check['load_s']:.1f} s; {check['identical_replies']} of {check['prompts']} replies "
+        f"identical, {check['agreement']:.1%} of {check['tokens']} check tokens ranked first."
+    )
+    print(f"Tolerance: {result.verification['tolerance']}.")
+    where = "unzip it, then in its folder" if result.path.suffix == ".zip" else f"cd {result.path}"
+    print(f"Ollama: {where}: ollama create NAME -f Modelfile && ollama run NAME")

@@ -184,6 +184,16 @@ class TrainConfig:
     accelerate_config: str = ""
     """An `accelerate` config file (several machines, custom settings); overrides `distributed`."""
 
+    method: Literal["sft", "dpo", "kto"] = "sft"
+    """'sft': learn the brand's conversations. 'dpo'/'kto': learn the Compare tab's votes (TRL's
+    DPOTrainer/KTOTrainer), starting from `parent_run`'s adapter (`train --from-votes`)."""
+
+    parent_run: str = ""
+    """The run whose adapter a run from votes starts from: its parent in the runs' lineage."""
+
+    preference_beta: float = 0.1
+    """DPO/KTO beta: how closely a run from votes stays to its parent's replies (higher: closer)."""
+
     def __post_init__(self) -> None:
         problems = self.validate()
         if problems:
@@ -241,6 +251,7 @@ class TrainConfig:
             )
         if self.early_stopping_patience and not self.eval_every:
             p.append("early_stopping_patience needs eval_every > 0 (evaluations to compare)")
+        p += self._preference_problems()
         if self.processes < 1:
             p.append(f"processes must be 1 or more (got {self.processes})")
         elif self.processes > 1 and self.batch_size < self.processes:
@@ -248,6 +259,16 @@ class TrainConfig:
                 f"batch_size ({self.batch_size}) must be at least processes ({self.processes}): "
                 "each process takes a share of every batch"
             )
+        return p
+
+    def _preference_problems(self) -> list[str]:
+        p = []
+        if self.method != "sft" and not self.parent_run.strip():
+            p.append(f"parent_run must name the run whose votes method={self.method} learns from")
+        if self.method != "sft" and self.processes != 1:
+            p.append("a run from votes trains in one process (processes=1)")
+        if self.preference_beta <= 0:
+            p.append(f"preference_beta must be greater than 0 (got {self.preference_beta})")
         return p
 
     # -- construction -----------------------------------------------------------------------

@@ -31,7 +31,9 @@ from chatbot.engine import GenerationSettings
 from chatbot.engine.streaming import StopFlag
 from chatbot.errors import BrandVoiceError
 from chatbot.jobs import Run, get_run, list_runs
+from chatbot.preferences import preference_rows
 from chatbot.reply_length import ReplyBounds, brand_reply_bounds
+from chatbot.training.from_votes import MIN_VOTES, start_from_votes, usable_votes
 from chatbot.votes import Verdict, Vote, list_votes, record_vote, tally
 from ui.errors import user_errors
 from ui.services import EngineSpec, Services, WarmUp
@@ -355,6 +357,27 @@ def vote_summary(services: Services, slug: str | None, run_id: str | None) -> st
     return (
         f"{len(votes)} vote(s) for this run: the tuned model won **{tuned.wins}**, lost "
         f"{tuned.losses}, tied {tuned.ties}; both were bad {tuned.both_bad} time(s)."
+    )
+
+
+def next_version_ready(services: Services, slug: str | None, run_id: str | None) -> bool:
+    """Whether this run has the votes a next version needs (`brandvoice train --from-votes`)."""
+    if not slug or not run_id:
+        return False
+    data = preference_rows(services.workspace, slug, "dpo", run_id=run_id)
+    return usable_votes(data) >= MIN_VOTES
+
+
+def train_next_version(services: Services, slug: str | None, run_id: str | None) -> str:
+    """Start a run that learns this run's votes (DPO, through the job system); a message."""
+    if not slug or not run_id:
+        raise BrandVoiceError("Choose the run you voted on first.")
+    run = start_from_votes(
+        services.workspace, slug, "dpo", parent_run=run_id, start=services.start_run
+    )
+    return (
+        f"Run `{run.id}` is learning from your votes on this run. Follow it on the **Train** "
+        "tab; once it finishes, pick it here to compare it."
     )
 
 
@@ -716,6 +739,21 @@ def _wire_setup(services: Services, w: _Widgets, brand: gr.Dropdown, tab: gr.Tab
     w.run.change(partial(vote_summary, services), [brand, w.run], w.summary, **quiet)
 
 
+def _wire_next_version(services: Services, w: _Widgets, brand: gr.Dropdown) -> None:
+    """A button that appears once the run has enough votes to train its next version from."""
+    with w.panel:
+        train = gr.Button("Train the next version from these votes", visible=False)
+        started = gr.Markdown()
+
+    def show(slug: str | None, run_id: str | None) -> dict:
+        return gr.update(visible=next_version_ready(services, slug, run_id))
+
+    # The summary line changes after every vote and with the run chosen.
+    w.summary.change(user_errors(show), [brand, w.run], train, show_progress="hidden")
+    on_train = partial(train_next_version, services)
+    train.click(user_errors(on_train), [brand, w.run], started)
+
+
 def build(services: Services, brand: gr.Dropdown, tab: gr.Tab) -> None:
     """Lay out the Compare tab inside `tab`; `brand` is the app-wide brand picker."""
     widgets = _layout()
@@ -723,3 +761,4 @@ def build(services: Services, brand: gr.Dropdown, tab: gr.Tab) -> None:
     _wire_votes(services, widgets, brand)
     _wire_setup(services, widgets, brand, tab)
     _wire_warm_up(services, widgets, brand)
+    _wire_next_version(services, widgets, brand)

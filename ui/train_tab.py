@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import gradio as gr
 import pandas as pd
 
+from chatbot.adapters import parent_of
 from chatbot.config import DEFAULT_PRESET, PRESETS, TrainConfig
 from chatbot.errors import BrandVoiceError
 from chatbot.jobs import Run, get_run, list_runs, read_events
@@ -172,10 +173,11 @@ def _run_row(run: Run) -> list:
     took = None
     if run.started:
         took = (run.finished or time.time()) - run.started
+    parent = parent_of(run)
     return [
         run.id,
         run.state,
-        run.preset,
+        f"{run.preset}, from run {parent}" if parent else run.preset,
         base_model_label(run.base_model),
         when_text(run.started or run.created),
         duration_text(took),
