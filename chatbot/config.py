@@ -443,6 +443,11 @@ def _coerce_all(
 def _coerce(value: Any, hint: Any) -> Any:
     """Convert a YAML/override value to the field's type, refusing lossy conversions."""
     if typing.get_origin(hint) is Literal:
+        choices = typing.get_args(hint)
+        if isinstance(value, bool) and value not in choices:
+            # YAML reads on/off and yes/no as booleans: take the word back for such choices.
+            words = ("on", "yes", "true") if value else ("off", "no", "false")
+            return next((w for w in words if w in choices), value)
         return value if isinstance(value, bool) else str(value)
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         if value is None and type(None) in typing.get_args(hint):

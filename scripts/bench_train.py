@@ -67,6 +67,8 @@ def _peak_rss_mb() -> float:
 
 
 def _worker_ours(data: Path, steps: int, *overrides: str) -> dict:
+    if "system_prompt=never" in overrides:  # the shortened-prompt variant: no system prompt at all
+        os.environ["BENCH_SYSTEM_PROMPT"] = ""
     from chatbot.config import TrainConfig
     from chatbot.models import fetch_default_model
     from chatbot.training import train
@@ -197,6 +199,9 @@ _VARIANTS = {
     "ours-noshare": ("share_prefix=false",),
     "ours-noprompt": ("system_prompt=never",),
     "ours-gc": ("gradient_checkpointing=on",),
+    # Recomputing activations lets rows grow (more conversations share one prefix) in less memory.
+    "ours-gc1024": ("gradient_checkpointing=on", "max_batch_tokens=1024"),
+    "ours-gc2048": ("gradient_checkpointing=on", "max_batch_tokens=2048"),
 }
 
 

@@ -144,3 +144,15 @@ def test_gradient_checkpointing_setting(
     config = TrainConfig(gradient_checkpointing=setting)
     model = _Model(parameters)
     assert recipe.use_gradient_checkpointing(config, model, processes=processes) is expected
+
+
+def test_on_and_off_are_read_as_the_words_they_are() -> None:
+    # YAML 1.1 reads bare on/off as booleans; the README's --set gradient_checkpointing=on works.
+    assert (
+        TrainConfig.from_preset("quick", ["gradient_checkpointing=on"]).gradient_checkpointing
+        == "on"
+    )
+    off = TrainConfig.from_preset("quick", ["gradient_checkpointing=off"])
+    assert off.gradient_checkpointing == "off"
+    with pytest.raises(ConfigError, match="system_prompt must be one of brand, always, never"):
+        TrainConfig.from_preset("quick", ["system_prompt=on"])
