@@ -19,7 +19,7 @@ from chatbot.jobs import Run, get_run, list_runs
 from chatbot.training.data import DataError, read_brand
 from chatbot.workspace import Workspace
 
-__all__ = ["AdapterSetup", "adapter_setup", "checkpoint_setup", "latest_adapter_run"]
+__all__ = ["AdapterSetup", "adapter_setup", "checkpoint_setup", "latest_adapter_run", "parent_of"]
 
 
 @dataclass(frozen=True)
@@ -95,3 +95,17 @@ def _fewshot(ws: Workspace, brand: str) -> tuple[Example, ...]:
     except DataError:  # no training data here (an imported adapter): nothing to show as examples
         return ()
     return fewshot_candidates(data.train, data.eval)
+
+
+def parent_of(run: Run) -> str:
+    """The run whose adapter this one started from ("" when none): its lineage, from config.yaml.
+
+    Runs trained from votes (`chatbot.training.from_votes`) record their parent there.
+    """
+    import yaml
+
+    try:
+        config = yaml.safe_load((run.run_dir / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return ""
+    return str(config.get("parent_run") or "") if isinstance(config, dict) else ""

@@ -26,6 +26,7 @@ __all__ = [
     "print_regressions",
     "print_check",
     "print_check_batch",
+    "print_gguf_verification",
 ]
 
 console = Console()
@@ -309,3 +310,16 @@ def print_check_batch(results: list, report: Path) -> None:
     if results:
         console.print(Text(f"Scale: {results[0][1].calibration}", style="dim"))
     console.print(Text(f"Report: {report}", style="bold green"))
+
+
+def print_gguf_verification(result) -> None:  # noqa: ANN001 - a chatbot.export.ExportResult
+    """What the independent reader reproduced of a GGUF export, and how to run it."""
+    check = result.verification["transformers"]
+    print(
+        f"Verified before it was written: {check['reader']} read the GGUF ({result.quant}) back "
+        f"in {check['load_s']:.1f} s; {check['identical_replies']} of {check['prompts']} replies "
+        f"identical, {check['agreement']:.1%} of {check['tokens']} check tokens ranked first."
+    )
+    print(f"Tolerance: {result.verification['tolerance']}.")
+    where = "unzip it, then in its folder" if result.path.suffix == ".zip" else f"cd {result.path}"
+    print(f"Ollama: {where}: ollama create NAME -f Modelfile && ollama run NAME")

@@ -12,8 +12,10 @@ The server adds the brand's trained system prompt itself, as the chat engine doe
 system message is accepted only when it is that same prompt (what a client written for vLLM sends)
 and refused otherwise, since the model was not trained to follow another. `temperature`, `top_p`,
 `max_tokens`/`max_completion_tokens`, `seed` and vLLM's `repetition_penalty` are honoured;
-`n` > 1, `stop` and tools are refused rather than ignored. Token counts in `usage` come from
-re-tokenising the prompt and reply text, so they can be off by a token or two.
+`n` > 1, `stop` and tools are refused rather than ignored. What a request leaves out comes from
+`defaults` (the CLI passes the brand's reply-length cap and sign-off, see `chatbot.reply_length`).
+Token counts in `usage` come from re-tokenising the prompt and reply text, so they can be off by a
+token or two.
 
 `serve` runs it with uvicorn: on 127.0.0.1 unless an API key is set, which every request must then
 send as `Authorization: Bearer KEY`. Requests take turns on the one model (the engine's queue); when
@@ -27,6 +29,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from itertools import chain
 from typing import Any, Protocol
 
@@ -105,8 +108,15 @@ def check_bind(host: str, api_key: str | None) -> None:
         )
 
 
-def create_app(backend: ServeBackend, model_id: str, *, api_key: str | None = None) -> FastAPI:
+def create_app(
+    backend: ServeBackend,
+    model_id: str,
+    *,
+    api_key: str | None = None,
+    defaults: GenerationSettings | None = None,
+) -> FastAPI:
     """The API over `backend`, answering as model `model_id`; see the module doc."""
+    defaults = defaults or GenerationSettings()
     app = FastAPI(title="brandvoice", docs_url=None, redoc_url=None, openapi_url=None)
     created = int(time.time())
 
@@ -140,7 +150,7 @@ def create_app(backend: ServeBackend, model_id: str, *, api_key: str | None = No
                 404,
             )
         messages = _conversation(request, backend.tuned_system_prompt)
-        settings = _settings(request)
+        settings = _settings(request, defaults)
         if request.stream:
             return _stream(backend, messages, settings, model_id, request)
         return _complete(backend, messages, settings, model_id)
@@ -155,12 +165,14 @@ def serve(
     port: int = 8000,
     *,
     api_key: str | None = None,
+    defaults: GenerationSettings | None = None,
 ) -> None:
     """Serve the API with uvicorn until interrupted."""
     import uvicorn
 
     check_bind(host, api_key)
-    uvicorn.run(create_app(backend, model_id, api_key=api_key), host=host, port=port)
+    app = create_app(backend, model_id, api_key=api_key, defaults=defaults)
+    uvicorn.run(app, host=host, port=port)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -204,7 +216,7 @@ def _conversation(request: ChatRequest, system_prompt: str) -> list[dict[str, st
     return turns
 
 
-def _settings(request: ChatRequest) -> GenerationSettings:
+def _settings(request: ChatRequest, defaults: GenerationSettings) -> GenerationSettings:
     chosen = {
         "temperature": request.temperature,
         "top_p": request.top_p,
@@ -213,7 +225,7 @@ def _settings(request: ChatRequest) -> GenerationSettings:
         "repetition_penalty": request.repetition_penalty,
     }
     try:
-        return GenerationSettings(**{k: v for k, v in chosen.items() if v is not None})
+        return replace(defaults, **{k: v for k, v in chosen.items() if v is not None})
     except BrandVoiceError as exc:  # ConfigError lists every invalid value
         raise APIError(str(exc)) from exc
 

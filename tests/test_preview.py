@@ -4,6 +4,7 @@ generation runs in one thread at the lowest priority; a real run is previewed as
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import shutil
@@ -42,8 +43,19 @@ class FakeEngine:
     def load_adapter(self, adapter_dir: Path) -> None:
         self.adapter_dir = Path(adapter_dir)
 
+    def set_system_prompts(self, system_prompt: str, tuned_system_prompt: str) -> None:
+        self.spec = dataclasses.replace(
+            self.spec, system_prompt=system_prompt, tuned_system_prompt=tuned_system_prompt
+        )
+
+    def set_fewshot_examples(self, examples: tuple) -> None:
+        self.spec = dataclasses.replace(self.spec, fewshot=examples)
+
+    def warm_up(self) -> None:
+        pass
+
     def stream_pair(
-        self, left, mode_left, right, mode_right, settings, *, background=False
+        self, left, mode_left, right, mode_right, settings, *, stop=None, background=False
     ) -> Iterator[tuple[str, str]]:  # noqa: ANN001
         self.calls.append({"modes": (mode_left, mode_right), "background": background})
         name = self.adapter_dir.name if self.adapter_dir else "-"

@@ -30,7 +30,7 @@ from chatbot.check.batch import read_drafts
 from chatbot.errors import BrandVoiceError
 from chatbot.jobs import Run, get_run, list_runs
 from ui.errors import user_errors
-from ui.services import Services, engine_spec
+from ui.services import EngineSpec, Services
 from ui.text import run_label
 from ui.theme import empty_state
 
@@ -100,7 +100,7 @@ class CheckerCache:
     ) -> DraftChecker:
         run = get_run(services.workspace, run_id)
         setup = adapter_setup(services.workspace, run.id)
-        engine = services.engine(engine_spec(setup), setup.adapter_dir)
+        engine = services.engine(EngineSpec.of(setup), setup.adapter_dir)
         with self._lock:
             checker = self._checker
             if checker is None or checker.run.id != run.id or checker.engine is not engine:

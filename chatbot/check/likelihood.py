@@ -54,7 +54,7 @@ class GainScorer:
 
     def __init__(self, engine: ChatEngine) -> None:
         self.engine = engine
-        self._prefixes: dict[tuple[str, str], tuple[list[int], Any]] = {}
+        self._prefixes: dict[tuple[str, ...], tuple[list[int], Any]] = {}
 
     def gains(self, text: str, customer: str | None = None) -> TokenGains:
         """Per-token gains of `text` as the reply to `customer` (None: `NO_CUSTOMER`)."""
@@ -97,9 +97,10 @@ class GainScorer:
     def _prefix(self, mode: str) -> tuple[list[int], Any]:
         """The system block every prompt of `mode` starts with, run once: (its ids, its cache).
 
-        Kept per adapter: the tuned block's keys and values change with the adapter.
+        Kept per adapter and prompts: the tuned block's keys and values change with the adapter.
         """
-        key = (mode, str(self.engine.adapter_dir))
+        engine = self.engine
+        key = (mode, str(engine.adapter_dir), engine.system_prompt, engine.tuned_system_prompt)
         if key not in self._prefixes:
             one = self._prompt(mode, [{"role": "user", "content": "a"}], 1)
             two = self._prompt(mode, [{"role": "user", "content": "z"}], 1)

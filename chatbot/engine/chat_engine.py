@@ -18,9 +18,10 @@ a worker thread, its tokens decoded as they come), each row with its own adapter
 `fast_lora` for plain LoRA adapters, else PEFT's mixed-adapter batches (`adapter_names=`), else one
 pane after the other. The system block of each mode is computed once and reused (`prefix_cache`).
 Requests take turns on the model (`turns`); `exclusive()` lets other work (scoring a text) take one
-too. A `background` request generates in one thread at the lowest CPU priority (`priority`), so a
-training run on the same machine keeps its speed. The engine knows nothing of the browser or
-terminal.
+too. A caller's `StopFlag` ends one row's reply or all of them; `GenerationSettings.signoff` ends a
+row after the line with the brand's sign-off. A `background` request generates in one thread at the
+lowest CPU priority (`priority`), so a training run on the same machine keeps its speed. The engine
+knows nothing of the browser or terminal.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from chatbot.engine.prefix_cache import (
 )
 from chatbot.engine.priority import lower_this_thread
 from chatbot.engine.settings import GenerationSettings
-from chatbot.engine.streaming import IncrementalDecoder, StopFlag, TokenQueueStreamer
+from chatbot.engine.streaming import IncrementalDecoder, SignoffEnd, StopFlag, TokenQueueStreamer
 from chatbot.engine.turns import Ticket, TurnQueue
 from chatbot.errors import BrandVoiceError
 from chatbot.fewshot import Example, as_messages
@@ -132,7 +133,7 @@ class ChatEngine:
         self._tuned_template: str | None = None
         self._fast_lora = False
         """Whether the loaded adapter runs through `fast_lora` instead of PEFT's forward."""
-        self._prefixes: dict[tuple[str, str | None], list[int]] = {}
+        self._prefixes: dict[tuple[str, str | None, tuple], list[int]] = {}
         self._prefix_states = PrefixStore()
         self._stop_ids = _stop_token_ids(model, tokenizer)
         self._pad_id = _pad_token_id(tokenizer, self._stop_ids)
@@ -190,6 +191,20 @@ class ChatEngine:
             self._tuned_template = template
         self.warm_up()
 
+    def set_system_prompts(self, system_prompt: str, tuned_system_prompt: str) -> None:
+        """Give the prompted and tuned modes other system prompts (another brand, same model).
+
+        Takes effect for requests made from now on; call `warm_up` to compute their prefixes
+        before the first such request rather than during it.
+        """
+        self.system_prompt = system_prompt
+        self.tuned_system_prompt = tuned_system_prompt
+
+    def set_fewshot_examples(self, examples: Sequence[Example]) -> None:
+        """Give the "fewshot" mode other example candidates (another brand); as many as fit are
+        kept. Takes effect as `set_system_prompts` does."""
+        self._fewshot = self._fit_examples(list(examples))
+
     def warm_up(self) -> None:
         """Compute each mode's system prefix now, so the first reply starts as soon as later ones.
 
@@ -217,17 +232,19 @@ class ChatEngine:
         mode: str,
         settings: GenerationSettings | None = None,
         *,
+        stop: StopFlag | None = None,
         background: bool = False,
     ) -> Iterator[str]:
         """Stream the reply to `messages` (user/assistant turns, the last a user's) as text deltas.
 
         Raises BrandVoiceError when the model is busy or the request is invalid. Closing the
-        iterator early stops generation after the current step. `background`: generate in one
-        thread at the lowest CPU priority (slower, but a training run nearby keeps its speed).
+        iterator early, or setting `stop` from another thread, stops generation after the current
+        step. `background`: generate in one thread at the lowest CPU priority (slower, but a
+        training run nearby keeps its speed).
         """
         settings = settings or GenerationSettings()
         prompt = self._prompt_ids(messages, mode, settings)
-        for (delta,) in self._run([prompt], [mode], settings, background):
+        for (delta,) in self._run([prompt], [mode], settings, stop or StopFlag(), background):
             yield delta
 
     def stream_pair(
@@ -238,13 +255,15 @@ class ChatEngine:
         mode_right: str,
         settings: GenerationSettings | None = None,
         *,
+        stop: StopFlag | None = None,
         background: bool = False,
     ) -> Iterator[tuple[str, str]]:
         """Stream two replies at once as (left delta, right delta) pairs; either may be "".
 
         Both rows go through one batched `generate`, each with its own adapter (or none), so the
-        panes fill in together and the pair costs little more than one reply. `background` as
-        for `stream`.
+        panes fill in together and the pair costs little more than one reply. `stop.set(0)` or
+        `stop.set(1)` from another thread ends one side's reply while the other goes on.
+        `background` as for `stream`.
         """
         settings = settings or GenerationSettings()
         prompts = [
@@ -252,7 +271,8 @@ class ChatEngine:
             self._prompt_ids(messages_right, mode_right, settings),
         ]
         modes = [mode_left, mode_right]
-        yield from self._run(prompts, modes, settings, background)  # type: ignore[misc]
+        stop = stop or StopFlag()
+        yield from self._run(prompts, modes, settings, stop, background)  # type: ignore[misc]
 
     def reply(
         self, messages: list[dict[str, str]], mode: str, settings: GenerationSettings | None = None
@@ -315,7 +335,7 @@ class ChatEngine:
         Found by rendering two different one-line conversations and keeping what they share, which
         works for any chat template.
         """
-        key = (system, template, bool(lead))
+        key = (system, template, tuple((m["role"], m["content"]) for m in lead))
         if key not in self._prefixes:
             one = self._template([*lead, {"role": "user", "content": "a"}], system, template)
             two = self._template([*lead, {"role": "user", "content": "z"}], system, template)
@@ -362,13 +382,13 @@ class ChatEngine:
         prompts: list[Prompt],
         modes: Sequence[str],
         settings: GenerationSettings,
+        stop: StopFlag,
         background: bool = False,
     ) -> Iterator[tuple[str, ...]]:
         """Queue one job for the model and stream its rows' text deltas as they are decoded."""
         passes = self._plan(modes)
         ticket = self._turns.enter()
         out: queue.Queue = queue.Queue()
-        stop = StopFlag()
         worker = threading.Thread(
             target=self._work,
             args=(ticket, prompts, passes, settings, stop, out, background),
@@ -377,7 +397,7 @@ class ChatEngine:
         )
         worker.start()
         try:
-            yield from self._decode(out, len(prompts))
+            yield from self._decode(out, len(prompts), settings, stop)
         finally:
             # Reached when the reply ends and when the reader stops early (the generator is closed
             # or collected): either way, generation stops after the current step.
@@ -419,8 +439,8 @@ class ChatEngine:
         try:
             with self._turns.turn(ticket) as go:
                 for step in passes if go else []:
-                    if stop.is_set():
-                        break
+                    if all(stop.is_set(row) for row in step.rows):
+                        continue
                     self._generate([prompts[r] for r in step.rows], step, settings, stop, out)
         except Exception as exc:  # re-raised in the reader's thread, where it can be reported
             error = exc
@@ -450,7 +470,7 @@ class ChatEngine:
                 **inputs,
                 generation_config=self._generation_config(settings),
                 streamer=TokenQueueStreamer(out, step.rows),
-                stopping_criteria=StoppingCriteriaList([stop]),
+                stopping_criteria=StoppingCriteriaList([stop.criteria(step.rows)]),
             )
 
     def _prefix_state(self, prompt: Prompt, tuned: bool) -> KeyValues | None:
@@ -495,9 +515,11 @@ class ChatEngine:
             config.update(temperature=settings.temperature, top_p=settings.top_p, top_k=0)
         return GenerationConfig(**config)
 
-    def _decode(self, out: queue.Queue, n_rows: int) -> Iterator[tuple[str, ...]]:
+    def _decode(
+        self, out: queue.Queue, n_rows: int, settings: GenerationSettings, stop: StopFlag
+    ) -> Iterator[tuple[str, ...]]:
         """Turn queued (row, id) steps into text deltas per row until the job is done."""
-        decoders = [IncrementalDecoder(self._tokenizer, self._stop_ids) for _ in range(n_rows)]
+        rows = _RowTexts(self._tokenizer, self._stop_ids, n_rows, settings.signoff, stop)
         while True:
             steps = [out.get()]
             # A slow reader gets every step that piled up in one yield, not one yield per token.
@@ -508,11 +530,9 @@ class ChatEngine:
                 if isinstance(step, _Done):
                     if step.error is not None:
                         raise step.error
-                    for row, decoder in enumerate(decoders):
-                        deltas[row] += decoder.flush()
+                    rows.flush(deltas)
                     break
-                for row, token_id in step:
-                    deltas[row] += decoders[row].push(token_id)
+                rows.push(step, deltas)
             if any(deltas):
                 yield tuple(deltas)
             if isinstance(steps[-1], _Done):
@@ -565,6 +585,42 @@ class ChatEngine:
 # ----------------------------------------------------------------------------------------------
 # Helpers
 # ----------------------------------------------------------------------------------------------
+
+
+class _RowTexts:
+    """The rows' texts as they are decoded: ids to text, cut after the sign-off's line.
+
+    A row stopped by the caller gets no text decoded after the stop; a row whose sign-off line
+    has ended is stopped here, so its generation ends at the next step.
+    """
+
+    def __init__(
+        self, tokenizer: Any, stop_ids: frozenset[int], n_rows: int, signoff: str, stop: StopFlag
+    ) -> None:
+        self._decoders = [IncrementalDecoder(tokenizer, stop_ids) for _ in range(n_rows)]
+        self._signoffs = [SignoffEnd(signoff) if signoff else None for _ in range(n_rows)]
+        self._stop = stop
+
+    def push(self, step: list[tuple[int, int]], deltas: list[str]) -> None:
+        """Add one generation step's (row, id) pairs to `deltas`."""
+        for row, token_id in step:
+            if not self._stop.is_set(row):
+                deltas[row] += self._cut(row, self._decoders[row].push(token_id))
+
+    def flush(self, deltas: list[str]) -> None:
+        """Add the text each row still held back when the job ended."""
+        for row, decoder in enumerate(self._decoders):
+            if not self._stop.is_set(row):
+                deltas[row] += self._cut(row, decoder.flush())
+
+    def _cut(self, row: int, delta: str) -> str:
+        signoff = self._signoffs[row]
+        if signoff is None or not delta:
+            return delta
+        kept = signoff.feed(delta)
+        if signoff.finished:
+            self._stop.set(row)
+        return kept
 
 
 def _check_messages(messages: list[dict[str, str]]) -> None:
