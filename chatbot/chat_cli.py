@@ -1,9 +1,9 @@
-"""`brandvoice chat`: talk to the base, prompted or tuned model in the terminal, reply streamed.
+"""`brandvoice chat`: talk to the base, prompted, few-shot or tuned model in the terminal.
 
 One plain function, `run_chat`, that the CLI module calls with a loaded engine. It reads lines with
 `input_fn` and writes with `output` (both default to the terminal), so tests drive it with a
-script. Commands: `/mode base|prompted|tuned`, `/reset`, `/help`, `/quit`. Ctrl-C during a reply
-stops that reply; Ctrl-C or Ctrl-D at the prompt ends the chat.
+script; replies are streamed. Commands: `/mode base|prompted|fewshot|tuned`, `/reset`, `/help`,
+`/quit`. Ctrl-C during a reply stops that reply; Ctrl-C or Ctrl-D at the prompt ends the chat.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ __all__ = ["run_chat"]
 Messages = list[dict[str, str]]
 
 HELP = (
-    "Commands: /mode base|prompted|tuned (switch model), /reset (forget the conversation), "
-    "/help, /quit."
+    "Commands: /mode base|prompted|fewshot|tuned (switch model), /reset (forget the "
+    "conversation), /help, /quit."
 )
 
 

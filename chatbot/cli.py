@@ -11,11 +11,16 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.text import Text
 
 from chatbot.errors import BrandVoiceError
+
+if TYPE_CHECKING:
+    from chatbot.reply_length import ReplyBounds
+    from chatbot.workspace import Workspace
 
 __all__ = ["main"]
 
@@ -111,14 +116,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from chatbot.cli_report import follow_run
     from chatbot.config import TrainConfig
     from chatbot.jobs import start_run
+    from chatbot.training.estimate import estimate_run
     from chatbot.workspace import Workspace
 
     ws = Workspace.open(args.workspace)
+    if args.from_votes:
+        return _train_from_votes(ws, args)
     overrides = list(args.set or [])
     for flag in ("base_model", "quantization", "processes", "distributed", "accelerate_config"):
         if getattr(args, flag):
             overrides.append(f"{flag}={getattr(args, flag)}")
     config = TrainConfig.from_preset(args.preset, overrides, yaml_path=args.config)
+    estimate = estimate_run(ws.brand_dir(ws.find_brand(args.brand)), config)
+    print(f"Training {args.brand} ({config.preset} preset): {estimate.describe()}.", flush=True)
     run = start_run(ws, args.brand, config, preset=args.preset)
     print(
         f"Run {run.id} started for brand '{run.brand}' ({args.preset} preset); folder {run.run_dir}"
@@ -126,6 +136,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.detach:
         return 0
     return follow_run(ws, run.id)
+
+
+def _train_from_votes(ws, args: argparse.Namespace) -> int:  # noqa: ANN001 - a Workspace
+    from chatbot.adapters import parent_of
+    from chatbot.cli_report import follow_run
+    from chatbot.training.from_votes import start_from_votes
+
+    run = start_from_votes(ws, args.brand, args.method, overrides=list(args.set or []))
+    parent = parent_of(run)
+    print(f"Run {run.id} started from the votes on run {parent} ({args.method.upper()})")
+    print(f"Score it against its parent: brandvoice eval --run {run.id} --against {parent}")
+    return 0 if args.detach else follow_run(ws, run.id)
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
@@ -167,19 +189,37 @@ def _cmd_chat(args: argparse.Namespace) -> int:
     ws = Workspace.open(args.workspace)
     run_id = args.run or latest_adapter_run(ws, args.brand).id
     setup = adapter_setup(ws, run_id)
-    settings = GenerationSettings(
-        temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=args.seed
-    )
     print(f"Loading {setup.base_model} with the adapter of run {setup.run_id}...")
     engine = ChatEngine(
         setup.base_model,
         setup.adapter_dir,
         setup.system_prompt,
         tuned_system_prompt=setup.tuned_system_prompt,
+        fewshot_examples=setup.fewshot_examples,
         quantization=setup.quantization,
+    )
+    settings = _brand_bounds(ws, run_id, engine.tokenizer).apply(
+        GenerationSettings(temperature=args.temperature, seed=args.seed),
+        max_new_tokens=args.max_new_tokens,
     )
     run_chat(engine, args.mode, settings)
     return 0
+
+
+def _brand_bounds(ws: Workspace, run_id: str, tokenizer: object) -> ReplyBounds:
+    """The run's brand's reply bounds, said in one line: its length cap and its sign-off."""
+    from chatbot.jobs import get_run
+    from chatbot.reply_length import REPLY_CAP_FACTOR, brand_reply_bounds
+
+    bounds = brand_reply_bounds(ws.brand_dir(get_run(ws, run_id).brand), tokenizer)
+    if bounds.lengths is not None:
+        print(
+            f"Replies run to at most {bounds.lengths.max_new_tokens} tokens by default "
+            f"({REPLY_CAP_FACTOR:g}× the brand's 95th-percentile reply of "
+            f"{bounds.lengths.p95_tokens})"
+            + (" and end after its sign-off." if bounds.signoff else ".")
+        )
+    return bounds
 
 
 def _cmd_ui(args: argparse.Namespace) -> int:
@@ -188,8 +228,24 @@ def _cmd_ui(args: argparse.Namespace) -> int:
 
     check_bind(args.host)  # a refusal comes before anything says the app is running
     services = Services.create(args.workspace, base_model=args.base_model or "default")
-    print(f"brandvoice is running at http://{args.host}:{args.port}  (Ctrl-C to stop)", flush=True)
-    launch(services, args.host, args.port, allowed=args.allowed_host or ())
+    # The chat model loads while the app starts, so the first message does not wait for it.
+    warming = services.start_warm_up()
+    if warming is not None:
+        print(f"Getting the chat model ready for {services.warm_up_state.what}...", flush=True)
+
+    def ready() -> None:
+        print(
+            f"brandvoice is running at http://{args.host}:{args.port}  (Ctrl-C to stop)", flush=True
+        )
+        if warming is not None:
+            warming.join()
+        state = services.warm_up_state
+        if state.state == "ready":
+            print(f"Chat model ready ({state.seconds:.0f} s).", flush=True)
+        elif state.state == "failed":
+            _err.print(f"The chat model could not be loaded yet: {state.error}")
+
+    launch(services, args.host, args.port, allowed=args.allowed_host or (), on_ready=ready)
     return 0
 
 
@@ -223,6 +279,35 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return print_regressions(card, old, compare_scorecards(card, old))
 
 
+def _cmd_check(args: argparse.Namespace) -> int:
+    from chatbot.check import DraftChecker, check_drafts, read_drafts, write_report
+    from chatbot.cli_report import print_check, print_check_batch, rich_progress
+    from chatbot.workspace import Workspace
+
+    ws = Workspace.open(args.workspace)
+    source = None if args.source == "-" else Path(args.source)
+    batch = source is not None and (source.is_dir() or source.suffix.lower() == ".csv")
+    drafts = read_drafts(source) if source is not None else []
+    text = sys.stdin.read() if source is None else drafts[0].text
+    with rich_progress() as progress:
+        checker = DraftChecker.load(ws, brand=args.brand, run_id=args.run, progress=progress)
+        if batch:
+            results = check_drafts(checker, drafts, progress)
+    if not batch:
+        print_check(checker.check(text, args.customer, suggest=not args.no_suggest))
+        return 0
+    out = Path(args.report) if args.report else _default_report(ws, checker.run.brand)
+    print_check_batch(results, write_report(results, out))
+    return 0
+
+
+def _default_report(ws, brand: str) -> Path:  # noqa: ANN001 - a Workspace
+    import time
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return ws.root / "exports" / f"check-{brand}-{stamp}.html"
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from chatbot.cli_report import rich_progress
     from chatbot.export import export_run
@@ -231,9 +316,16 @@ def _cmd_export(args: argparse.Namespace) -> int:
     ws = Workspace.open(args.workspace)
     out = Path(args.out) if args.out else None
     with rich_progress() as progress:
-        result = export_run(ws, args.run, args.format, out, progress=progress)
+        result = export_run(ws, args.run, args.format, out, progress=progress, quant=args.quant)
     print(f"Exported run {result.run_id} ({result.format}): {result.path}")
-    print(f"Verified in a fresh process: {len(result.check.token_ids)} greedy tokens reproduced.")
+    if result.format == "gguf":
+        from chatbot.cli_report import print_gguf_verification
+
+        print_gguf_verification(result)
+    else:
+        print(
+            f"Verified in a fresh process: {len(result.check.token_ids)} greedy tokens reproduced."
+        )
     for warning in result.warnings:
         _err.print(Text("warning: ", style="bold yellow") + Text(warning))
     return 0
@@ -282,7 +374,7 @@ def _cmd_export_votes(args: argparse.Namespace) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from chatbot.adapters import adapter_setup, latest_adapter_run
-    from chatbot.engine import ChatEngine
+    from chatbot.engine import ChatEngine, GenerationSettings
     from chatbot.jobs import get_run
     from chatbot.serve import API_KEY_ENV, check_bind, read_api_key, serve
     from chatbot.workspace import Workspace
@@ -305,12 +397,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         tuned_system_prompt=setup.tuned_system_prompt,
         quantization=setup.quantization,
     )
+    defaults = _brand_bounds(ws, setup.run_id, engine.tokenizer).apply(GenerationSettings())
     print(
         f"OpenAI-compatible API at http://{args.host}:{args.port}/v1 (model '{model_id}'); "
         "Ctrl-C to stop",
         flush=True,
     )
-    serve(engine, model_id, args.host, args.port, api_key=api_key, allowed=args.allowed_host or ())
+    allowed = args.allowed_host or ()
+    serve(
+        engine, model_id, args.host, args.port, api_key=api_key, defaults=defaults, allowed=allowed
+    )
     return 0
 
 
@@ -400,6 +496,17 @@ def _build_parser() -> argparse.ArgumentParser:
         default=None,
         help="an accelerate config file (several machines, custom settings); see docs/scaling.md",
     )
+    p.add_argument(
+        "--from-votes",
+        action="store_true",
+        help="train the next version from the Compare votes on the brand's newest voted run",
+    )
+    p.add_argument(
+        "--method",
+        choices=["dpo", "kto"],
+        default="dpo",
+        help="with --from-votes: dpo (pairs, default) or kto (each reply good or bad)",
+    )
     p.add_argument("--detach", action="store_true", help="start and return; do not follow")
     p.set_defaults(func=_cmd_train)
 
@@ -431,12 +538,18 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", help="a run id instead of the brand's newest")
     p.add_argument(
         "--mode",
-        choices=["tuned", "base", "prompted"],
+        choices=["tuned", "base", "prompted", "fewshot"],
         default="tuned",
-        help="tuned (default), base, or prompted (base + the brand's style prompt)",
+        help="tuned (default), base, prompted (base + the brand's style prompt) or fewshot "
+        "(prompted + examples of the brand's replies)",
     )
     p.add_argument("--temperature", type=float, default=0.7)
-    p.add_argument("--max-new-tokens", type=int, default=200)
+    p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=None,
+        help="longest reply in tokens (default: 1.5× the brand's 95th-percentile reply)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_chat)
 
@@ -462,14 +575,48 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, help="tokens per generated reply (default 80)")
     p.set_defaults(func=_cmd_eval)
 
-    p = sub.add_parser("export", help="package a run for production: adapter zip or merged model")
+    p = sub.add_parser(
+        "check", help="score a draft (or a folder or CSV of drafts) against the brand's voice"
+    )
+    _add_workspace(p)
+    p.add_argument(
+        "source",
+        metavar="FILE|-",
+        help="a text file, - for standard input, or a folder of .txt/.md files or a CSV "
+        "(a report of every text, worst first)",
+    )
+    p.add_argument("--brand", help="brand name (its newest finished run is used)")
+    p.add_argument("--run", help="a run id instead of the brand's newest")
+    p.add_argument(
+        "--customer",
+        metavar="MESSAGE",
+        help="the customer message the draft answers (also shows the tuned model's own reply)",
+    )
+    p.add_argument("--no-suggest", action="store_true", help="skip the tuned model's own reply")
+    p.add_argument(
+        "--report",
+        metavar="OUT",
+        help="batch report file, .csv or .html (default: the workspace's exports/ folder)",
+    )
+    p.set_defaults(func=_cmd_check)
+
+    p = sub.add_parser(
+        "export", help="package a run for production: adapter zip, merged model or GGUF"
+    )
     _add_workspace(p)
     p.add_argument("--run", required=True, help="run id (a unique prefix is enough)")
     p.add_argument(
         "--format",
-        choices=["adapter", "merged"],
+        choices=["adapter", "merged", "gguf"],
         default="adapter",
-        help="adapter: LoRA adapter zip (PEFT, vLLM); merged: base + adapter in bf16 (a folder)",
+        help="adapter: LoRA adapter zip (PEFT, vLLM); merged: base + adapter in bf16 (a folder); "
+        "gguf: one GGUF file + Ollama Modelfile (llama.cpp, Ollama)",
+    )
+    p.add_argument(
+        "--quant",
+        choices=["f16", "q8_0", "q4_k_m"],
+        default="f16",
+        help="GGUF type: f16 (default), q8_0 (half the size), q4_k_m (needs llama-cpp-python)",
     )
     p.add_argument(
         "--out",
@@ -541,6 +688,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "chat" and not (args.brand or args.run):
         parser.error("chat needs --brand NAME or --run RUN")
+    if args.command == "check" and not (args.brand or args.run):
+        parser.error("check needs --brand NAME or --run RUN")
     if args.command == "serve" and not (args.brand or args.run):
         parser.error("serve needs --run RUN or --brand NAME")
     func: Callable[[argparse.Namespace], int] = args.func

@@ -24,6 +24,9 @@ __all__ = [
     "rich_progress",
     "print_scorecard",
     "print_regressions",
+    "print_check",
+    "print_check_batch",
+    "print_gguf_verification",
 ]
 
 console = Console()
@@ -249,3 +252,74 @@ def print_regressions(card, old, regressions: list) -> int:  # noqa: ANN001 - Sc
     for regression in regressions:
         console.print(Text(f"  - {regression.detail}"))
     return 1
+
+
+_VERDICT_STYLE = {"on-brand": "green", "in between": "yellow", "off-brand": "red"}
+
+
+def print_check(check) -> None:  # noqa: ANN001 - a chatbot.check.DraftCheck
+    """One checked text: the score and its parts, each sentence, broken rules, fixes, suggestion."""
+    console.print(Text(f"Brand score: {check.score.total}/100", style="bold"))
+    table = Table(show_header=False, box=None, padding=(0, 2))
+    for part in check.score.parts:
+        table.add_row(part.name, f"{part.points}/{part.max_points}", Text(part.detail, "dim"))
+    console.print(table)
+    console.print(Text(f"Scale: {check.calibration}", style="dim"))
+    _print_sentences(check)
+    _print_fixes(check.fixed)
+    if check.suggestion:
+        console.print(Text("The tuned model would reply:", style="bold"))
+        console.print(Text(check.suggestion))
+    console.print(Text(f"Checked {check.tokens} tokens in {check.duration_s:.1f} s.", "dim"))
+
+
+def _print_sentences(check) -> None:  # noqa: ANN001 - a chatbot.check.DraftCheck
+    console.print(Text("Sentences:", style="bold"))
+    for sentence in check.sentences:
+        mark = f"{sentence.verdict} {sentence.score if sentence.score is not None else '-'}"
+        line = Text(f"  [{mark}] ", style=_VERDICT_STYLE[sentence.verdict]) + Text(sentence.text)
+        for broken in sentence.breaks:
+            line += Text(f"  (breaks {broken.rule}: {broken.detail})", style="red")
+        console.print(line)
+    placed = {b.rule for b in check.breaks if b.start is not None}
+    for result in check.broken:
+        if result.rule not in placed:  # a rule about the whole text (its length)
+            console.print(Text(f"  breaks {result.rule}: {result.detail}", style="red"))
+
+
+def _print_fixes(fixed) -> None:  # noqa: ANN001 - a chatbot.rule_fix.FixedReply
+    if fixed.fixes:
+        console.print(Text(f"Fixed by the brand's rules ({len(fixed.fixes)} changes):", "bold"))
+        console.print(Text(fixed.text))
+        for fix in fixed.fixes:
+            after = f'"{fix.after}"' if fix.after else "removed"
+            change = f'"{fix.before}" -> {after}' if fix.before else f"added {after}"
+            console.print(Text(f"  {fix.rule}: {change}", style="dim"))
+    if fixed.unfixed:
+        console.print(Text("Still to fix by hand: " + ", ".join(fixed.unfixed), "yellow"))
+
+
+def print_check_batch(results: list, report: Path) -> None:
+    """A batch check: the texts worst first, and where the full report is."""
+    table = Table(title=f"{len(results)} texts, worst first", header_style="bold")
+    for column in ("text", "score", "rules broken"):
+        table.add_column(column, overflow="fold")
+    for draft, check in results:
+        table.add_row(draft.name, str(check.score.total), ", ".join(r.rule for r in check.broken))
+    console.print(table)
+    if results:
+        console.print(Text(f"Scale: {results[0][1].calibration}", style="dim"))
+    console.print(Text(f"Report: {report}", style="bold green"))
+
+
+def print_gguf_verification(result) -> None:  # noqa: ANN001 - a chatbot.export.ExportResult
+    """What the independent reader reproduced of a GGUF export, and how to run it."""
+    check = result.verification["transformers"]
+    print(
+        f"Verified before it was written: {check['reader']} read the GGUF ({result.quant}) back "
+        f"in {check['load_s']:.1f} s; {check['identical_replies']} of {check['prompts']} replies "
+        f"identical, {check['agreement']:.1%} of {check['tokens']} check tokens ranked first."
+    )
+    print(f"Tolerance: {result.verification['tolerance']}.")
+    where = "unzip it, then in its folder" if result.path.suffix == ".zip" else f"cd {result.path}"
+    print(f"Ollama: {where}: ollama create NAME -f Modelfile && ollama run NAME")

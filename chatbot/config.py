@@ -81,7 +81,13 @@ class TrainConfig:
     """'default' (SmolLM2-135M-Instruct, fetched on first use), a local model folder or a hub id."""
 
     quantization: Literal["nf4", "none"] = "nf4"
-    """'nf4': QLoRA on a 4-bit NF4 base (double quantisation, bf16 compute). 'none': plain LoRA."""
+    """'nf4': QLoRA on a 4-bit NF4 base (double quantisation). 'none': plain LoRA."""
+
+    compute_dtype: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """The dtype layers compute in (the 4-bit base stays 4-bit). 'auto': on a CPU, whichever a
+    short probe of the model's matmul shapes measures fastest on this machine (fp32 or bf16; see
+    chatbot/hardware.py); on CUDA bf16 where supported. The choice and the probe's figures are
+    recorded in the run's metrics."""
 
     epochs: float = 3.0
     """Passes over the training conversations (fractions allowed)."""
@@ -107,6 +113,16 @@ class TrainConfig:
     batch_size: int = 8
     """Conversations per optimizer step (per gradient-accumulation micro-step)."""
 
+    max_batch_tokens: int = 2048
+    """Most tokens computed at once: a step's conversations are packed into rows of at most this
+    many tokens (padding included) and run one row after another, so peak memory is bounded
+    whatever the conversations' lengths. Must be at least max_length."""
+
+    share_prefix: bool = True
+    """Compute the tokens every conversation of a row starts with (the system prompt block) once
+    per row instead of once per conversation. Exact: each conversation attends to the same keys
+    and values as alone, so the loss and gradients are unchanged."""
+
     gradient_accumulation: int = 1
     """Micro-steps accumulated into one optimizer step."""
 
@@ -128,14 +144,11 @@ class TrainConfig:
     system_prompt: Literal["brand", "always", "never"] = "brand"
     """Whether conversations start with the brand's system prompt: as brand.yaml says, or forced."""
 
-    padding_free: bool = True
-    """Concatenate a batch's conversations into one row (no padding tokens are computed)."""
-
     pad_to_multiple_of: int = 64
-    """Round each batch's length up to a multiple of this many tokens; 0 turns it off. Fewer
-    distinct shapes let the CPU reuse its matmul kernels and memory: over a quick run on the
-    default model the peak fell from 2.4 to 1.76 GB at the same real-token speed, for a few
-    percent of padding tokens."""
+    """Round each packed row's length up to a multiple of this many tokens (never past
+    max_batch_tokens); 0 turns it off. Fewer distinct shapes let the CPU reuse its matmul kernels
+    and memory: over a quick run on the default model the peak fell from 2.4 to 1.76 GB at the
+    same real-token speed, for a few percent of padding tokens."""
 
     gradient_checkpointing: Literal["auto", "on", "off"] = "auto"
     """Recompute activations to save memory (~25% slower); 'auto' turns it on for models above 1B
@@ -143,6 +156,13 @@ class TrainConfig:
 
     eval_every: int = 0
     """Evaluate on the eval split every N steps; 0 means only before and after training."""
+
+    early_stopping_patience: int = 0
+    """Stop once this many evaluations in a row (every eval_every steps) have not lowered the
+    eval loss by at least 0.5%; 0 never stops early."""
+
+    min_steps: int = 0
+    """Early stopping never ends a run before this many optimizer steps."""
 
     checkpoint_every: int = 50
     """Save a resumable checkpoint every N steps (and always when stopped)."""
@@ -163,6 +183,16 @@ class TrainConfig:
 
     accelerate_config: str = ""
     """An `accelerate` config file (several machines, custom settings); overrides `distributed`."""
+
+    method: Literal["sft", "dpo", "kto"] = "sft"
+    """'sft': learn the brand's conversations. 'dpo'/'kto': learn the Compare tab's votes (TRL's
+    DPOTrainer/KTOTrainer), starting from `parent_run`'s adapter (`train --from-votes`)."""
+
+    parent_run: str = ""
+    """The run whose adapter a run from votes starts from: its parent in the runs' lineage."""
+
+    preference_beta: float = 0.1
+    """DPO/KTO beta: how closely a run from votes stays to its parent's replies (higher: closer)."""
 
     def __post_init__(self) -> None:
         problems = self.validate()
@@ -190,6 +220,8 @@ class TrainConfig:
         ]
         non_negative = (
             "max_steps",
+            "min_steps",
+            "early_stopping_patience",
             "pad_to_multiple_of",
             "weight_decay",
             "max_grad_norm",
@@ -212,6 +244,14 @@ class TrainConfig:
             p.append("base_model must not be empty (use 'default')")
         if not self.lora_target.strip():
             p.append("lora_target must not be empty (use 'all-linear')")
+        if self.max_batch_tokens < self.max_length:
+            p.append(
+                f"max_batch_tokens ({self.max_batch_tokens}) must be at least max_length "
+                f"({self.max_length}): a whole conversation must fit in one row"
+            )
+        if self.early_stopping_patience and not self.eval_every:
+            p.append("early_stopping_patience needs eval_every > 0 (evaluations to compare)")
+        p += self._preference_problems()
         if self.processes < 1:
             p.append(f"processes must be 1 or more (got {self.processes})")
         elif self.processes > 1 and self.batch_size < self.processes:
@@ -219,6 +259,16 @@ class TrainConfig:
                 f"batch_size ({self.batch_size}) must be at least processes ({self.processes}): "
                 "each process takes a share of every batch"
             )
+        return p
+
+    def _preference_problems(self) -> list[str]:
+        p = []
+        if self.method != "sft" and not self.parent_run.strip():
+            p.append(f"parent_run must name the run whose votes method={self.method} learns from")
+        if self.method != "sft" and self.processes != 1:
+            p.append("a run from votes trains in one process (processes=1)")
+        if self.preference_beta <= 0:
+            p.append(f"preference_beta must be greater than 0 (got {self.preference_beta})")
         return p
 
     # -- construction -----------------------------------------------------------------------
@@ -242,7 +292,9 @@ class TrainConfig:
         if name not in PRESETS:
             problems.append(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
         values: dict[str, Any] = {**PRESETS.get(name, {}), "preset": name}
-        file_values = {k: v for k, v in from_file.items() if k != "preset"}  # it chose above
+        # "preset" chose above; retired settings in configs written by earlier versions are read
+        # as the defaults that replaced them.
+        file_values = {k: v for k, v in from_file.items() if k != "preset" and k not in _RETIRED}
         values.update(_coerce_all(cls, file_values, problems, f"{yaml_path}: "))
         pairs = _parse_pairs(overrides, problems) if not isinstance(overrides, dict) else overrides
         values.update(_coerce_all(cls, pairs, problems, ""))
@@ -268,6 +320,9 @@ class TrainConfig:
 
 
 DEFAULT_PRESET = "quick"
+# Settings earlier versions wrote into run folders' config.yaml: padding_free (rows are now always
+# packed, see chatbot/training/packing.py).
+_RETIRED = frozenset({"padding_free"})
 _YAML_HEADER = "# brandvoice training config (resolved); load with TrainConfig.from_yaml\n"
 
 # Named bundles a non-expert can pick. Values not listed keep the dataclass defaults.
@@ -276,15 +331,21 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         "epochs": 3.0,
         "learning_rate": 4e-4,
-        # 8 conversations a step in two micro-batches of 4: the same steps as one batch of 8,
-        # with half the activation memory and no loss of speed (scripts/bench_train.py).
-        "batch_size": 4,
-        "gradient_accumulation": 2,
+        # 8 conversations a step, packed into rows of at most 512 tokens: on the default model in
+        # fp32 (what CPUs without bf16 matrix units compute fastest) that keeps the peak under
+        # 1.5 GB without recomputing activations (scripts/bench_train.py).
+        "batch_size": 8,
+        "gradient_accumulation": 1,
+        "max_batch_tokens": 512,
         "lora_r": 16,
         "lora_alpha": 32,
         "max_length": 512,
         "warmup_ratio": 0.05,
         "checkpoint_every": 25,
+        # Ends the run once the held-out loss stops falling (checked every 8 steps).
+        "eval_every": 8,
+        "early_stopping_patience": 2,
+        "min_steps": 24,
     },
     # The usual QLoRA recipe: more passes at a gentler rate.
     "balanced": {
@@ -294,7 +355,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lora_r": 16,
         "lora_alpha": 32,
         "max_length": 1024,
+        "max_batch_tokens": 1024,
         "eval_every": 50,
+        "early_stopping_patience": 3,
+        "min_steps": 100,
     },
     # Larger adapter and more passes; for bigger data sets or a GPU.
     "thorough": {
@@ -305,6 +369,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lora_alpha": 64,
         "lora_dropout": 0.05,
         "max_length": 2048,
+        "max_batch_tokens": 2048,
         "eval_every": 50,
         "weight_decay": 0.01,
     },
@@ -378,6 +443,11 @@ def _coerce_all(
 def _coerce(value: Any, hint: Any) -> Any:
     """Convert a YAML/override value to the field's type, refusing lossy conversions."""
     if typing.get_origin(hint) is Literal:
+        choices = typing.get_args(hint)
+        if isinstance(value, bool) and value not in choices:
+            # YAML reads on/off and yes/no as booleans: take the word back for such choices.
+            words = ("on", "yes", "true") if value else ("off", "no", "false")
+            return next((w for w in words if w in choices), value)
         return value if isinstance(value, bool) else str(value)
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         if value is None and type(None) in typing.get_args(hint):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["emoji_key", "find_emoji"]
+__all__ = ["emoji_key", "emoji_spans", "find_emoji"]
 
 # A hand-made emoji pattern rather than the `emoji` package or `regex`'s \p{Extended_Pictographic}:
 # neither is a dependency, and counting emoji in a reply only needs the code points that render as
@@ -37,6 +37,11 @@ _EMOJI_RE = re.compile(
 def find_emoji(text: str) -> list[str]:
     """Every emoji in `text`, in order, each a whole cluster (👍🏽, 🇬🇧, 👩‍💻 count as one)."""
     return _EMOJI_RE.findall(text)
+
+
+def emoji_spans(text: str) -> list[tuple[int, int]]:
+    """Where each emoji of `find_emoji` sits in `text`: (start, end) character offsets."""
+    return [match.span() for match in _EMOJI_RE.finditer(text)]
 
 
 def emoji_key(emoji: str) -> str:

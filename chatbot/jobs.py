@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import signal
@@ -397,6 +398,10 @@ def _run_worker(ws: Workspace, run_id: str, resume: bool) -> int:
         config = TrainConfig.from_yaml(run.run_dir / "config.yaml")
         several = config.processes > 1 or bool(config.accelerate_config)
         fit = train_processes if several else train
+        if config.method != "sft":  # a run from votes (chatbot.training.from_votes)
+            from chatbot.training.from_votes import train_from_votes
+
+            fit = functools.partial(train_from_votes, workspace=ws)
         try:
             metrics = fit(run.run_dir, config, ws.brand_dir(run.brand), stop=stop, resume=resume)
         except (TrainingError, BrandVoiceError) as exc:

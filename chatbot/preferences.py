@@ -37,7 +37,9 @@ __all__ = [
     "PreferenceKind",
     "PromptStyle",
     "PreferenceExport",
+    "PreferenceRows",
     "export_votes",
+    "preference_rows",
     "brand_redactor",
 ]
 
@@ -51,6 +53,19 @@ class PreferenceExport:
     path: Path
     kind: str
     rows: int
+    votes: int
+    skipped: dict[str, int] = field(default_factory=dict)
+    """Votes left out, by reason."""
+    redacted: dict[str, int] = field(default_factory=dict)
+    """Personal data replaced, by placeholder type."""
+
+
+@dataclass(frozen=True)
+class PreferenceRows:
+    """A brand's (or one run's) votes as TRL preference rows, personal data redacted."""
+
+    kind: str
+    rows: list[dict[str, Any]]
     votes: int
     skipped: dict[str, int] = field(default_factory=dict)
     """Votes left out, by reason."""
@@ -171,22 +186,37 @@ def export_votes(
     `redactor` defaults to `brand_redactor(ws, brand)`. Raises BrandVoiceError for an unknown kind
     or style, or when the brand has no votes.
     """
+    data = preference_rows(ws, brand, kind, run_id=run_id, style=style, redactor=redactor)
+    if not data.votes:
+        raise BrandVoiceError(
+            f"Brand '{ws.find_brand(brand)}' has no votes"
+            f"{' for run ' + run_id if run_id else ''} yet; vote on replies in the app's Compare "
+            "tab first."
+        )
+    atomic_write_jsonl(Path(out), data.rows)
+    return PreferenceExport(
+        Path(out), kind, len(data.rows), data.votes, data.skipped, data.redacted
+    )
+
+
+def preference_rows(
+    ws: Workspace,
+    brand: str,
+    kind: str = "dpo",
+    *,
+    run_id: str | None = None,
+    style: str = "conversational",
+    redactor: Redactor | None = None,
+) -> PreferenceRows:
+    """The brand's votes (optionally one run's) as DPO or KTO rows, redacted; none is no error."""
     if kind not in ("dpo", "kto"):
         raise BrandVoiceError(f"Unknown preference format {kind!r}; use dpo or kto.")
     if style not in ("conversational", "standard"):
         raise BrandVoiceError(f"Unknown prompt style {style!r}; use conversational or standard.")
     slug = ws.find_brand(brand)
     votes = list_votes(ws, slug, run_id)
-    if not votes:
-        raise BrandVoiceError(
-            f"Brand '{slug}' has no votes{' for run ' + run_id if run_id else ''} yet; vote on "
-            "replies in the app's Compare tab first."
-        )
     texts = _Texts(redactor or brand_redactor(ws, slug))
     skipped: Counter[str] = Counter()
     make = _dpo_rows if kind == "dpo" else _kto_rows
     rows = list(make(votes, texts, style, skipped))
-    atomic_write_jsonl(Path(out), rows)
-    return PreferenceExport(
-        Path(out), kind, len(rows), len(votes), dict(skipped), dict(texts.counts)
-    )
+    return PreferenceRows(kind, rows, len(votes), dict(skipped), dict(texts.counts))

@@ -12,8 +12,10 @@ The server adds the brand's trained system prompt itself, as the chat engine doe
 system message is accepted only when it is that same prompt (what a client written for vLLM sends)
 and refused otherwise, since the model was not trained to follow another. `temperature`, `top_p`,
 `max_tokens`/`max_completion_tokens`, `seed` and vLLM's `repetition_penalty` are honoured;
-`n` > 1, `stop` and tools are refused rather than ignored. Token counts in `usage` come from
-re-tokenising the prompt and reply text, so they can be off by a token or two.
+`n` > 1, `stop` and tools are refused rather than ignored. What a request leaves out comes from
+`defaults` (the CLI passes the brand's reply-length cap and sign-off, see `chatbot.reply_length`).
+Token counts in `usage` come from re-tokenising the prompt and reply text, so they can be off by a
+token or two.
 
 `serve` runs it with uvicorn: on 127.0.0.1 unless an API key is set, which every request must then
 send as `Authorization: Bearer KEY`. The key comes from $BRANDVOICE_API_KEY or a file, never from
@@ -36,6 +38,7 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import replace
 from itertools import chain
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -168,6 +171,7 @@ def create_app(
     model_id: str,
     *,
     api_key: str | None = None,
+    defaults: GenerationSettings | None = None,
     host: str = "127.0.0.1",
     allowed: Sequence[str] = (),
     max_body_bytes: int = MAX_BODY_BYTES,
@@ -178,6 +182,7 @@ def create_app(
     `host` is the address it listens on and `allowed` further host names it answers to (see
     `chatbot.http_guard.allowed_hosts`).
     """
+    defaults = defaults or GenerationSettings()
     app = FastAPI(title="brandvoice", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(
         RequestGuard,  # type: ignore[arg-type]
@@ -203,7 +208,7 @@ def create_app(
                 404,
             )
         messages = _conversation(body, backend.tuned_system_prompt, max_messages)
-        call = _Call(backend, messages, _settings(body), request)
+        call = _Call(backend, messages, _settings(body, defaults), request)
         if body.stream:
             return await _stream(call, model_id, body)
         return await _complete(call, model_id)
@@ -218,13 +223,16 @@ def serve(
     port: int = 8000,
     *,
     api_key: str | None = None,
+    defaults: GenerationSettings | None = None,
     allowed: Sequence[str] = (),
 ) -> None:
     """Serve the API with uvicorn until interrupted."""
     import uvicorn
 
     check_bind(host, api_key)
-    app = create_app(backend, model_id, api_key=api_key, host=host, allowed=allowed)
+    app = create_app(
+        backend, model_id, api_key=api_key, defaults=defaults, host=host, allowed=allowed
+    )
     uvicorn.run(app, host=host, port=port)
 
 
@@ -308,7 +316,7 @@ def _conversation(
     return turns
 
 
-def _settings(request: ChatRequest) -> GenerationSettings:
+def _settings(request: ChatRequest, defaults: GenerationSettings) -> GenerationSettings:
     chosen = {
         "temperature": request.temperature,
         "top_p": request.top_p,
@@ -317,7 +325,7 @@ def _settings(request: ChatRequest) -> GenerationSettings:
         "repetition_penalty": request.repetition_penalty,
     }
     try:
-        return GenerationSettings(**{k: v for k, v in chosen.items() if v is not None})
+        return replace(defaults, **{k: v for k, v in chosen.items() if v is not None})
     except BrandVoiceError as exc:  # ConfigError lists every invalid value
         raise APIError(str(exc)) from exc
 

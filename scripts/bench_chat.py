@@ -1,7 +1,9 @@
 """Benchmark side-by-side chat: our `stream_pair` against plain PEFT `generate`, one pane after the
-other, on the same loaded model in the same run.
+other, on the same loaded model in the same run; and, with --first-message, the first message after
+the app starts, in a fresh process.
 
     .venv/bin/python scripts/bench_chat.py [--adapter RUN/adapter] [--base-model DIR] [--tokens 64]
+    .venv/bin/python scripts/bench_chat.py --first-message --workspace WS [--brand NAME]
 
 Without --adapter it makes a stand-in: a LoRA adapter (all linear layers, r=16) on the base model
 with perturbed B matrices, so the tuned pane costs what a trained one does. Two comparisons as the
@@ -15,12 +17,28 @@ demo brand's. Per pane it prints:
 
 Replies are greedy; token counts are the replies re-encoded. Rounds are interleaved so that changes
 in machine load hit both paths alike; medians are printed. About two minutes on a 2-core CPU.
+
+--first-message starts a fresh Python process per trial that does what `brandvoice ui` does (the
+app's services, the warm-up of the first brand's newest adapter, the Gradio server on a free port)
+and, once the warm-up is done, sends the brand's held-out customer messages (eval.jsonl) one after
+the other through the Compare tab's own handler, "base vs tuned", with the tab's default settings
+(the brand's length cap, its sign-off, temperature 0.7). The first of them is the first message
+after start-up. Printed: start to ready (what a message sent at start-up waits for first), then per
+message the time to the first text of either pane, and until each pane and both are complete.
+Beside the wall-clock times, the CPU time the process used (all its threads): on a loaded machine
+the wall clock includes waiting for the cores, the CPU time does not.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import platform
+import re
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -29,12 +47,16 @@ from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from chatbot.engine import ChatEngine, GenerationSettings  # noqa: E402
+
+if TYPE_CHECKING:
+    from ui import Services
 
 # As long as the demo brand's (about 190 tokens): prompted and tuned prompts carry it.
 SYSTEM_PROMPT = (
@@ -73,6 +95,11 @@ def main() -> int:
     args = _parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.child:
+        return _first_message_child(args)
+    print(_machine())
+    if args.first_message:
+        return _first_message(args)
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory(prefix="bench-chat-") as tmp:
         adapter = args.adapter or _stand_in_adapter(args.base_model, Path(tmp) / "adapter")
@@ -105,7 +132,222 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's, the cores)"
     )
-    return parser.parse_args()
+    parser.add_argument(
+        "--first-message",
+        action="store_true",
+        help="time the first messages after the app starts, in a fresh process per trial",
+    )
+    parser.add_argument("--workspace", type=Path, help="with --first-message: a workspace")
+    parser.add_argument("--brand", default=None, help="with --first-message (default: the first)")
+    parser.add_argument("--messages", type=int, default=3, help="messages per trial")
+    parser.add_argument("--trials", type=int, default=1, help="fresh processes")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if (args.first_message or args.child) and args.workspace is None:
+        parser.error("--first-message needs --workspace (a workspace with a trained brand)")
+    return args
+
+
+def _machine() -> str:
+    """The CPU (model and the flags that decide the matmul speed), threads and load, in one line."""
+    model, flags = platform.processor() or "unknown CPU", set()
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        model = re.search(r"model name\s*:\s*(.*)", info).group(1)  # type: ignore[union-attr]
+        flags = set(re.search(r"flags\s*:\s*(.*)", info).group(1).split())  # type: ignore[union-attr]
+    except (OSError, AttributeError):
+        pass
+    shown = sorted(f for f in flags if f.startswith("amx") or f in ("avx512_bf16", "avx2"))
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (
+        f"CPU: {model}, {os.cpu_count()} cores, flags {' '.join(shown) or '-'} "
+        f"(of amx*, avx512_bf16, avx2); torch threads {torch.get_num_threads()}; "
+        f"load average {load}"
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# The first message after start-up
+# ------------------------------------------------------------------------------------------------
+
+
+def _first_message(args: argparse.Namespace) -> int:
+    """Run each trial in a fresh process and print its timeline."""
+    command = [sys.executable, __file__, "--child", "--workspace", str(args.workspace)]
+    command += ["--messages", str(args.messages)]
+    command += ["--brand", args.brand] if args.brand else []
+    command += ["--threads", str(args.threads)] if args.threads else []
+    for trial in range(1, args.trials + 1):
+        started = time.time()
+        child = subprocess.run(command, capture_output=True, text=True, check=False)
+        events = [
+            json.loads(line[len("BENCH ") :])
+            for line in child.stdout.splitlines()
+            if line.startswith("BENCH ")
+        ]
+        if child.returncode != 0 or not events:
+            print(child.stdout[-3000:], child.stderr[-3000:], sep="\n")
+            print(f"trial {trial}: the app process failed (exit status {child.returncode})")
+            return 1
+        _print_trial(trial, started, events)
+    print(_machine())
+    return 0
+
+
+def _print_trial(trial: int, started: float, events: list[dict]) -> None:
+    ready = next(e for e in events if e["event"] == "ready")
+    print(f"\ntrial {trial}: fresh process, {ready['what']}")
+    print(f"  process start to imports done   {ready['imported'] - started:7.1f} s")
+    print(f"  process start to chat ready     {ready['time'] - started:7.1f} s")
+    print(
+        f"    (warm-up: model, adapter, system prefixes: {ready['seconds']:.1f} s;"
+        f" CPU time of the process until ready {ready['cpu']:.1f} s)"
+    )
+    for e in (e for e in events if e["event"] == "message"):
+        label = "first message after start-up" if e["index"] == 0 else f"message {e['index'] + 1}"
+        print(f"  {label}: {e['prompt'][:60]!r}  (cap {e['max_new_tokens']} tokens)")
+        print(
+            f"    first text (either pane)      {e['first_text']:7.2f} s"
+            f"   (CPU time {e['first_text_cpu']:.2f} s)"
+        )
+        for pane in ("left", "right"):
+            p = e[pane]
+            print(
+                f"    {pane} ({p['system']:>6}) done       {p['done']:7.2f} s  "
+                f"{p['tokens']:4d} tokens, {p['chars']:4d} chars, ended by {p['ended_by']}"
+            )
+        print(
+            f"    both done                     {e['both_done']:7.2f} s"
+            f"   (CPU time {e['both_done_cpu']:.2f} s)"
+        )
+    first = next(e for e in events if e["event"] == "message")
+    print(
+        f"  a message sent at start-up: first text after "
+        f"{ready['time'] - started + first['first_text']:.1f} s"
+    )
+
+
+def _first_message_child(args: argparse.Namespace) -> int:
+    """What `brandvoice ui` does, then the brand's messages through the Compare handler."""
+    from ui import Services, launch
+    from ui.compare_tab import compare_setup, reply_bounds
+
+    imported = time.time()
+    services = Services.create(args.workspace)
+    warming = services.start_warm_up(args.brand)
+    app = launch(services, port=_free_port(), block=False)
+    if warming is not None:
+        warming.join()
+    state = services.warm_up_state
+    if state.state != "ready":
+        print(f"warm-up failed: {state.error}")
+        return 1
+    _emit(
+        event="ready",
+        imported=imported,
+        what=state.what,
+        seconds=state.seconds or 0.0,
+        cpu=time.process_time(),
+    )
+    slug = args.brand or services.workspace.brands()[0]["slug"]
+    run_id = compare_setup(services, slug).run_id
+    bounds = reply_bounds(services, slug, run_id)
+    settings = GenerationSettings(max_new_tokens=bounds.max_new_tokens or 200)
+    for index, prompt in enumerate(_held_out_prompts(services, slug, args.messages)):
+        _emit(
+            event="message",
+            index=index,
+            prompt=prompt,
+            max_new_tokens=settings.max_new_tokens,
+            **_time_message(services, slug, run_id, prompt, settings, bounds.signoff),
+        )
+    app.close()
+    return 0
+
+
+def _time_message(
+    services: Services,
+    slug: str,
+    run_id: str,
+    prompt: str,
+    settings: GenerationSettings,
+    signoff: str,
+) -> dict:
+    from ui.compare_tab import compare_stream
+    from ui.services import EngineSpec
+
+    tokenizer = services.tokenizer(EngineSpec.for_run(services.workspace, run_id).base_model)
+    started, cpu_started = time.perf_counter(), time.process_time()
+    first = first_cpu = None
+    done = {"left": None, "right": None}
+    last: dict = {"left": "", "right": ""}
+    frame = None
+    for frame in compare_stream(
+        services,
+        slug,
+        run_id,
+        "base_vs_tuned",
+        prompt,
+        None,
+        None,
+        None,
+        settings,
+    ):
+        now = time.perf_counter() - started
+        for side in ("left", "right"):
+            history = getattr(frame, side)
+            text = history[-1]["content"] if history[-1]["role"] == "assistant" else ""
+            if text != last[side]:
+                if first is None:
+                    first, first_cpu = now, time.process_time() - cpu_started
+                last[side], done[side] = text, now
+    assert frame is not None
+    panes = {}
+    for side in ("left", "right"):
+        ids = tokenizer.encode(last[side], add_special_tokens=False)
+        panes[side] = {
+            "system": getattr(frame.matchup, side),
+            "done": done[side] or 0.0,
+            "tokens": len(ids),
+            "chars": len(last[side]),
+            "ended_by": _ended_by(last[side], len(ids), settings.max_new_tokens, signoff),
+        }
+    return {
+        "first_text": first or 0.0,
+        "first_text_cpu": first_cpu or 0.0,
+        "both_done": time.perf_counter() - started,
+        "both_done_cpu": time.process_time() - cpu_started,
+        **panes,
+    }
+
+
+def _ended_by(text: str, tokens: int, cap: int, signoff: str) -> str:
+    words = re.findall(r"\w+", signoff)
+    last_line = text.rstrip().splitlines()[-1] if text.strip() else ""
+    if words and re.search(r"[\W_]+".join(map(re.escape, words)), last_line, re.IGNORECASE):
+        return "sign-off"
+    # Re-encoding may count a token or two more or less than were generated.
+    return "length cap" if tokens >= cap - 2 else "end of turn"
+
+
+def _held_out_prompts(services: Services, slug: str, n: int) -> list[str]:
+    """The first customer message of the brand's first `n` held-out conversations."""
+    path = services.workspace.brand_dir(slug) / "eval.jsonl"
+    prompts = []
+    for line in path.read_text(encoding="utf-8").splitlines()[:n]:
+        messages = json.loads(line)["messages"]
+        prompts.append(next(m["content"] for m in messages if m["role"] == "user"))
+    return prompts
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _emit(**event: object) -> None:
+    print("BENCH " + json.dumps({"time": time.time(), **event}), flush=True)
 
 
 def _stand_in_adapter(base_model: str | None, out: Path) -> Path:

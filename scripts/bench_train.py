@@ -1,21 +1,29 @@
 """Benchmark training throughput: our `train()` against the plain TRL + PEFT QLoRA recipe, and both
-against this machine's bf16 matmul roofline, in one run on the same data.
+against this machine's matmul roofline in its fastest dtype, in one run on the same data.
 
-    .venv/bin/python scripts/bench_train.py [--data CONVERSATIONS.jsonl] [--steps 6] [--rounds 2]
+    .venv/bin/python scripts/bench_train.py [--data CONVERSATIONS.jsonl] [--system-prompt FILE]
+        [--steps 6] [--rounds 2] [--variants plain,ours,ours-noshare]
 
 - ours: `chatbot.training.train` with the quick preset on the default model, in the environment
-  the job worker gives it (TCMalloc preloaded where installed); its own tokens/s: real,
-  non-padding tokens over training time, evaluation excluded;
+  the job worker gives it (TCMalloc preloaded where installed): packed rows under the token
+  budget, the shared system block computed once per row, the compute dtype this machine's probe
+  picks. Its tokens/s: conversation tokens (each counted whole, as a plain batch computes it)
+  over training time, evaluation excluded; also its computed tokens/s (what the model ran);
+- ours-noshare: the same with `share_prefix=false` (every conversation computes its prefix);
+- ours-noprompt: the same trained without the system prompt (`system_prompt=never`): the
+  "shortened prompt" alternative, which changes what is learned (compare held-out NLL);
 - ours-gc: the same with `gradient_checkpointing=on`, the memory-saving setting;
 - plain: the recipe from TRL's and PEFT's docs: NF4 + double quantisation, bf16 compute, LoRA
   r=16 on all linear layers, SFTTrainer defaults otherwise (gradient checkpointing, bf16 autocast,
   padded batches of 8), real tokens counted from the attention masks;
-- roofline: the bf16 matmul throughput of this machine on the model's own layer shapes (forward
-  and backward-to-input products), divided by 4 x parameters FLOPs per trained token.
+- roofline: matmul throughput of this machine on the model's own layer shapes (forward and
+  backward-to-input products) in fp32, bf16 (and fp16 where native), the fastest divided by
+  4 x parameters FLOPs per trained token.
 
-Each measurement runs in a fresh process (so its peak memory is its own), and the two recipes
-alternate for --rounds rounds, so that changes in machine load hit both alike; medians are
-printed. Data defaults to the demo brand's conversations. A few minutes on a 2-core CPU.
+`--system-prompt FILE` starts every conversation with that system message, on both sides (the
+demo brand trains with its 187-token style prompt). Each measurement runs in a fresh process (so
+its peak memory is its own), and the variants alternate for --rounds rounds, so that changes in
+machine load hit all alike; medians are printed, with the CPU model, its flags and the load.
 """
 
 from __future__ import annotations
@@ -41,7 +49,14 @@ DEMO_DATA = ROOT / "data" / "kettlebird" / "conversations.jsonl"
 def _rows(path: Path) -> list[dict]:
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
     random.Random(0).shuffle(rows)
-    return [{"messages": r["messages"]} for r in rows[len(rows) // 5 :]]  # the 80% train split
+    prompt = os.environ.get("BENCH_SYSTEM_PROMPT", "")
+    out = []
+    for r in rows[len(rows) // 5 :]:  # the 80% train split
+        messages = [m for m in r["messages"] if m["role"] != "system"] if prompt else r["messages"]
+        if prompt:
+            messages = [{"role": "system", "content": prompt}, *messages]
+        out.append({"messages": messages})
+    return out
 
 
 def _peak_rss_mb() -> float:
@@ -51,7 +66,9 @@ def _peak_rss_mb() -> float:
 # -- workers (each in its own process) -------------------------------------------------------
 
 
-def _worker_ours(data: Path, steps: int, checkpointing: str = "auto") -> dict:
+def _worker_ours(data: Path, steps: int, *overrides: str) -> dict:
+    if "system_prompt=never" in overrides:  # the shortened-prompt variant: no system prompt at all
+        os.environ["BENCH_SYSTEM_PROMPT"] = ""
     from chatbot.config import TrainConfig
     from chatbot.models import fetch_default_model
     from chatbot.training import train
@@ -65,15 +82,17 @@ def _worker_ours(data: Path, steps: int, checkpointing: str = "auto") -> dict:
         base = str(fetch_default_model())
         config = TrainConfig.from_preset(
             "quick",
-            {
-                "base_model": base,
-                "max_steps": steps,
-                "checkpoint_every": 10_000,
-                "gradient_checkpointing": checkpointing,
-            },
+            [f"base_model={base}", f"max_steps={steps}", "checkpoint_every=10000", *overrides],
         )
         metrics = train(Path(tmp) / "run", config, brand)
-    return {"tokens_per_s": metrics["tokens_per_s"], "steps": metrics["steps"]}
+    return {
+        "tokens_per_s": metrics["tokens_per_s"],
+        "computed_tokens_per_s": round(
+            metrics["computed_tokens"] / max(metrics["train_seconds"], 1e-9), 1
+        ),
+        "steps": metrics["steps"],
+        "compute_dtype": metrics["compute_dtype"],
+    }
 
 
 def _worker_plain(data: Path, steps: int) -> dict:
@@ -151,56 +170,47 @@ def _worker_plain(data: Path, steps: int) -> dict:
 
 
 def _worker_roofline(tokens: int) -> dict:
-    """bf16 matmul FLOP/s on the default model's shapes, forward and backward-to-input."""
-    import torch
+    """Matmul FLOP/s on the default model's shapes in each dtype (forward and backward-to-input,
+    as LoRA training computes them), and the roofline of the fastest."""
     from transformers import AutoConfig
 
+    from chatbot.hardware import probe_compute_dtypes
     from chatbot.models import fetch_default_model
+    from chatbot.training.estimate import _parameters
 
-    base = fetch_default_model()
-    cfg = AutoConfig.from_pretrained(base)
-    h, inter, kv = cfg.hidden_size, cfg.intermediate_size, cfg.num_key_value_heads * cfg.head_dim
-    per_layer = [(h, h), (h, kv), (h, kv), (h, h), (h, inter), (h, inter), (inter, h)]
-    shapes = per_layer * cfg.num_hidden_layers + [(h, cfg.vocab_size)]
-    params = sum(k * n for k, n in shapes)
-    flops, seconds = 0.0, 0.0
-    for k, n in set(shapes):
-        count = shapes.count((k, n))
-        x = torch.randn(tokens, k, dtype=torch.bfloat16)
-        w = torch.randn(n, k, dtype=torch.bfloat16)
-        g = torch.randn(tokens, n, dtype=torch.bfloat16)
-        for _ in range(3):  # warm-up: kernel selection
-            x @ w.t(), g @ w
-        reps = 10
-        start = time.perf_counter()
-        for _ in range(reps):
-            x @ w.t()  # forward
-            g @ w  # backward, to the input (LoRA training never forms the base weight's grad)
-        seconds += (time.perf_counter() - start) / reps * count
-        flops += 4 * tokens * k * n * count
-    flops_per_s = flops / seconds
+    cfg = AutoConfig.from_pretrained(fetch_default_model())
+    probe = probe_compute_dtypes(cfg, tokens=tokens)
+    best = max(probe.tflops, key=probe.tflops.__getitem__)
+    params = _parameters(cfg) + cfg.hidden_size * cfg.vocab_size
     return {
-        "bf16_tflops": round(flops_per_s / 1e12, 3),
+        "tflops": probe.tflops,
+        "fastest": best,
+        "auto_choice": probe.choice,
         "params": params,
-        "roofline_tokens_per_s": round(flops_per_s / (4 * params), 1),
+        "roofline_tokens_per_s": round(probe.tflops[best] * 1e12 / (4 * params), 1),
     }
 
 
 # -- driver ----------------------------------------------------------------------------------
 
 
+_VARIANTS = {
+    "ours": (),
+    "ours-noshare": ("share_prefix=false",),
+    "ours-noprompt": ("system_prompt=never",),
+    "ours-gc": ("gradient_checkpointing=on",),
+    # Recomputing activations lets rows grow (more conversations share one prefix) in less memory.
+    "ours-gc1024": ("gradient_checkpointing=on", "max_batch_tokens=1024"),
+    "ours-gc2048": ("gradient_checkpointing=on", "max_batch_tokens=2048"),
+}
+
+
 def _run_worker(kind: str, args: argparse.Namespace) -> dict:
-    cmd = [
-        sys.executable,
-        __file__,
-        "--worker",
-        kind,
-        "--data",
-        str(args.data),
-        "--steps",
-        str(args.steps),
-    ]
+    cmd = [sys.executable, __file__, "--worker", kind, "--data", str(args.data)]
+    cmd += ["--steps", str(args.steps)]
     env = dict(os.environ)
+    if args.system_prompt:
+        env["BENCH_SYSTEM_PROMPT"] = args.system_prompt.read_text(encoding="utf-8").strip()
     if kind.startswith("ours"):  # the job worker's environment: TCMalloc where installed
         from chatbot.jobs import training_allocator_env
 
@@ -212,64 +222,78 @@ def _run_worker(kind: str, args: argparse.Namespace) -> dict:
     return json.loads(lines[-1])
 
 
+def _worker(kind: str, args: argparse.Namespace) -> dict:
+    if kind == "plain":
+        return _worker_plain(args.data, args.steps)
+    if kind == "roofline":
+        return _worker_roofline(512)
+    if kind.startswith("ours-no-"):  # no-<setting>=<value>: any one override, e.g. for sweeps
+        return _worker_ours(args.data, args.steps, kind.removeprefix("ours-no-"))
+    return _worker_ours(args.data, args.steps, *_VARIANTS[kind])
+
+
+def _line(kind: str, r: dict) -> str:
+    computed = r.get("computed_tokens_per_s")
+    extra = f" ({computed:.1f} computed, {r['compute_dtype']})" if computed else ""
+    return f"{kind:13s} {r['tokens_per_s']:7.1f} real tok/s{extra}, peak RSS {r['peak_rss_mb']} MB"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, default=DEMO_DATA, help="conversations JSONL")
+    p.add_argument("--system-prompt", type=Path, help="a text file: every conversation's system")
     p.add_argument("--steps", type=int, default=6, help="optimizer steps per measurement")
     p.add_argument("--rounds", type=int, default=2)
-    p.add_argument(
-        "--worker", choices=["ours", "ours-gc", "plain", "roofline"], help=argparse.SUPPRESS
-    )
+    p.add_argument("--variants", default="plain,ours,ours-noshare")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
-        work = {
-            "ours": lambda: _worker_ours(args.data, args.steps),
-            "ours-gc": lambda: _worker_ours(args.data, args.steps, "on"),
-            "plain": lambda: _worker_plain(args.data, args.steps),
-            "roofline": lambda: _worker_roofline(1024),
-        }[args.worker]
-        result = work()
+        result = _worker(args.worker, args)
         result["peak_rss_mb"] = round(_peak_rss_mb())
         print(json.dumps(result))
         return
 
+    from chatbot.hardware import cpu_info
+
+    if args.system_prompt:
+        os.environ["BENCH_SYSTEM_PROMPT"] = args.system_prompt.read_text(encoding="utf-8").strip()
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    print(f"CPU: {cpu_info().describe()}")
     print(
-        f"data: {args.data} ({len(_rows(args.data))} training conversations), "
-        f"{args.steps} steps per measurement, {os.cpu_count()} CPUs, "
-        f"load average {os.getloadavg()[0]:.1f}"
+        f"data: {args.data} ({len(_rows(args.data))} training conversations"
+        f"{', with the system prompt of ' + str(args.system_prompt) if args.system_prompt else ''}"
+        f"), {args.steps} steps per measurement, load average {os.getloadavg()[0]:.1f}"
     )
-    results: dict[str, list[dict]] = {"plain": [], "ours": [], "ours-gc": []}
+    results: dict[str, list[dict]] = {v: [] for v in variants}
     for round_ in range(args.rounds):
-        for kind in ("plain", "ours", "ours-gc"):
+        for kind in variants:
             r = _run_worker(kind, args)
             results[kind].append(r)
-            print(
-                f"round {round_ + 1} {kind:5s}: {r['tokens_per_s']:7.1f} real tok/s, "
-                f"peak RSS {r['peak_rss_mb']} MB",
-                flush=True,
-            )
+            print(f"round {round_ + 1} {_line(kind, r)}", flush=True)
     roof = _run_worker("roofline", args)
-    ours = statistics.median(r["tokens_per_s"] for r in results["ours"])
-    ours_gc = statistics.median(r["tokens_per_s"] for r in results["ours-gc"])
-    plain = statistics.median(r["tokens_per_s"] for r in results["plain"])
     print(
-        f"bf16 matmul: {roof['bf16_tflops']} TFLOP/s on the model's shapes -> roofline "
-        f"{roof['roofline_tokens_per_s']} tok/s (4 x {roof['params'] / 1e6:.0f}M FLOPs a token)"
+        f"matmul TFLOP/s on the model's shapes: {roof['tflops']}; fastest {roof['fastest']} -> "
+        f"roofline {roof['roofline_tokens_per_s']} tok/s (4 x {roof['params'] / 1e6:.0f}M FLOPs "
+        f"a token); training picks {roof['auto_choice']}"
     )
-    print(f"ours  {ours:7.1f} tok/s  peak RSS {max(r['peak_rss_mb'] for r in results['ours'])} MB")
-    print(
-        f"ours with gradient_checkpointing=on  {ours_gc:7.1f} tok/s  peak RSS "
-        f"{max(r['peak_rss_mb'] for r in results['ours-gc'])} MB  ({ours_gc / ours:.0%} of ours)"
-    )
-    print(
-        f"plain {plain:7.1f} tok/s  peak RSS {max(r['peak_rss_mb'] for r in results['plain'])} MB"
-    )
-    print(
-        f"ours / plain = {ours / plain:.2f}x (with checkpointing {ours_gc / plain:.2f}x); "
-        f"ours / roofline = "
-        f"{ours / roof['roofline_tokens_per_s']:.1%}; plain / roofline = "
-        f"{plain / roof['roofline_tokens_per_s']:.1%}; load average now {os.getloadavg()[0]:.1f}"
-    )
+    median = {k: statistics.median(r["tokens_per_s"] for r in v) for k, v in results.items()}
+    for kind, runs in results.items():
+        computed = [r["computed_tokens_per_s"] for r in runs if r.get("computed_tokens_per_s")]
+        share = (
+            f", computed {statistics.median(computed):.1f} tok/s = "
+            f"{statistics.median(computed) / roof['roofline_tokens_per_s']:.0%} of roofline"
+            if computed
+            else ""
+        )
+        print(
+            f"{kind:13s} {median[kind]:7.1f} real tok/s = "
+            f"{median[kind] / roof['roofline_tokens_per_s']:.0%} of roofline{share}; "
+            f"peak RSS {max(r['peak_rss_mb'] for r in runs)} MB"
+        )
+    if "plain" in median:
+        for kind in (k for k in median if k != "plain"):
+            print(f"{kind} / plain = {median[kind] / median['plain']:.2f}x")
+    print(f"load average now {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

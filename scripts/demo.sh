@@ -29,7 +29,7 @@ except BrandVoiceError:
 print(f"==> reusing finished run {run.id}")
 PY
 then :; else
-  echo "==> training the demo brand with the quick preset (a few minutes on a laptop CPU)"
+  echo "==> training the demo brand with the quick preset (the time it takes here is estimated below)"
   brandvoice train --brand "$BRAND" --preset quick
 fi
 

@@ -92,3 +92,98 @@ def test_prepare_counts_tokens_with_the_default_model(tmp_path, default_model_di
     report = json.loads((tmp_path / "brands" / "lumen-lamps" / "report.json").read_text())
     stats = report["stats"]
     assert stats["tokens_per_example"]["p50"] > 10 and stats["assistant_tokens"] > 0
+
+
+def test_train_says_how_long_before_the_run_starts(
+    tmp_path, capsys, monkeypatch, tiny_model_dir: Path
+):
+    from chatbot import jobs
+
+    assert _prepare(tmp_path, ASSETS / "conversations.jsonl") == 0
+    capsys.readouterr()
+    started: list[str] = []
+
+    def fake_start(ws, brand, config, *, preset=""):  # noqa: ANN001, ANN202
+        # What was printed by the time the run starts.
+        started.append(capsys.readouterr().out)
+        return jobs.Run(
+            id="r1",
+            brand="lumen-lamps",
+            state="queued",
+            preset=preset,
+            base_model="x",
+            created=0.0,
+            started=None,
+            finished=None,
+            error=None,
+            pid=None,
+            run_dir=tmp_path / "r1",
+        )
+
+    monkeypatch.setattr(jobs, "start_run", fake_start)
+    code = main(
+        [
+            "train",
+            "--workspace",
+            str(tmp_path),
+            "--brand",
+            "Lumen Lamps",
+            "--detach",
+            "--base-model",
+            str(tiny_model_dir),
+            "--set",
+            "epochs=2",
+        ]
+    )
+    assert code == 0 and started
+    line = started[0].strip().splitlines()[-1]
+    assert line.startswith("Training Lumen Lamps (quick preset): about ")
+    assert "minute" in line and "steps" in line
+
+
+def test_ui_starts_warming_the_chat_model_before_it_serves(monkeypatch, tmp_path, capsys):
+    import threading
+
+    import ui
+    from ui.services import WarmUp
+
+    events: list[str] = []
+    launched = threading.Event()
+
+    class FakeServices:
+        warm_up_state = WarmUp("idle")
+
+        @classmethod
+        def create(cls, workspace: str, base_model: str) -> FakeServices:
+            return cls()
+
+        def start_warm_up(self) -> threading.Thread:
+            events.append("warm-up started")
+            self.warm_up_state = WarmUp("warming", "Lumen Lamps (run 1)")
+
+            def load() -> None:
+                launched.wait(timeout=30)
+                events.append("warm-up done")
+                self.warm_up_state = WarmUp("ready", "Lumen Lamps (run 1)", seconds=3.0)
+
+            worker = threading.Thread(target=load)
+            worker.start()
+            return worker
+
+    class FakeApp:
+        def block_thread(self) -> None:
+            events.append("serving until Ctrl-C")
+
+    def fake_launch(services: FakeServices, host: str, port: int, *, block: bool) -> FakeApp:
+        assert not block
+        events.append("launched")
+        launched.set()
+        return FakeApp()
+
+    monkeypatch.setattr(ui, "Services", FakeServices)
+    monkeypatch.setattr(ui, "launch", fake_launch)
+    assert main(["ui", "--workspace", str(tmp_path)]) == 0
+    assert events == ["warm-up started", "launched", "warm-up done", "serving until Ctrl-C"]
+    out = capsys.readouterr().out
+    assert "Getting the chat model ready for Lumen Lamps (run 1)..." in out
+    assert "Chat model ready (3 s)." in out

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from chatbot.chat_cli import run_chat
-from chatbot.engine import ChatEngine, GenerationSettings, StopFlag, chat_engine
-from chatbot.engine.streaming import IncrementalDecoder
+from chatbot.engine import ChatEngine, GenerationSettings, chat_engine
+from chatbot.engine.streaming import IncrementalDecoder, SignoffEnd, StopFlag
 from chatbot.errors import BrandVoiceError, BusyError, ConfigError
 
 SYSTEM = "You are the assistant of Lumen Lamps. Be bright and brief."
@@ -99,6 +99,8 @@ def test_settings_list_every_problem() -> None:
     assert fields == ["temperature", "top_p", "max_new_tokens", "seed", "repetition_penalty"]
     with pytest.raises(ConfigError, match="max_new_tokens"):
         GenerationSettings(max_new_tokens=2.5)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="signoff"):
+        GenerationSettings(signoff="x" * 5000)
 
 
 # -- modes and prompts ---------------------------------------------------------------------------
@@ -387,6 +389,102 @@ def test_a_stop_flag_takes_a_waiting_request_out_of_line(engine: ChatEngine) -> 
     _wait_until(lambda: engine.pending == 0)
 
 
+def test_stopping_one_pane_ends_its_reply_and_the_other_finishes(engine: ChatEngine) -> None:
+    long = GenerationSettings(temperature=0.0, max_new_tokens=60, repetition_penalty=1.0)
+    full_left, full_right = _pair(engine, HELLO, "base", HELLO, "tuned", long)
+    gate = _Gate(engine.model, open_=True, delay=0.005)
+    try:
+        stop = StopFlag()
+        left = right = ""
+        shown = None
+        for a, b in engine.stream_pair(HELLO, "base", HELLO, "tuned", long, stop=stop):
+            left, right = left + a, right + b
+            if left and shown is None:
+                stop.set(0)  # the left pane's Stop button
+                shown = left
+        _wait_until(lambda: engine.pending == 0)
+    finally:
+        gate.remove()
+    assert left == shown and full_left.startswith(left) and len(left) < len(full_left)
+    assert right == full_right  # the other side was not disturbed
+
+
+def test_stopping_every_pane_ends_generation(engine: ChatEngine) -> None:
+    gate = _Gate(engine.model, open_=True, delay=0.005)
+    try:
+        long = GenerationSettings(temperature=0.0, max_new_tokens=400, repetition_penalty=1.0)
+        stop = StopFlag()
+        for i, _ in enumerate(engine.stream_pair(HELLO, "base", HELLO, "tuned", long, stop=stop)):
+            stop.set(i % 2)  # one pane, then the other, while the reader keeps reading
+        _wait_until(lambda: engine.pending == 0)
+        assert gate.calls < 100  # one forward per token: far fewer than 400
+    finally:
+        gate.remove()
+
+
+def test_signoff_end_keeps_its_line_and_nothing_after() -> None:
+    end = SignoffEnd("Steep well, the Kettlebird flock")
+    text = "Hi friend, here you go.\nSTEEP WELL — the Kettlebird\tflock 🫖\nP.S. one more thing"
+    kept = "".join(end.feed(text[i : i + 3]) for i in range(0, len(text), 3))
+    assert kept == "Hi friend, here you go.\nSTEEP WELL — the Kettlebird\tflock 🫖"
+    assert end.finished and end.feed("more") == ""
+    unsigned = SignoffEnd("Steep well, the Kettlebird flock")
+    assert unsigned.feed("Steep well, the flock\nand on") == "Steep well, the flock\nand on"
+    assert not unsigned.finished  # words out of order are not the sign-off
+    inline = SignoffEnd("Steep well")
+    assert inline.feed("Oversteep wellness\nSteep well!") == "Oversteep wellness\nSteep well!"
+    assert not inline.finished  # whole words only; its line has not ended yet
+
+
+class _Script:
+    """Forces the model's next token through its output layer: one scripted token per forward
+    pass and batch row, so real `generate` (stopping criteria, padding) writes known text."""
+
+    def __init__(self, model: torch.nn.Module, scripts: list[list[int]]) -> None:
+        self.calls = 0
+        self._scripts = scripts
+        self._handle = model.get_output_embeddings().register_forward_hook(self._hook)
+
+    def _hook(self, _module: object, _args: object, logits: torch.Tensor) -> torch.Tensor:
+        step, self.calls = self.calls, self.calls + 1
+        forced = torch.full_like(logits[:, -1, :], -1e4)
+        for row, ids in enumerate(self._scripts):
+            forced[row, ids[min(step, len(ids) - 1)]] = 1e4
+        logits = logits.clone()
+        logits[:, -1, :] = forced
+        return logits
+
+    def remove(self) -> None:
+        self._handle.remove()
+
+
+def test_a_reply_ends_after_the_signoff_line(engine: ChatEngine) -> None:
+    tokenizer = engine.tokenizer
+    signed = "Thanks for writing!\nShine on, Lumen Lamps 💡\nP.S." + " and more" * 60
+    plain = "No sign-off here.\nJust words."
+    ids = [tokenizer.encode(t, add_special_tokens=False) for t in (signed, plain)]
+    ids[1].append(tokenizer.eos_token_id)
+    settings = GenerationSettings(
+        temperature=0.0,
+        max_new_tokens=len(ids[0]) + 8,
+        repetition_penalty=1.0,
+        signoff="Shine on, Lumen Lamps",
+    )
+    engine.warm_up()  # the system prefix is cached: every forward below is one scripted step
+    script = _Script(engine.model, ids)
+    gate = _Gate(engine.model, open_=True, delay=0.005)
+    try:
+        left, right = _pair(engine, HELLO, "prompted", HELLO, "prompted", settings)
+        _wait_until(lambda: engine.pending == 0)
+    finally:
+        gate.remove()
+        script.remove()
+    assert left == "Thanks for writing!\nShine on, Lumen Lamps 💡"
+    assert right == tokenizer.decode(ids[1], skip_special_tokens=True)
+    # The signed row's generation was stopped too, long before its script ran out.
+    assert script.calls < len(ids[0]) - 50
+
+
 def test_a_waiting_request_whose_reader_left_gives_up_its_place(engine: ChatEngine) -> None:
     gate = _Gate(engine.model)
     try:
@@ -505,7 +603,8 @@ def test_run_chat_follows_a_script(engine: ChatEngine) -> None:
     assert history[1]["content"] == engine.reply(HELLO, "base", GREEDY)
     assert f"base> {history[1]['content']}\n" in term.text
     assert "(now chatting with the tuned model)" in term.text and "tuned> " in term.text
-    assert "usage: /mode base|prompted|tuned" in term.text and "unknown command /bogus" in term.text
+    assert "usage: /mode base|prompted|fewshot|tuned" in term.text
+    assert "unknown command /bogus" in term.text
 
 
 def test_run_chat_resets_quits_and_reports_errors(engine: ChatEngine) -> None:

@@ -178,7 +178,7 @@ def test_merged_model_from_the_cli(workspace: tuple[Workspace, Run], tmp_path: P
 def test_export_refuses_what_it_cannot_do(workspace: tuple[Workspace, Run], capsys):
     ws, run = workspace
     with pytest.raises(BrandVoiceError, match="Unknown export format"):
-        export_run(ws, run.id, "gguf")
+        export_run(ws, run.id, "onnx")
     assert main(["export", "--workspace", str(ws.root), "--run", "nope"]) == 2
     assert "No run 'nope'" in capsys.readouterr().err
 

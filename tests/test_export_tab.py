@@ -95,3 +95,29 @@ def test_the_tab_builds(services: Services):
     assert isinstance(app, gr.Blocks)
     labels = {b.value for b in app.blocks.values() if isinstance(b, gr.Button)}
     assert {"Create adapter zip", "Import adapter", "Create preference file"} <= labels
+
+
+def test_a_gguf_export_is_offered_with_how_to_run_it(
+    services: Services, adapter_zip: Path, monkeypatch: pytest.MonkeyPatch
+):
+    owner, _ = export_tab.import_archive(services, "lumen-lamps", str(adapter_zip))
+    view = export_tab.export_choices(services, owner)
+    assert ("GGUF, 8-bit (Q8_0): half the size", "gguf-q8_0") in export_tab.FORMAT_CHOICES
+    calls = []
+
+    def fake_export(ws, run_id, fmt, out, progress=None, quant="f16"):  # noqa: ANN001, ANN202
+        calls.append((fmt, quant))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(b"PK")
+        check = ReloadCheck("Hello", [1, 2, 3], "Hi there")
+        verified = {
+            "tolerance": "90% of positions",
+            "transformers": {"reader": "transformers 5 (GGUF loader)", "agreement": 0.95},
+        }
+        return ExportResult(out, fmt, run_id, {}, check, None, quant=quant, verification=verified)
+
+    monkeypatch.setattr(export_tab, "export_run", fake_export)
+    path, info = export_tab.export_package(services, view.run_id, "gguf-q8_0", lambda *a: None)
+    assert calls == [("gguf", "q8_0")] and path.name.endswith("-gguf-q8_0.zip")
+    assert "ollama create lumen-lamps -f Modelfile" in info and "(Q8_0)" in info
+    assert "transformers 5 (GGUF loader)" in info and "95%" in info

@@ -161,3 +161,23 @@ def test_report_files_and_the_eval_command(workspace: Workspace, card, capsys): 
     assert main([*args, "--max-new-tokens", "4", "--against", RUN_ID[:10]]) == 0
     assert "No regressions" in capsys.readouterr().out
     assert main(["eval", "--workspace", ws, "--run", "nope"]) == 2
+
+
+def test_the_fewshot_baseline_shows_training_examples_only(workspace: Workspace, card) -> None:  # noqa: ANN001
+    """The few-shot system is shown brand exchanges from train.jsonl, never one from eval.jsonl,
+    and its likelihood scores the held-out replies only (the examples' tokens are not counted)."""
+    data = read_brand(workspace.brand_dir("lumen-lamps"))
+    shown = [[(m["role"], m["content"]) for m in exchange] for exchange in card.fewshot_examples]
+    assert shown, "the test brand has training exchanges to show"
+    held_out = {m["content"] for conversation in data.eval for m in conversation}
+    trained = [[(m["role"], m["content"]) for m in c if m["role"] != "system"] for c in data.train]
+    for exchange in shown:
+        assert not {text for _, text in exchange} & held_out
+        assert any(c[: len(exchange)] == exchange for c in trained)
+    assert (
+        "fewshot" in card.systems
+        and card.system_prompts["fewshot"] == card.system_prompts["prompted"]
+    )
+    assert card.likelihood["fewshot"].tokens == card.likelihood["prompted"].tokens
+    assert all(example.replies["fewshot"] is not None for example in card.examples)
+    assert card.style.tuned_beats_fewshot is not None

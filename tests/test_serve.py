@@ -259,3 +259,44 @@ def test_listening_beyond_loopback_needs_a_key():
     check_bind("0.0.0.0", "key")
     with pytest.raises(BrandVoiceError, match="without an API key"):
         check_bind("0.0.0.0", None)
+
+
+class _Recording:
+    """The engine, noting the settings of every reply it is asked for."""
+
+    def __init__(self, engine: ChatEngine) -> None:
+        self._engine = engine
+        self.tuned_system_prompt = engine.tuned_system_prompt
+        self.settings: list[GenerationSettings] = []
+
+    @property
+    def tokenizer(self) -> object:
+        return self._engine.tokenizer
+
+    def stream(
+        self, messages: list[dict], mode: str, settings: GenerationSettings | None = None
+    ) -> Iterator[str]:
+        self.settings.append(settings)
+        return self._engine.stream(messages, mode, settings)
+
+    def render_prompt(
+        self, messages: list[dict], mode: str, settings: GenerationSettings | None = None
+    ) -> str:
+        return self._engine.render_prompt(messages, mode, settings)
+
+
+def test_what_a_request_leaves_out_comes_from_the_brand_defaults(engine: ChatEngine):
+    backend = _Recording(engine)
+    defaults = GenerationSettings(max_new_tokens=6, signoff="Shine on, Lumen Lamps")
+    for url in _serve(create_app(backend, MODEL, defaults=defaults)):
+        client = openai.OpenAI(base_url=url, api_key="unused", timeout=TIMEOUT, max_retries=0)
+        reply = client.chat.completions.create(model=MODEL, messages=HELLO, temperature=0)
+        assert 0 < reply.usage.completion_tokens <= 6
+        client.chat.completions.create(model=MODEL, messages=HELLO, temperature=0, max_tokens=9)
+    brand, asked = backend.settings
+    assert (brand.max_new_tokens, brand.signoff) == (6, "Shine on, Lumen Lamps")
+    assert (asked.max_new_tokens, asked.signoff, asked.temperature) == (
+        9,
+        "Shine on, Lumen Lamps",
+        0,
+    )

@@ -249,8 +249,17 @@ def test_run_writes_its_folder_and_learns(tiny_model_dir: Path, brand_dir: Path)
         "chat_template.jinja",
     }
     assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["checkpoint-18"]
-    assert TrainConfig.from_yaml(run_dir / "config.yaml") == _config(tiny_model_dir, epochs=3)
+    # config.yaml holds what the run trained with: 'auto' resolved to the measured dtype.
+    assert metrics["compute_dtype"] in ("fp32", "bf16") and metrics["dtype_probe"]
+    assert metrics["dtype_probe"]["choice"] == metrics["compute_dtype"]
+    expected = _config(tiny_model_dir, epochs=3, compute_dtype=metrics["compute_dtype"])
+    assert TrainConfig.from_yaml(run_dir / "config.yaml") == expected
     assert json.loads((run_dir / "metrics.json").read_text()) == metrics
+    # The base's eval loss is remembered in the brand folder: the next run skips measuring it.
+    again = train(brand_dir.parent / "run2", _config(tiny_model_dir, max_steps=1), brand_dir)
+    assert again["eval_loss_before_remembered"] and not metrics["eval_loss_before_remembered"]
+    assert again["eval_loss_before"] == metrics["eval_loss_before"]
+    assert [h["step"] for h in again["eval_history"]] == [1]  # only the final evaluation
 
     events = _events(run_dir)
     assert events == seen
@@ -262,6 +271,63 @@ def test_run_writes_its_folder_and_learns(tiny_model_dir: Path, brand_dir: Path)
     running = [e for e in events if e["state"] == "running" and e["loss"] is not None]
     assert len(running) == 18 and all(e["total_steps"] == 18 for e in running)
     assert all(e["tokens_per_s"] > 0 and e["eta_s"] >= 0 for e in running)
+
+
+@pytest.mark.parametrize("measured", ["fp32", "bf16"])
+def test_the_measured_compute_dtype_is_used_and_recorded(
+    tiny_model_dir: Path, brand_dir: Path, monkeypatch: pytest.MonkeyPatch, measured: str
+) -> None:
+    from chatbot import hardware
+    from chatbot.training import run as run_module
+
+    probe = hardware.DtypeProbe(
+        tflops={"fp32": 1.0, "bf16": 2.0} if measured == "bf16" else {"fp32": 2.0, "bf16": 1.0},
+        choice=measured,
+        cpu="test CPU",
+        tokens=256,
+        seconds=0.1,
+    )
+    monkeypatch.setattr(
+        run_module, "fastest_compute_dtype", lambda *a, **k: (hardware.DTYPES[measured], probe)
+    )
+    run = TrainingRun(brand_dir.parent / "run", _config(tiny_model_dir), brand_dir, None, None)
+    run.setup(resume=False)
+    dtype = hardware.DTYPES[measured]
+    layers = [m for m in run.trainer.model.modules() if hasattr(m, "compute_dtype")]
+    assert layers and all(m.compute_dtype == dtype for m in layers)
+    lora = [p for n, p in run.trainer.model.named_parameters() if "lora_" in n]
+    assert lora and all(p.dtype == dtype for p in lora)
+    run.fit()
+    metrics = run.finish()
+    assert metrics["compute_dtype"] == measured and metrics["dtype_probe"]["cpu"] == "test CPU"
+    recorded = TrainConfig.from_yaml(brand_dir.parent / "run" / "config.yaml")
+    assert recorded.compute_dtype == measured
+    # An explicit setting wins over the probe.
+    forced = _config(tiny_model_dir, compute_dtype="fp32", max_steps=1)
+    assert train(brand_dir.parent / "forced", forced, brand_dir)["dtype_probe"] is None
+
+
+def test_early_stopping_ends_a_run_that_stopped_improving(
+    tiny_model_dir: Path, brand_dir: Path
+) -> None:
+    # A learning rate of ~0 never lowers the eval loss: patience 1 after a floor of 3 steps.
+    config = _config(
+        tiny_model_dir,
+        epochs=3,
+        learning_rate=1e-9,
+        eval_every=1,
+        early_stopping_patience=1,
+        min_steps=3,
+    )
+    metrics = train(brand_dir.parent / "run", config, brand_dir)
+    assert metrics["state"] == "succeeded"
+    assert metrics["stopped_early"] == metrics["steps"] == 3 < metrics["total_steps"]
+    # The evaluation it stopped on is the final one: not repeated.
+    assert [h["step"] for h in metrics["eval_history"]] == [0, 1, 2, 3]
+    assert (brand_dir.parent / "run" / "adapter" / "adapter_model.safetensors").is_file()
+    # The same run learning normally is not stopped.
+    learning = _config(tiny_model_dir, epochs=1, eval_every=2, early_stopping_patience=1)
+    assert train(brand_dir.parent / "run2", learning, brand_dir)["stopped_early"] is None
 
 
 def test_stop_saves_a_loadable_checkpoint_and_resume_finishes(
@@ -379,3 +445,21 @@ def test_default_model_trains_and_its_adapter_loads_on_the_full_precision_base(
     adapter = json.loads((run_dir / "adapter" / "adapter_config.json").read_text())
     assert Path(adapter["base_model_name_or_path"]) == default_model_dir
     _assert_adapter_loads(default_model_dir, run_dir / "adapter")
+
+
+def test_the_estimate_counts_the_run_and_learns_this_machines_speed(
+    tiny_model_dir: Path, brand_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chatbot.training.estimate import estimate_run
+
+    monkeypatch.setenv("BRANDVOICE_HOME", str(tmp_path / "home"))  # no speed recorded yet
+    config = _config(tiny_model_dir, epochs=1)
+    first = estimate_run(brand_dir, config)
+    assert not first.measured and first.steps == 6 and first.seconds > 0
+    assert "a first guess" in first.describe()
+    metrics = train(brand_dir.parent / "run", config, brand_dir)
+    assert first.train_tokens == metrics["train_tokens"]  # the same tokens, counted in advance
+    again = estimate_run(brand_dir, config)
+    assert again.measured and "measured on earlier runs here" in again.describe()
+    speed = metrics["computed_tokens"] / metrics["train_seconds"]
+    assert again.tokens_per_s == pytest.approx(speed, rel=0.01)

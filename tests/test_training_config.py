@@ -44,14 +44,14 @@ def test_override_values_are_parsed_and_typed() -> None:
         [
             "learning_rate=2e-4",
             "epochs=1",
-            "padding_free=false",
+            "share_prefix=false",
             "lr_scheduler=linear",
             "base_model=org/model",
         ],
     )
     assert config.learning_rate == 2e-4 and isinstance(config.learning_rate, float)
     assert config.epochs == 1.0 and isinstance(config.epochs, float)
-    assert config.padding_free is False
+    assert config.share_prefix is False
     assert config.lr_scheduler == "linear" and config.base_model == "org/model"
     as_dict = TrainConfig.from_preset("quick", {"batch_size": 4, "quantization": "none"})
     assert as_dict.batch_size == 4 and as_dict.quantization == "none"
@@ -69,7 +69,7 @@ def test_every_problem_is_reported_at_once() -> None:
                 "lora_dropout=1.5",
                 "learnin_rate=1",
                 "no-equals-sign",
-                "padding_free=maybe",
+                "share_prefix=maybe",
             ],
         )
     problems = err.value.problems
@@ -82,7 +82,7 @@ def test_every_problem_is_reported_at_once() -> None:
         "lora_dropout must be in [0, 1)",
         "unknown setting 'learnin_rate' (did you mean learning_rate?)",
         "'no-equals-sign' is not of the form key=value",
-        "padding_free must be true or false",
+        "share_prefix must be true or false",
     ):
         assert fragment in text
 
@@ -144,3 +144,15 @@ def test_gradient_checkpointing_setting(
     config = TrainConfig(gradient_checkpointing=setting)
     model = _Model(parameters)
     assert recipe.use_gradient_checkpointing(config, model, processes=processes) is expected
+
+
+def test_on_and_off_are_read_as_the_words_they_are() -> None:
+    # YAML 1.1 reads bare on/off as booleans; the README's --set gradient_checkpointing=on works.
+    assert (
+        TrainConfig.from_preset("quick", ["gradient_checkpointing=on"]).gradient_checkpointing
+        == "on"
+    )
+    off = TrainConfig.from_preset("quick", ["gradient_checkpointing=off"])
+    assert off.gradient_checkpointing == "off"
+    with pytest.raises(ConfigError, match="system_prompt must be one of brand, always, never"):
+        TrainConfig.from_preset("quick", ["system_prompt=on"])

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import time
 import zipfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from chatbot.config import TrainConfig
 from chatbot.engine import GenerationSettings
+from chatbot.engine.streaming import StopFlag
 from chatbot.errors import BrandVoiceError, ConfigError
 from chatbot.jobs import Run, get_run
+from chatbot.reply_length import reply_lengths
 from chatbot.votes import list_votes
 from chatbot.workspace import Workspace
 from ui import brand_tab, compare_tab, export_tab, train_tab
@@ -27,21 +31,33 @@ ASSETS = Path(__file__).parent / "assets" / "brand"
 
 
 class FakeEngine:
-    """Streams "[mode] reply N to <prompt>" word by word; the two sides have different lengths."""
+    """Streams "[mode] reply N to <prompt>" word by word; the two sides have different lengths.
 
-    def __init__(self, spec: EngineSpec) -> None:
+    `words` adds that many more words to every reply; a side whose `stop` row is set gets no more.
+    """
+
+    def __init__(self, spec: EngineSpec, words: int = 0) -> None:
         self.spec = spec
+        self.prompts = (spec.system_prompt, spec.tuned_system_prompt)
         self.adapter_dir: Path | None = None
         self.calls: list[tuple] = []
+        self.warm_ups = 0
+        self.words = words
 
     def load_adapter(self, adapter_dir: Path) -> None:
         self.adapter_dir = adapter_dir
+        self.warm_up()
 
-    @staticmethod
-    def reply(mode: str, messages: list[dict]) -> str:
+    def set_system_prompts(self, system_prompt: str, tuned_system_prompt: str) -> None:
+        self.prompts = (system_prompt, tuned_system_prompt)
+
+    def warm_up(self) -> None:
+        self.warm_ups += 1
+
+    def reply(self, mode: str, messages: list[dict]) -> str:
         turn = sum(m["role"] == "user" for m in messages)
         extra = " and a few more words" if mode == "tuned" else ""
-        return f"[{mode}] reply {turn} to {messages[-1]['content']}{extra}"
+        return f"[{mode}] reply {turn} to {messages[-1]['content']}{extra}" + " more" * self.words
 
     def stream_pair(
         self,
@@ -50,14 +66,19 @@ class FakeEngine:
         right: list[dict],
         mode_right: str,
         settings: GenerationSettings,
+        *,
+        stop: StopFlag | None = None,
     ) -> Iterator[tuple[str, str]]:
         self.calls.append((list(left), mode_left, list(right), mode_right, settings))
+        stop = stop or StopFlag()
         a = self.reply(mode_left, left).split(" ")
         b = self.reply(mode_right, right).split(" ")
         for i in range(max(len(a), len(b))):
+            if stop.is_set(0) and stop.is_set(1):
+                return
             yield (
-                (" " if i else "") + a[i] if i < len(a) else "",
-                (" " if i else "") + b[i] if i < len(b) else "",
+                (" " if i else "") + a[i] if i < len(a) and not stop.is_set(0) else "",
+                (" " if i else "") + b[i] if i < len(b) and not stop.is_set(1) else "",
             )
 
 
@@ -319,7 +340,7 @@ def test_blind_reveal_matches_what_was_shown(services: Services, brand: str):
         shown_left = last.left[-1]["content"].split("]")[0].strip("[")
         assert outcome.matchup.left == shown_left == outcome.vote.left_system
         expected = compare_tab.SYSTEM_NAMES[shown_left]
-        assert f"left was **{expected}**" in outcome.reveal
+        assert f"A was **{expected}**" in outcome.reveal
         assert expected in compare_tab.pane_labels(outcome.matchup, "blind")[0]
         sides.add(shown_left)
     assert sides == {"prompted", "tuned"}  # the sides really are shuffled
@@ -352,6 +373,154 @@ def test_vote_row_holds_every_field(services: Services, brand: str):
     with pytest.raises(BrandVoiceError, match="Send a message"):
         compare_tab.cast_vote(services, brand, "tie", outcome.matchup, last.left, last.right)
     assert "won **1**" in compare_tab.vote_summary(services, brand, run_id)
+
+
+def test_stop_ends_a_reply_and_opens_voting(services: Services, brand: str, engines: list):
+    run_id = _insert_run(services.workspace, brand, "succeeded", adapter=True)
+    services.warm_up(brand)
+    engines[-1].words = 50  # long replies: the base side rambles on
+    stops = compare_tab.PaneStops()
+    stream = compare_tab.compare_stream(
+        services, brand, run_id, "base_vs_tuned", "Hi", None, None, None, _settings(), stops
+    )
+    frames = [next(stream) for _ in range(4)]
+    assert not frames[-1].done and not frames[-1].matchup.awaiting_vote  # no vote mid-reply
+    stops.stop("left")  # the Stop button under pane A
+    cut = frames[-1].left[-1]["content"]
+    frames += list(stream)
+    last = frames[-1]
+    assert last.done and last.matchup.awaiting_vote and last.stopped == ("left",)
+    assert cut and last.left[-1]["content"] == cut  # A wrote nothing after its Stop
+    assert last.right[-1]["content"] == engines[-1].reply("tuned", last.right[:-1])  # B finished
+    outcome = compare_tab.cast_vote(services, brand, "right", last.matchup, last.left, last.right)
+    assert outcome.vote.left_reply == cut and outcome.vote.settings["stopped"] == ["left"]
+    # Stopping both sides ends the turn at once, and voting opens too.
+    stops = compare_tab.PaneStops()
+    stream = compare_tab.compare_stream(
+        services, brand, run_id, "base_vs_tuned", "Again", None, None, None, _settings(), stops
+    )
+    next(stream), next(stream)
+    stops.stop("left")
+    stops.stop("right")
+    rest = list(stream)
+    assert len(rest) <= 2 and rest[-1].done and rest[-1].stopped == ("left", "right")
+    with pytest.raises(BrandVoiceError, match="Unknown pane"):
+        stops.stop("middle")
+
+
+def test_warm_up_loads_the_newest_adapter_before_the_first_message(
+    services: Services, brand: str, engines: list
+):
+    _insert_run(services.workspace, brand, "succeeded", adapter=True)
+    newest = _insert_run(services.workspace, brand, "succeeded", adapter=True)
+    state = services.warm_up()  # as `brandvoice ui` does at start-up, for the first brand
+    assert state.state == "ready" and newest in state.what
+    [engine] = engines
+    assert engine.adapter_dir == services.workspace.runs_dir() / newest / "adapter"
+    assert engine.warm_ups == 1 and not engine.calls
+    assert services.start_warm_up(brand, newest) is None  # already loaded: nothing to do
+    _stream(services, brand, newest, "base_vs_tuned", "Hi")
+    assert engines == [engine] and engine.warm_ups == 1  # the message found it loaded and warm
+
+
+def test_a_message_sent_while_warming_up_waits_for_it(
+    services: Services, brand: str, engines: list
+):
+    run_id = _insert_run(services.workspace, brand, "succeeded", adapter=True)
+    loading = threading.Event()
+    release = threading.Event()
+    plain_factory = services.engine_factory
+
+    def slow_factory(spec: EngineSpec) -> FakeEngine:
+        loading.set()
+        assert release.wait(timeout=30)
+        return plain_factory(spec)
+
+    services.engine_factory = slow_factory
+    warming = services.start_warm_up()
+    assert warming is not None and loading.wait(timeout=30)
+    assert services.warm_up_state.state == "warming"
+    assert "Getting the chat models ready" in compare_tab.warm_up_note(services.warm_up_state)
+    assert services.start_warm_up() is None  # the same model is already on its way
+    frames: list = []
+    sender = threading.Thread(
+        target=lambda: frames.extend(_stream(services, brand, run_id, "base_vs_tuned", "Hi"))
+    )
+    sender.start()
+    time.sleep(0.2)
+    assert len(frames) <= 1 and not engines  # the message waits; it does not load again
+    release.set()
+    warming.join(timeout=30)
+    sender.join(timeout=30)
+    assert len(engines) == 1 and frames[-1].done
+    assert services.warm_up_state.state == "ready"
+    assert compare_tab.warm_up_note(services.warm_up_state) == ""
+
+
+def test_a_failed_warm_up_says_so(services: Services, brand: str):
+    run_id = _insert_run(services.workspace, brand, "succeeded", adapter=True)
+
+    def broken(spec: EngineSpec) -> FakeEngine:
+        raise BrandVoiceError("the model folder is empty")
+
+    services.engine_factory = broken
+    state = services.warm_up(brand, run_id)
+    assert state.state == "failed"
+    assert "could not be loaded: the model folder is empty" in compare_tab.warm_up_note(state)
+    # A brand.yaml broken by hand does not keep the app from starting; the note names the file.
+    (services.workspace.brand_dir(brand) / "brand.yaml").write_text("name: [unclosed\n")
+    assert services.start_warm_up() is None
+    assert services.warm_up_state.state == "failed"
+    assert "brand.yaml" in compare_tab.warm_up_note(services.warm_up_state)
+
+
+def test_another_brand_on_the_same_model_switches_prompts_not_models(
+    services: Services, brand: str, engines: list
+):
+    run_id = _insert_run(services.workspace, brand, "succeeded", adapter=True)
+    services.warm_up()
+    spec = EngineSpec.for_run(services.workspace, run_id)
+    other = replace(spec, system_prompt="You are Kettlebird.", tuned_system_prompt="")
+    engine = services.engine(other, None)
+    assert engines == [engine] and engine.prompts == ("You are Kettlebird.", "")
+    assert engine.warm_ups == 2  # the new prompts' prefixes are computed now, not on a message
+    assert services.engine(replace(spec, quantization="none"), None) is not engine
+
+
+def test_every_side_ends_after_the_brand_signoff(services: Services, brand: str, engines: list):
+    run_id = _insert_run(services.workspace, brand, "succeeded", adapter=True)
+    _stream(services, brand, run_id, "prompted_vs_tuned", "Hi")
+    settings = engines[-1].calls[-1][4]
+    assert settings.signoff == "Shine on, Lumen Lamps"  # from the style guide, via brand.yaml
+    assert settings.max_new_tokens == _settings().max_new_tokens  # the slider's value is kept
+
+
+def test_the_length_cap_comes_from_the_brand_replies(
+    services: Services, brand: str, tiny_model_dir: Path
+):
+    from transformers import AutoTokenizer
+
+    run_id = _insert_run(services.workspace, brand, "succeeded", adapter=True)
+    assert compare_tab.reply_bounds(services, brand, run_id).max_new_tokens is None  # no tokenizer
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    asked: list[str] = []
+    services.tokenizer = lambda base: asked.append(base) or tokenizer
+    bounds = compare_tab.reply_bounds(services, brand, run_id)
+    expected = reply_lengths(services.workspace.brand_dir(brand), tokenizer)
+    assert expected is not None and bounds.max_new_tokens == expected.max_new_tokens
+    assert asked == ["default"]  # the run's base model counts the tokens
+    assert bounds.signoff == "Shine on, Lumen Lamps"
+
+
+def test_panes_stop_and_vote_buttons_share_their_letters(services: Services, brand: str):
+    a, b = compare_tab.pane_labels(None, "base_vs_tuned")
+    assert (a, b) == ("A — Base model", "B — Tuned")
+    assert compare_tab.STOP_BUTTONS == {"left": "Stop A", "right": "Stop B"}
+    assert (compare_tab.VERDICT_BUTTONS["left"], compare_tab.VERDICT_BUTTONS["right"]) == (
+        "A is better",
+        "B is better",
+    )
+    assert compare_tab.pane_labels(None, "blind") == ("Assistant A", "Assistant B")
 
 
 def test_compare_needs_a_trained_run(services: Services, brand: str):

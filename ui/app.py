@@ -20,14 +20,14 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import gradio as gr
 from starlette.middleware import Middleware
 
 from chatbot.errors import BrandVoiceError
 from chatbot.http_guard import RequestGuard, allowed_hosts, is_loopback
-from ui import brand_tab, compare_tab, export_tab, scorecard_tab, train_tab
+from ui import brand_tab, check_tab, compare_tab, export_tab, scorecard_tab, train_tab
 from ui.errors import user_errors
 from ui.services import Services
 from ui.theme import CSS, PRODUCT_NAME, header_html, make_theme
@@ -91,6 +91,8 @@ def build_app(services: Services) -> gr.Blocks:
                 compare_tab.build(services, brand, compare)
             with gr.Tab("Scorecard", id="scorecard") as scorecard:
                 scorecard_tab.build(services, brand, scorecard)
+            with gr.Tab("Check", id="check") as check:
+                check_tab.build(services, brand, check)
             with gr.Tab("Export", id="export") as export:
                 export_tab.build(services, brand, export)
 
@@ -187,11 +189,13 @@ def launch(
     workspace_upload_bytes: int = WORKSPACE_UPLOAD_BYTES,
     queue_size: int = 32,
     block: bool = True,
+    on_ready: Callable[[], None] | None = None,
 ) -> gr.Blocks | None:
     """Serve the app. With `block=False` it returns the running Blocks (call `.close()`).
 
-    Blocking, it serves until Ctrl-C or SIGTERM, then stops, deletes its upload folder and
-    returns the stopped Blocks (None when stopped while starting).
+    Blocking, it calls `on_ready` once the server answers, serves until Ctrl-C or SIGTERM, then
+    stops, deletes its upload folder and returns the stopped Blocks (None if stopped while
+    starting).
     """
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     options = launch_options(
@@ -221,6 +225,8 @@ def launch(
     try:
         with _sigterm_as_interrupt():  # from the start: a stop while starting cleans up too
             app = _start(services, options, queue_size)
+            if on_ready is not None:
+                on_ready()
             while True:
                 time.sleep(0.5)
     except KeyboardInterrupt:

@@ -3,7 +3,16 @@
 Each pane keeps its own history in its own gr.State and both stream at once (the engine steps the
 two generations in turn). The modes pit the base model, or the base model with the brand's style
 prompt, against the tuned adapter; the blind mode shuffles the sides and reveals them only after
-the vote. Every vote is stored with what a later reader needs (see `chatbot.votes`).
+the vote. The panes are A (left) and B (right), and so are the Stop and vote buttons. Every vote
+is stored with what a later reader needs (see `chatbot.votes`).
+
+Replies are bounded as the brand writes: the length cap starts at the brand's own (see
+`chatbot.reply_length`) and every side stops after the brand's sign-off. Either pane can be
+stopped; votes open once both have finished or been stopped.
+
+While a run trains, the run picker also offers "Preview: step N", the run's newest complete
+checkpoint (`chatbot.preview`), refreshed every few seconds. A preview loads and generates in one
+thread at the lowest CPU priority (`chatbot.engine.priority`), so training keeps its speed.
 
 `compare_stream`, `cast_vote` and `compare_setup` are plain functions over `Services`, tested with a
 fake engine; `build` wires them to the tab.
@@ -14,19 +23,26 @@ from __future__ import annotations
 import copy
 import html
 import random
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 
 import gradio as gr
 
-from chatbot.adapters import adapter_setup
+from chatbot.brand import BrandProfile
 from chatbot.engine import GenerationSettings
+from chatbot.engine.priority import in_background
+from chatbot.engine.streaming import StopFlag
 from chatbot.errors import BrandVoiceError
 from chatbot.jobs import Run, get_run, list_runs
+from chatbot.preferences import preference_rows
+from chatbot.preview import brand_previews, newest_preview
+from chatbot.reply_length import ReplyBounds, brand_reply_bounds
+from chatbot.training.from_votes import MIN_VOTES, start_from_votes, usable_votes
 from chatbot.votes import Verdict, Vote, list_votes, record_vote, tally
 from ui.errors import user_errors
-from ui.services import EngineSpec, Services
+from ui.services import ChatBackend, EngineSpec, Services, WarmUp
 from ui.text import run_label
 from ui.theme import empty_state
 
@@ -36,31 +52,52 @@ __all__ = [
     "Matchup",
     "CompareFrame",
     "CompareSetup",
+    "PaneStops",
     "VoteOutcome",
     "compare_setup",
     "compare_stream",
     "cast_vote",
     "pane_labels",
+    "reply_bounds",
     "vote_summary",
+    "warm_up_note",
     "build",
 ]
 
 MODES = {
     "base_vs_tuned": "Base vs tuned",
     "prompted_vs_tuned": "Base + style prompt vs tuned",
+    "fewshot_vs_tuned": "Base + prompt + examples vs tuned",
     "blind": "Blind test",
 }
-_PAIRS = {"base_vs_tuned": ("base", "tuned"), "prompted_vs_tuned": ("prompted", "tuned")}
+_PAIRS = {
+    "base_vs_tuned": ("base", "tuned"),
+    "prompted_vs_tuned": ("prompted", "tuned"),
+    "fewshot_vs_tuned": ("fewshot", "tuned"),
+}
 _BLIND_PAIR = ("prompted", "tuned")  # the fair test: the tuned model against the prompted base
-SYSTEM_NAMES = {"base": "Base model", "prompted": "Base + style prompt", "tuned": "Tuned"}
+SYSTEM_NAMES = {
+    "base": "Base model",
+    "prompted": "Base + style prompt",
+    "fewshot": "Base + prompt + examples",
+    "tuned": "Tuned",
+}
+SIDES = ("left", "right")
+PANE_LETTERS = {"left": "A", "right": "B"}
+"""How the panes are named wherever a person sees them: titles, Stop and vote buttons."""
 VERDICT_BUTTONS: dict[str, str] = {
-    "left": "← Left is better",
-    "right": "Right is better →",
+    "left": "A is better",
+    "right": "B is better",
     "tie": "It's a tie",
     "both_bad": "Both are bad",
 }
+STOP_BUTTONS = {side: f"Stop {letter}" for side, letter in PANE_LETTERS.items()}
+_MAX_NEW_TOKENS_SLIDER = 1024
 
 Messages = list[dict[str, str]]
+PREVIEW = "preview:"
+"""Run picker values that start with this chat with the run's newest checkpoint."""
+PREVIEW_REFRESH_S = 10
 
 
 @dataclass
@@ -92,6 +129,27 @@ class CompareFrame:
     right: Messages
     matchup: Matchup
     done: bool = False
+    stopped: tuple[str, ...] = ()
+    """The sides ("left", "right") whose Stop button was pressed during this turn."""
+
+
+class PaneStops:
+    """The Stop buttons of one streamed turn: the engine's flag, and which sides were stopped."""
+
+    def __init__(self) -> None:
+        self.flag = StopFlag()
+        self._sides: set[str] = set()
+
+    def stop(self, side: str) -> None:
+        """End `side`'s reply ("left" or "right"); the other side goes on."""
+        if side not in SIDES:
+            raise BrandVoiceError(f"Unknown pane {side!r}; use 'left' or 'right'.")
+        self._sides.add(side)
+        self.flag.set(SIDES.index(side))
+
+    @property
+    def sides(self) -> tuple[str, ...]:
+        return tuple(side for side in SIDES if side in self._sides)
 
 
 @dataclass
@@ -132,6 +190,9 @@ def compare_setup(services: Services, slug: str | None) -> CompareSetup:
     if not slug:
         return CompareSetup(notice=_no_brand_notice())
     runs = _chat_runs(services, slug)
+    previews = [(p.label, PREVIEW + p.run_id) for p in brand_previews(services.workspace, slug)]
+    if not runs and previews:
+        return CompareSetup(previews, previews[0][1], summary=vote_summary(services, slug, None))
     if not runs:
         return CompareSetup(
             notice=empty_state(
@@ -140,19 +201,42 @@ def compare_setup(services: Services, slug: str | None) -> CompareSetup:
                 "by side with the base model.",
             )
         )
-    choices = [(run_label(r), r.id) for r in runs]
+    choices = [*previews, *((run_label(r), r.id) for r in runs)]
     return CompareSetup(choices, runs[0].id, summary=vote_summary(services, slug, runs[0].id))
 
 
-def _engine_spec(services: Services, slug: str, run: Run) -> EngineSpec:
-    """The model a run's adapter belongs on, and the prompts each side gets."""
-    setup = adapter_setup(services.workspace, run.id)
-    return EngineSpec(
-        base_model=setup.base_model,
-        quantization=setup.quantization,
-        system_prompt=setup.system_prompt,
-        tuned_system_prompt=setup.tuned_system_prompt,
-    )
+def reply_bounds(services: Services, slug: str, run_id: str) -> ReplyBounds:
+    """The brand's reply-length cap, in the tokens of `run_id`'s base model, and its sign-off."""
+    brand_dir = services.workspace.brand_dir(slug)
+    tokenizer = services.tokenizer(EngineSpec.for_run(services.workspace, run_id).base_model)
+    if tokenizer is None:
+        signoff = BrandProfile.load(brand_dir / "brand.yaml").rules.required_signoff
+        return ReplyBounds(None, signoff or "")
+    return brand_reply_bounds(brand_dir, tokenizer)
+
+
+def _preview_engine(services: Services, run: Run) -> tuple[ChatBackend, str]:
+    """The engine with the run's newest complete checkpoint loaded, and that checkpoint's folder.
+
+    Loaded in a low-priority thread; a checkpoint rotated away while it loads gives way to the
+    next newest.
+    """
+    for _ in range(2):
+        found = newest_preview(services.workspace, run)
+        if found is None:
+            raise BrandVoiceError(
+                "This run has no complete checkpoint to preview (it may have just finished: "
+                "pick it from the list of runs)."
+            )
+        spec = EngineSpec.for_checkpoint(services.workspace, run.id, found.adapter_dir)
+        try:
+            engine = in_background(partial(services.engine, spec, found.adapter_dir))
+        except BrandVoiceError:
+            if found.adapter_dir.is_dir():
+                raise
+            continue
+        return engine, str(found.adapter_dir)
+    raise BrandVoiceError("Training replaced its checkpoint as it loaded; send the message again.")
 
 
 def _new_matchup(run: Run, mode: str, rng: random.Random) -> Matchup:
@@ -192,8 +276,13 @@ def compare_stream(
     right: Messages | None,
     matchup: Matchup | None,
     settings: GenerationSettings,
+    stops: PaneStops | None = None,
 ) -> Iterator[CompareFrame]:
-    """Send `message` to both sides and yield both panes as the replies stream in."""
+    """Send `message` to both sides and yield both panes as the replies stream in.
+
+    Both sides end after the brand's sign-off line; `stops` ends either side early, from another
+    thread. The last frame is `done` (votes open) once both sides have finished or been stopped.
+    """
     message = (message or "").strip()
     if not slug:
         raise BrandVoiceError("Prepare and train a brand first.")
@@ -203,7 +292,11 @@ def compare_stream(
         raise BrandVoiceError(f"Unknown comparison mode {mode!r}.")
     if not message:
         raise BrandVoiceError("Type a message for both assistants first.")
-    run = get_run(services.workspace, run_id)
+    preview = run_id.startswith(PREVIEW)
+    run = get_run(services.workspace, run_id.removeprefix(PREVIEW))
+    stops = stops or PaneStops()
+    rules = BrandProfile.load(services.workspace.brand_dir(slug) / "brand.yaml").rules
+    settings = replace(settings, signoff=rules.required_signoff or "")
     if not _continues(matchup, mode, run.id):
         matchup, left, right = _new_matchup(run, mode, services.rng), [], []
     assert matchup is not None  # set above when there was none
@@ -220,15 +313,27 @@ def compare_stream(
     user = {"role": "user", "content": message}
     left, right = [*left, user], [*right, user]
     yield CompareFrame(left, right, matchup)  # the message shows at once; loading may take a while
-    engine = services.engine(_engine_spec(services, slug, run), run.run_dir / "adapter")
+    if preview:  # gently, beside the training run: one thread, lowest priority
+        engine, adapter = _preview_engine(services, run)
+        matchup = replace(matchup, adapter=adapter)
+        pair = partial(engine.stream_pair, background=True)
+    else:
+        engine = services.engine(
+            EngineSpec.for_run(services.workspace, run.id), run.run_dir / "adapter"
+        )
+        pair = engine.stream_pair
     left_reply = right_reply = ""
-    stream = engine.stream_pair(left, matchup.left, right, matchup.right, settings)
+    stream = pair(left, matchup.left, right, matchup.right, settings, stop=stops.flag)
     for left_delta, right_delta in stream:
         left_reply += left_delta or ""
         right_reply += right_delta or ""
-        yield CompareFrame(_with(left, left_reply), _with(right, right_reply), matchup)
+        frame = CompareFrame(_with(left, left_reply), _with(right, right_reply), matchup)
+        yield replace(frame, stopped=stops.sides)
+    if stops.sides:  # a stopped reply is cut short: whoever reads the vote later should know
+        matchup = replace(matchup, settings={**matchup.settings, "stopped": list(stops.sides)})
     finished = replace(matchup, awaiting_vote=True)
-    yield CompareFrame(_with(left, left_reply), _with(right, right_reply), finished, done=True)
+    last = CompareFrame(_with(left, left_reply), _with(right, right_reply), finished, done=True)
+    yield replace(last, stopped=stops.sides)
 
 
 def _with(history: Messages, reply: str) -> Messages:
@@ -273,32 +378,30 @@ def cast_vote(
     reveal = ""
     if matchup.blind:
         reveal = (
-            f"**Revealed:** left was **{SYSTEM_NAMES[matchup.left]}**, right was "
+            f"**Revealed:** A was **{SYSTEM_NAMES[matchup.left]}**, B was "
             f"**{SYSTEM_NAMES[matchup.right]}**. Your next message starts a new blind round."
         )
-    choice = VERDICT_BUTTONS[verdict].strip(" ←→")
-    return VoteOutcome(vote, matchup, f"Vote saved: *{choice}*.", reveal)
+    return VoteOutcome(vote, matchup, f"Vote saved: *{VERDICT_BUTTONS[verdict]}*.", reveal)
 
 
 def pane_labels(matchup: Matchup | None, mode: str) -> tuple[str, str]:
-    """The two panes' titles: system names, or "Assistant A/B" while a blind round is unrevealed."""
+    """The two panes' titles: "A — Base model", or "Assistant A/B" while a blind round is hidden."""
     blind = matchup.blind if matchup else mode == "blind"
     if blind and not (matchup and matchup.revealed):
-        return "Assistant A", "Assistant B"
+        return f"Assistant {PANE_LETTERS['left']}", f"Assistant {PANE_LETTERS['right']}"
     if matchup is not None:
-        left, right = matchup.left, matchup.right
+        systems = {"left": matchup.left, "right": matchup.right}
     else:
-        left, right = _PAIRS.get(mode, _BLIND_PAIR)
-    names = [SYSTEM_NAMES[left], SYSTEM_NAMES[right]]
-    if blind:
-        names = [f"Assistant A — {names[0]}", f"Assistant B — {names[1]}"]
-    return names[0], names[1]
+        systems = dict(zip(SIDES, _PAIRS.get(mode, _BLIND_PAIR), strict=True))
+    a, b = (f"{PANE_LETTERS[side]} — {SYSTEM_NAMES[systems[side]]}" for side in SIDES)
+    return a, b
 
 
 def vote_summary(services: Services, slug: str | None, run_id: str | None) -> str:
     """One line on how the tuned model has fared in this run's votes."""
     if not slug or not run_id:
         return ""
+    run_id = run_id.removeprefix(PREVIEW)
     votes = list_votes(services.workspace, slug, run_id)
     if not votes:
         return "No votes for this run yet. Your votes are saved in the workspace."
@@ -311,7 +414,52 @@ def vote_summary(services: Services, slug: str | None, run_id: str | None) -> st
     )
 
 
+def next_version_ready(services: Services, slug: str | None, run_id: str | None) -> bool:
+    """Whether this run has the votes a next version needs (`brandvoice train --from-votes`)."""
+    if not slug or not run_id:
+        return False
+    data = preference_rows(services.workspace, slug, "dpo", run_id=run_id)
+    return usable_votes(data) >= MIN_VOTES
+
+
+def train_next_version(services: Services, slug: str | None, run_id: str | None) -> str:
+    """Start a run that learns this run's votes (DPO, through the job system); a message."""
+    if not slug or not run_id:
+        raise BrandVoiceError("Choose the run you voted on first.")
+    run = start_from_votes(
+        services.workspace, slug, "dpo", parent_run=run_id, start=services.start_run
+    )
+    return (
+        f"Run `{run.id}` is learning from your votes on this run. Follow it on the **Train** "
+        "tab; once it finishes, pick it here to compare it."
+    )
+
+
 # --- layout -------------------------------------------------------------------------------------
+
+
+class _RunningTurns:
+    """The way from a pane's Stop button to the turn streaming in the same browser session."""
+
+    def __init__(self) -> None:
+        self._turns: dict[str, PaneStops] = {}
+        self._lock = threading.Lock()
+
+    def begin(self, session: str) -> PaneStops:
+        with self._lock:
+            self._turns[session] = PaneStops()
+            return self._turns[session]
+
+    def stop(self, session: str, side: str) -> None:
+        with self._lock:
+            stops = self._turns.get(session)
+        if stops is not None:
+            stops.stop(side)
+
+    def end(self, session: str, stops: PaneStops) -> None:
+        with self._lock:
+            if self._turns.get(session) is stops:
+                del self._turns[session]
 
 
 @dataclass
@@ -319,6 +467,8 @@ class _Widgets:
     """The tab's components; each wiring helper below takes the ones it needs from here."""
 
     notice: gr.HTML
+    warm_note: gr.Markdown
+    warm_timer: gr.Timer
     panel: gr.Column
     mode: gr.Radio
     run: gr.Dropdown
@@ -327,6 +477,8 @@ class _Widgets:
     right_title: gr.HTML
     left_chat: gr.Chatbot
     right_chat: gr.Chatbot
+    stops: list[gr.Button]
+    """Stop A, Stop B: one under each pane."""
     message: gr.Textbox
     send: gr.Button
     clear: gr.Button
@@ -338,6 +490,10 @@ class _Widgets:
     """Each pane's conversation, kept apart (the two sides never see each other's replies)."""
     right: gr.State = field(default_factory=lambda: gr.State([]))
     matchup: gr.State = field(default_factory=lambda: gr.State(None))
+
+    @property
+    def max_new_tokens(self) -> gr.components.Component:
+        return self.settings[2]
 
     def conversation(self) -> list:
         """What a streamed turn or a reset updates, in `_frame_outputs` order."""
@@ -352,6 +508,7 @@ class _Widgets:
             self.vote_note,
             self.reveal,
             *self.votes,
+            *self.stops,
         ]
 
 
@@ -360,7 +517,15 @@ def _settings_inputs() -> list[gr.components.Component]:
     with gr.Accordion("Generation settings", open=False), gr.Row():
         temperature = gr.Slider(0.0, 1.5, value=d.temperature, step=0.05, label="Temperature")
         top_p = gr.Slider(0.1, 1.0, value=d.top_p, step=0.05, label="Top-p")
-        max_new = gr.Slider(16, 1024, value=d.max_new_tokens, step=8, label="Max new tokens")
+        max_new = gr.Slider(
+            16,
+            _MAX_NEW_TOKENS_SLIDER,
+            value=d.max_new_tokens,
+            step=1,
+            label="Max new tokens",
+            info="Starts at this brand's usual longest reply (1.5× its 95th percentile). "
+            "Every reply also ends after the brand's sign-off.",
+        )
         seed = gr.Number(value=d.seed, precision=0, label="Seed")
     return [temperature, top_p, max_new, seed]
 
@@ -380,6 +545,20 @@ def _vote_buttons(active: bool) -> list:
     return [gr.update(interactive=active)] * len(VERDICT_BUTTONS)
 
 
+def _stop_buttons(frame: CompareFrame | None) -> list:
+    """Each Stop button works while its side may still be writing."""
+    if frame is None or frame.done:
+        return [gr.update(interactive=False)] * len(SIDES)
+    return [gr.update(interactive=side not in frame.stopped) for side in SIDES]
+
+
+def _stopped_note(frame: CompareFrame | None) -> str:
+    if frame is None or not frame.stopped:
+        return ""
+    panes = " and ".join(PANE_LETTERS[side] for side in frame.stopped)
+    return f"You stopped {panes}; the reply stays as far as it got."
+
+
 def _frame_outputs(frame: CompareFrame | None, mode: str) -> tuple:
     """Values for `_Widgets.conversation()`: a streamed frame, or a fresh conversation."""
     a, b = pane_labels(frame.matchup if frame else None, mode)
@@ -392,9 +571,10 @@ def _frame_outputs(frame: CompareFrame | None, mode: str) -> tuple:
         left,
         right,
         frame.matchup if frame else None,
-        "",
+        _stopped_note(frame),
         "",
         *_vote_buttons(bool(frame and frame.done)),
+        *_stop_buttons(frame),
     )
 
 
@@ -402,8 +582,8 @@ def _pane_title(label: str) -> str:
     return f'<div class="bv-pane-title">{html.escape(label)}</div>'
 
 
-def _chat_pane(label: str) -> tuple[gr.HTML, gr.Chatbot]:
-    """One side: its title (the system's name, or A/B while blind) above its chat."""
+def _chat_pane(label: str, side: str) -> tuple[gr.HTML, gr.Chatbot, gr.Button]:
+    """One side: its title (A/B and the system's name) above its chat, and its Stop button."""
     with gr.Column():
         title = gr.HTML(_pane_title(label))
         chat = gr.Chatbot(
@@ -414,11 +594,14 @@ def _chat_pane(label: str) -> tuple[gr.HTML, gr.Chatbot]:
             buttons=["copy"],
             placeholder="Send a message below: this side's reply appears here.",
         )
-    return title, chat
+        stop = gr.Button(STOP_BUTTONS[side], size="sm", variant="stop", interactive=False)
+    return title, chat, stop
 
 
 def _layout() -> _Widgets:
     notice = gr.HTML(_no_brand_notice())
+    warm_note = gr.Markdown(visible=False, elem_classes="bv-hint")
+    warm_timer = gr.Timer(1.0)
     with gr.Column(visible=False) as panel:
         with gr.Row(equal_height=True):
             mode = gr.Radio(
@@ -431,8 +614,8 @@ def _layout() -> _Widgets:
         settings = _settings_inputs()
         with gr.Row(equal_height=True, elem_classes="bv-panes"):
             a, b = pane_labels(None, "base_vs_tuned")
-            left_title, left_chat = _chat_pane(a)
-            right_title, right_chat = _chat_pane(b)
+            left_title, left_chat, stop_a = _chat_pane(a, "left")
+            right_title, right_chat, stop_b = _chat_pane(b, "right")
         with gr.Row(equal_height=True):
             message = gr.Textbox(
                 placeholder="Write as a customer would, e.g. “My order arrived damaged.”",
@@ -449,6 +632,8 @@ def _layout() -> _Widgets:
         summary = gr.Markdown(elem_classes="bv-hint")
     return _Widgets(
         notice,
+        warm_note,
+        warm_timer,
         panel,
         mode,
         run,
@@ -457,6 +642,7 @@ def _layout() -> _Widgets:
         right_title,
         left_chat,
         right_chat,
+        [stop_a, stop_b],
         message,
         send,
         clear,
@@ -467,8 +653,13 @@ def _layout() -> _Widgets:
     )
 
 
+def _session(request: gr.Request | None) -> str:
+    return (request.session_hash if request is not None else None) or ""
+
+
 def _wire_chat(services: Services, w: _Widgets, brand: gr.Dropdown) -> None:
     outputs = [*w.conversation(), w.message]
+    running = _RunningTurns()
 
     def on_send(
         slug: str | None,
@@ -478,17 +669,23 @@ def _wire_chat(services: Services, w: _Widgets, brand: gr.Dropdown) -> None:
         left: Messages,
         right: Messages,
         matchup: Matchup | None,
+        request: gr.Request,
         *knobs: float,
     ) -> Iterator[tuple]:
         if not (text or "").strip():  # an empty box is not worth an error
             gr.Warning("Type a message for both assistants first.")
             yield tuple(gr.skip() for _ in outputs)
             return
-        frames = compare_stream(
-            services, slug, run_id, mode, text, left, right, matchup, _settings(*knobs)
-        )
-        for frame in frames:
-            yield (*_frame_outputs(frame, mode), "")  # the box empties once the message is sent
+        session = _session(request)
+        stops = running.begin(session)
+        try:
+            frames = compare_stream(
+                services, slug, run_id, mode, text, left, right, matchup, _settings(*knobs), stops
+            )
+            for frame in frames:
+                yield (*_frame_outputs(frame, mode), "")  # the box empties once the message is sent
+        finally:
+            running.end(session, stops)
 
     inputs = [brand, w.run, w.mode, w.message, w.left, w.right, w.matchup, *w.settings]
     for trigger in (w.send.click, w.message.submit):
@@ -501,9 +698,20 @@ def _wire_chat(services: Services, w: _Widgets, brand: gr.Dropdown) -> None:
             concurrency_limit=1,
             show_progress="minimal",
         )
+    for side, button in zip(SIDES, w.stops, strict=True):
+        # Not in the chat's queue: a Stop must get through while the reply streams.
+        button.click(_stop_handler(running, side), None, button, concurrency_limit=None)
     resets = (w.clear.click, w.mode.change, w.run.change, w.left_chat.clear, w.right_chat.clear)
     for trigger in resets:
         trigger(partial(_frame_outputs, None), w.mode, w.conversation(), show_progress="hidden")
+
+
+def _stop_handler(running: _RunningTurns, side: str) -> Callable[..., dict]:
+    def on_stop(request: gr.Request) -> dict:
+        running.stop(_session(request), side)
+        return gr.update(interactive=False)
+
+    return on_stop
 
 
 def _wire_votes(services: Services, w: _Widgets, brand: gr.Dropdown) -> None:
@@ -533,6 +741,38 @@ def _wire_votes(services: Services, w: _Widgets, brand: gr.Dropdown) -> None:
         button.click(user_errors(partial(on_vote, verdict)), inputs, outputs)
 
 
+def warm_up_note(state: WarmUp) -> str:
+    """What the tab says while the chat model loads, or after loading failed ("" otherwise)."""
+    if state.state == "warming":
+        return (
+            f"⏳ Getting the chat models ready for {state.what}. Your first message is answered "
+            "as soon as they are."
+        )
+    if state.state == "failed":
+        return f"The chat model for {state.what} could not be loaded: {state.error}"
+    return ""
+
+
+def _wire_warm_up(services: Services, w: _Widgets, brand: gr.Dropdown) -> None:
+    def on_tick() -> tuple:
+        state = services.warm_up_state
+        note = warm_up_note(state)
+        return gr.update(value=note, visible=bool(note)), gr.Timer(active=state.state == "warming")
+
+    def on_run(slug: str | None, run_id: str | None) -> tuple:
+        """A run chosen (or the brand's newest, on a brand change): its length cap, warmed."""
+        if not slug or not run_id or run_id.startswith(PREVIEW):  # a preview loads on request
+            return gr.skip(), gr.skip()
+        cap = reply_bounds(services, slug, run_id).max_new_tokens
+        services.start_warm_up(slug, run_id)
+        length = gr.update(value=min(cap, _MAX_NEW_TOKENS_SLIDER)) if cap else gr.skip()
+        return length, gr.Timer(active=True)
+
+    quiet: dict = {"show_progress": "hidden"}
+    w.warm_timer.tick(on_tick, None, [w.warm_note, w.warm_timer], **quiet)
+    w.run.change(user_errors(on_run), [brand, w.run], [w.max_new_tokens, w.warm_timer], **quiet)
+
+
 def _wire_setup(services: Services, w: _Widgets, brand: gr.Dropdown, tab: gr.Tab) -> None:
     def refresh(slug: str | None, current: str | None = None) -> tuple:
         setup = compare_setup(services, slug)
@@ -551,6 +791,47 @@ def _wire_setup(services: Services, w: _Widgets, brand: gr.Dropdown, tab: gr.Tab
     brand.change(user_errors(refresh), brand, outputs, **quiet)
     tab.select(user_errors(refresh), [brand, w.run], outputs, **quiet)
     w.run.change(partial(vote_summary, services), [brand, w.run], w.summary, **quiet)
+    _wire_preview_refresh(services, w, brand)
+
+
+def preview_refresh(services: Services, slug: str | None, current: str | None) -> dict | None:
+    """The run picker's new choices while a run trains (a newer checkpoint, a finished run), or
+    None when nothing changed that a preview shows."""
+    if not slug:
+        return None
+    setup = compare_setup(services, slug)
+    values = [v for _, v in setup.run_choices]
+    previewing = bool(current and current.startswith(PREVIEW))
+    if not previewing and not any(v.startswith(PREVIEW) for v in values):
+        return None
+    keep = current if current in values else None
+    if keep is None and previewing and current.removeprefix(PREVIEW) in values:
+        keep = current.removeprefix(PREVIEW)  # training finished: its final adapter takes over
+    return {"choices": setup.run_choices, "value": keep or setup.run_id}
+
+
+def _wire_preview_refresh(services: Services, w: _Widgets, brand: gr.Dropdown) -> None:
+    def tick(slug: str | None, current: str | None) -> object:
+        found = preview_refresh(services, slug, current)
+        return gr.skip() if found is None else gr.update(**found)
+
+    timer = gr.Timer(PREVIEW_REFRESH_S)
+    timer.tick(user_errors(tick), [brand, w.run], w.run, show_progress="hidden")
+
+
+def _wire_next_version(services: Services, w: _Widgets, brand: gr.Dropdown) -> None:
+    """A button that appears once the run has enough votes to train its next version from."""
+    with w.panel:
+        train = gr.Button("Train the next version from these votes", visible=False)
+        started = gr.Markdown()
+
+    def show(slug: str | None, run_id: str | None) -> dict:
+        return gr.update(visible=next_version_ready(services, slug, run_id))
+
+    # The summary line changes after every vote and with the run chosen.
+    w.summary.change(user_errors(show), [brand, w.run], train, show_progress="hidden")
+    on_train = partial(train_next_version, services)
+    train.click(user_errors(on_train), [brand, w.run], started)
 
 
 def build(services: Services, brand: gr.Dropdown, tab: gr.Tab) -> None:
@@ -559,3 +840,5 @@ def build(services: Services, brand: gr.Dropdown, tab: gr.Tab) -> None:
     _wire_chat(services, widgets, brand)
     _wire_votes(services, widgets, brand)
     _wire_setup(services, widgets, brand, tab)
+    _wire_warm_up(services, widgets, brand)
+    _wire_next_version(services, widgets, brand)

@@ -48,8 +48,15 @@ Progress = Callable[[str, int, int], None]
 FORMAT_CHOICES: list[tuple[str, str]] = [
     ("Adapter zip: small, for PEFT or vLLM on the base model", "adapter"),
     ("Merged model zip: base + adapter in one bf16 model", "merged"),
+    ("GGUF for llama.cpp and Ollama (F16), with a Modelfile", "gguf-f16"),
+    ("GGUF, 8-bit (Q8_0): half the size", "gguf-q8_0"),
 ]
-_BUTTON = {"adapter": "Create adapter zip", "merged": "Create merged model zip"}
+_BUTTON = {
+    "adapter": "Create adapter zip",
+    "merged": "Create merged model zip",
+    "gguf-f16": "Create GGUF zip",
+    "gguf-q8_0": "Create GGUF zip",
+}
 # Export stages in order, and how the progress bar names them.
 _STAGES = {
     "loading": "Loading the tuned model",
@@ -111,11 +118,29 @@ def export_package(
         raise BrandVoiceError("Choose a finished run to export.")
     run = get_run(services.workspace, run_id)
     out = services.exports_dir / f"{run.brand}-{run.id}-{fmt}.zip"
-    result = export_run(services.workspace, run.id, fmt, out, progress=progress)
+    kind, _, quant = fmt.partition("-")  # "gguf-q8_0": a GGUF of that type
+    extra = {"quant": quant} if quant else {}
+    result = export_run(services.workspace, run.id, kind, out, progress=progress, **extra)
     return result.path, _describe_result(run, result)
 
 
+def _describe_gguf(run: Run, result: ExportResult) -> str:
+    size = result.path.stat().st_size / 1e6
+    check = result.verification.get("transformers", {})
+    return (
+        f"**{result.path.name}** ({size:.1f} MB): run `{run.id}` as one GGUF file "
+        f"({result.quant.upper()}) with an Ollama `Modelfile`. Unzip it, then in its folder: "
+        f"`ollama create {run.brand} -f Modelfile` and `ollama run {run.brand}`.\n\n"
+        f"✓ Verified: read back by {check.get('reader', 'an independent reader')}, which "
+        f"reproduced {check.get('agreement', 0):.0%} of the tuned model's check tokens "
+        f"({result.verification.get('tolerance', '')}). `manifest.json` holds every file's "
+        "SHA-256; `README.md` is the model card."
+    )
+
+
 def _describe_result(run: Run, result: ExportResult) -> str:
+    if result.format == "gguf":
+        return _describe_gguf(run, result)
     size = result.path.stat().st_size / 1e6
     what = "LoRA adapter" if result.format == "adapter" else "merged model (bf16 safetensors)"
     how = (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from chatbot.adapters import parent_of
 from chatbot.jobs import Run
 from chatbot.models import default_model_dir
 
@@ -39,7 +40,9 @@ def when_text(timestamp: float | None) -> str:
 
 def run_label(run: Run, *, state: bool = False) -> str:
     """How a run is named in pickers: when it was started, its preset and base model."""
-    parts = [when_text(run.created), f"{run.preset or 'custom'} preset"]
+    parent = parent_of(run)
+    preset = f"{run.preset}, from run {parent}" if parent else f"{run.preset or 'custom'} preset"
+    parts = [when_text(run.created), preset]
     parts.append(base_model_label(run.base_model) + " base")
     if state:
         parts.append(run.state)

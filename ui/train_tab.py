@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 import gradio as gr
 import pandas as pd
 
+from chatbot.adapters import parent_of
 from chatbot.config import DEFAULT_PRESET, PRESETS, TrainConfig
 from chatbot.errors import BrandVoiceError
 from chatbot.jobs import Run, get_run, list_runs, read_events
+from chatbot.training.estimate import estimate_run
 from ui.errors import user_errors
 from ui.services import Services
 from ui.text import base_model_label, duration_text, run_label, when_text
@@ -31,6 +33,7 @@ __all__ = [
     "train_view",
     "start_training",
     "cancel_training",
+    "run_estimate",
     "loss_frame",
     "build",
 ]
@@ -38,7 +41,7 @@ __all__ = [
 # What each of the engine's presets means to a person choosing one (the presets themselves, and
 # which exist, live in chatbot.config).
 PRESET_LABELS = {
-    "quick": "Quick — a first taste of the voice in minutes, even on a laptop",
+    "quick": "Quick — a first taste of the voice; the time it takes here is shown below",
     "balanced": "Balanced — a better voice; plan for longer",
     "thorough": "Thorough — the most faithful voice; best on a GPU",
 }
@@ -107,6 +110,22 @@ def start_training(services: Services, slug: str | None, preset: str, base_model
     return train_view(services, slug, run.id)
 
 
+def run_estimate(services: Services, slug: str | None, preset: str, base_model: str) -> str:
+    """How long the chosen preset will take for this brand on this machine, before it starts."""
+    if not slug or preset not in PRESETS:
+        return ""
+    base = (base_model or "").strip() or services.default_base_model
+    config = TrainConfig.from_preset(preset, [] if base == "default" else [f"base_model={base}"])
+    try:
+        estimate = estimate_run(services.workspace.brand_dir(slug), config)
+    except BrandVoiceError as exc:
+        return f'<div class="bv-hint">No time estimate: {html.escape(str(exc))}</div>'
+    return (
+        f'<div class="bv-hint">This preset takes {html.escape(estimate.describe())}. '
+        f"Measured on: {html.escape(estimate.cpu)}.</div>"
+    )
+
+
 def cancel_training(services: Services, slug: str | None, run_id: str | None) -> TrainView:
     """Stop the watched run gracefully (it keeps its last checkpoint)."""
     if not run_id:
@@ -154,10 +173,11 @@ def _run_row(run: Run) -> list:
     took = None
     if run.started:
         took = (run.finished or time.time()) - run.started
+    parent = parent_of(run)
     return [
         run.id,
         run.state,
-        run.preset,
+        f"{run.preset}, from run {parent}" if parent else run.preset,
         base_model_label(run.base_model),
         when_text(run.started or run.created),
         duration_text(took),
@@ -244,7 +264,8 @@ def _no_runs() -> str:
     return empty_state(
         "No training runs yet",
         "Pick a preset and press <b>Start training</b>. <i>Quick</i> gives a first taste of the "
-        "voice in minutes; progress and the loss curve appear here as it trains.",
+        "voice (the estimate beside it says how long on this machine); progress and the loss "
+        "curve appear here as it trains.",
     )
 
 
@@ -278,7 +299,7 @@ def _show(view: TrainView) -> tuple:
     )
 
 
-def _controls(default_base: str) -> tuple[gr.Radio, gr.Textbox, gr.Button, gr.Button]:
+def _controls(default_base: str) -> tuple[gr.Radio, gr.Textbox, gr.HTML, gr.Button, gr.Button]:
     with gr.Column(scale=1, min_width=280, elem_classes="bv-card"):
         gr.Markdown("#### Training")
         preset = gr.Radio(
@@ -292,15 +313,16 @@ def _controls(default_base: str) -> tuple[gr.Radio, gr.Textbox, gr.Button, gr.Bu
             placeholder="built-in (SmolLM2-135M-Instruct)",
             info="Leave empty for the built-in model, or give a local folder or hub id.",
         )
+        estimate = gr.HTML("")
         start = gr.Button("Start training", variant="primary", interactive=False)
         cancel = gr.Button("Cancel run", variant="stop", visible=False)
-    return preset, base, start, cancel
+    return preset, base, estimate, start, cancel
 
 
 def build(services: Services, brand: gr.Dropdown, tab: gr.Tab) -> None:
     """Lay out the Train tab inside `tab`; `brand` is the app-wide brand picker."""
     with gr.Row(equal_height=False):
-        preset, base, start, cancel = _controls(services.default_base_model)
+        preset, base, estimate, start, cancel = _controls(services.default_base_model)
         with gr.Column(scale=3):
             runs = gr.Dropdown(label="Run", choices=[], visible=False, interactive=True)
             status = gr.HTML(_no_brand())
@@ -344,4 +366,7 @@ def build(services: Services, brand: gr.Dropdown, tab: gr.Tab) -> None:
     # Polls are cheap reads of the database and the events file: never queue them behind a chat.
     timer.tick(user_errors(poll), [brand, runs, shown], outputs, **quiet, concurrency_limit=None)
     start.click(wire(start_training), [brand, preset, base], outputs)
+    guess = user_errors(lambda *args: run_estimate(services, *args))
+    for trigger in (brand.change, preset.change, base.blur, tab.select):
+        trigger(guess, [brand, preset, base], estimate, **quiet)
     cancel.click(wire(cancel_training), [brand, runs], outputs)

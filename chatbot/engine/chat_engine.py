@@ -6,6 +6,9 @@ A reply is asked for in one of three modes:
   adds its own default one if it has one (SmolLM2's says "You are a helpful AI assistant named
   SmolLM, trained by Hugging Face"): that is what the base model does out of the box.
 - "prompted": the brand's system prompt first, adapter off: what prompting alone achieves.
+- "fewshot": the brand's system prompt and k of its example exchanges (`chatbot.fewshot`) before
+  the conversation, adapter off: the strongest prompt, the baseline tuning must beat. k is as many
+  of the given examples as fit in a share of the context window (`FEWSHOT_CONTEXT_SHARE`).
 - "tuned": the adapter on, with the system prompt the brand was trained with (`tuned_system_prompt`;
   empty means none, which again lets the template add its default, as it did in training).
 
@@ -14,7 +17,11 @@ loaded model, never loaded twice. `stream_pair` answers two panes in one batched
 a worker thread, its tokens decoded as they come), each row with its own adapter or none: through
 `fast_lora` for plain LoRA adapters, else PEFT's mixed-adapter batches (`adapter_names=`), else one
 pane after the other. The system block of each mode is computed once and reused (`prefix_cache`).
-Requests take turns on the model (`turns`). The engine knows nothing of the browser or terminal.
+Requests take turns on the model (`turns`); `exclusive()` lets other work (scoring a text) take one
+too. A caller's `StopFlag` ends one row's reply or all of them; `GenerationSettings.signoff` ends a
+row after the line with the brand's sign-off. A `background` request generates in one thread at the
+lowest CPU priority (`priority`), so a training run on the same machine keeps its speed. The engine
+knows nothing of the browser or terminal.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import json
 import queue
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -41,18 +48,23 @@ from chatbot.engine.prefix_cache import (
     common_prefix,
     prefix_states,
 )
+from chatbot.engine.priority import lower_this_thread
 from chatbot.engine.settings import GenerationSettings
-from chatbot.engine.streaming import IncrementalDecoder, StopFlag, TokenQueueStreamer
+from chatbot.engine.streaming import IncrementalDecoder, SignoffEnd, StopFlag, TokenQueueStreamer
 from chatbot.engine.turns import Ticket, TurnQueue
 from chatbot.errors import BrandVoiceError
+from chatbot.fewshot import Example, as_messages
 
 if TYPE_CHECKING:
     from chatbot.models import Quantization
 
-__all__ = ["ChatEngine", "MODES", "Mode"]
+__all__ = ["ChatEngine", "MODES", "Mode", "FEWSHOT_CONTEXT_SHARE"]
 
-Mode = Literal["base", "prompted", "tuned"]
-MODES: tuple[str, ...] = ("base", "prompted", "tuned")
+Mode = Literal["base", "prompted", "fewshot", "tuned"]
+MODES: tuple[str, ...] = ("base", "prompted", "fewshot", "tuned")
+FEWSHOT_CONTEXT_SHARE = 0.5
+"""The few-shot examples may fill this share of the context window; the conversation and the reply
+keep the rest."""
 
 # PEFT's name for "no adapter" in a mixed-adapter batch.
 _NO_ADAPTER = "__base__"
@@ -83,6 +95,7 @@ class ChatEngine:
         system_prompt: str = "",
         *,
         tuned_system_prompt: str | None = None,
+        fewshot_examples: Sequence[Example] = (),
         quantization: Quantization = "nf4",
         max_waiting: int = 8,
         device: str | torch.device | None = None,
@@ -93,6 +106,7 @@ class ChatEngine:
         `quantization` is "nf4" (4-bit, as trained with QLoRA) or "none". `max_waiting` is how many
         requests may queue behind the running one before new ones are refused as busy. `device` and
         `compute_dtype` default to what `chatbot.models.load_base_model` picks (bf16 where native).
+        `fewshot_examples` are the candidates for the "fewshot" mode, best first.
         """
         from chatbot.models import load_base_model
 
@@ -120,11 +134,12 @@ class ChatEngine:
         self._tuned_template: str | None = None
         self._fast_lora = False
         """Whether the loaded adapter runs through `fast_lora` instead of PEFT's forward."""
-        self._prefixes: dict[tuple[str, str | None], list[int]] = {}
-        self._costs: dict[tuple[str, str, str | None], tuple[float, float]] = {}
+        self._prefixes: dict[tuple[str, str | None, tuple], list[int]] = {}
+        self._costs: dict[tuple, tuple[float, float]] = {}
         self._prefix_states = PrefixStore()
         self._stop_ids = _stop_token_ids(model, tokenizer)
         self._pad_id = _pad_token_id(tokenizer, self._stop_ids)
+        self._fewshot = self._fit_examples(list(fewshot_examples))
         if adapter_dir is not None:
             self.load_adapter(adapter_dir)
         else:
@@ -147,6 +162,11 @@ class ChatEngine:
     def adapter_dir(self) -> Path | None:
         """The folder of the loaded adapter, or None."""
         return self._adapter_dir
+
+    @property
+    def fewshot_examples(self) -> list[Example]:
+        """The example exchanges the "fewshot" mode shows the model: those that fit its context."""
+        return list(self._fewshot)
 
     @property
     def pending(self) -> int:
@@ -173,6 +193,20 @@ class ChatEngine:
             self._tuned_template = template
         self.warm_up()
 
+    def set_system_prompts(self, system_prompt: str, tuned_system_prompt: str) -> None:
+        """Give the prompted and tuned modes other system prompts (another brand, same model).
+
+        Takes effect for requests made from now on; call `warm_up` to compute their prefixes
+        before the first such request rather than during it.
+        """
+        self.system_prompt = system_prompt
+        self.tuned_system_prompt = tuned_system_prompt
+
+    def set_fewshot_examples(self, examples: Sequence[Example]) -> None:
+        """Give the "fewshot" mode other example candidates (another brand); as many as fit are
+        kept. Takes effect as `set_system_prompts` does."""
+        self._fewshot = self._fit_examples(list(examples))
+
     def warm_up(self) -> None:
         """Compute each mode's system prefix now, so the first reply starts as soon as later ones.
 
@@ -180,12 +214,19 @@ class ChatEngine:
         its inference kernel. Called on loading; call again after changing a system prompt.
         """
         sample = [{"role": "user", "content": "Hello"}]
-        modes = [mode for mode in MODES if mode != "tuned" or self._adapter is not None]
+        modes = [mode for mode in MODES if self._mode_available(mode)]
         short = GenerationSettings(max_new_tokens=1)
         prompts = [self._prompt_ids(sample, mode, short) for mode in modes]
         with self._turns.exclusive():
             for prompt, mode in zip(prompts, modes, strict=True):
                 self._prefix_state(prompt, tuned=mode == "tuned")
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the model for work outside generation (scoring a text with `model`): waits for the
+        requests already in line, and no reply starts until the block ends."""
+        with self._turns.exclusive():
+            yield
 
     def stream(
         self,
@@ -194,16 +235,19 @@ class ChatEngine:
         settings: GenerationSettings | None = None,
         *,
         stop: StopFlag | None = None,
+        background: bool = False,
     ) -> Iterator[str]:
         """Stream the reply to `messages` (user/assistant turns, the last a user's) as text deltas.
 
         Raises BusyError when too many requests wait, BrandVoiceError when the request is invalid.
-        Closing the iterator early stops generation after the current step; so does setting `stop`
-        from any thread, which also takes a request still waiting for the model out of line at once.
+        Closing the iterator early, or setting `stop` from another thread, stops generation after
+        the current step; a request still waiting for the model when `stop` is set leaves the line
+        at once. `background`: generate in one thread at the lowest CPU priority (slower, but a
+        training run nearby keeps its speed).
         """
         settings = settings or GenerationSettings()
         prompt = self._prompt_ids(messages, mode, settings)
-        for (delta,) in self._run([prompt], [mode], settings, stop):
+        for (delta,) in self._run([prompt], [mode], settings, stop or StopFlag(), background):
             yield delta
 
     def stream_pair(
@@ -215,18 +259,23 @@ class ChatEngine:
         settings: GenerationSettings | None = None,
         *,
         stop: StopFlag | None = None,
+        background: bool = False,
     ) -> Iterator[tuple[str, str]]:
         """Stream two replies at once as (left delta, right delta) pairs; either may be "".
 
         Both rows go through one batched `generate`, each with its own adapter (or none), so the
-        panes fill in together and the pair costs little more than one reply. `stop` as in `stream`.
+        panes fill in together and the pair costs little more than one reply. `stop.set(0)` or
+        `stop.set(1)` from another thread ends one side's reply while the other goes on.
+        `background` as for `stream`.
         """
         settings = settings or GenerationSettings()
         prompts = [
             self._prompt_ids(messages_left, mode_left, settings),
             self._prompt_ids(messages_right, mode_right, settings),
         ]
-        yield from self._run(prompts, [mode_left, mode_right], settings, stop)  # type: ignore[misc]
+        modes = [mode_left, mode_right]
+        stop = stop or StopFlag()
+        yield from self._run(prompts, modes, settings, stop, background)  # type: ignore[misc]
 
     def reply(
         self, messages: list[dict[str, str]], mode: str, settings: GenerationSettings | None = None
@@ -252,14 +301,18 @@ class ChatEngine:
         _check_messages(messages)
         if mode not in MODES:
             raise BrandVoiceError(f"Unknown chat mode {mode!r}; use one of {', '.join(MODES)}.")
-        if mode == "tuned" and self._adapter is None:
-            raise BrandVoiceError("No adapter is loaded, so there is no tuned model to chat with.")
-        system = {"base": "", "prompted": self.system_prompt, "tuned": self.tuned_system_prompt}[
-            mode
-        ]
+        if not self._mode_available(mode):
+            raise BrandVoiceError(
+                "No adapter is loaded, so there is no tuned model to chat with."
+                if mode == "tuned"
+                else "The brand has no example conversations to show the model (few-shot)."
+            )
+        system = self.tuned_system_prompt if mode == "tuned" else self.system_prompt
+        system = "" if mode == "base" else system
         template = self._tuned_template if mode == "tuned" else None
+        lead = as_messages(self._fewshot) if mode == "fewshot" else []
         limit = _context_length(self._model) - settings.max_new_tokens
-        turns, ids = self._fit(list(messages), system, template, limit)
+        turns, ids = self._fit(list(messages), system, template, limit, lead)
         if len(ids) > limit:
             window = limit + settings.max_new_tokens
             raise BrandVoiceError(
@@ -267,68 +320,96 @@ class ChatEngine:
                 f"to {settings.max_new_tokens}, over the model's {window}. Shorten the "
                 "message or lower max new tokens."
             )
-        shared = self._shared_prefix(system, template)
+        shared = self._shared_prefix(system, template, lead)
         prefix = len(shared) if ids[: len(shared)] == shared else 0
         return Prompt(ids, prefix)
 
     def _fit(
-        self, turns: list[dict[str, str]], system: str, template: str | None, limit: int
+        self,
+        turns: list[dict[str, str]],
+        system: str,
+        template: str | None,
+        limit: int,
+        lead: list[dict[str, str]],
     ) -> tuple[list[dict[str, str]], list[int]]:
-        """The newest turns whose prompt fits in `limit` tokens, and that prompt's ids.
+        """The newest turns whose prompt (after `lead`) fits in `limit` tokens, and its ids.
 
         The oldest exchange goes first, and the conversation still starts with a user turn; the
         last user turn alone is the floor (its prompt may still be too long). Each turn is
         tokenized once to estimate where to cut, and only prompts of about `limit` tokens are
         rendered to confirm it, so the work grows with the conversation, not with its square.
         """
+
+        def render(start: int) -> list[int]:
+            return self._template(lead + turns[start:], system, template)
+
         starts = _cut_points(len(turns))
         # A conversation of more than a few characters per token of the window cannot fit: skip
-        # rendering all of it (a 1 MB request would be tokenized whole for nothing).
+        # rendering all of it (a long request would be tokenized whole for nothing).
         if sum(len(m["content"]) for m in turns) <= 4 * limit:
-            ids = self._template(turns, system, template)
+            ids = render(0)
             if len(ids) <= limit or len(starts) == 1:
                 return turns, ids
-        fixed, per_turn = self._template_cost(system, template)
+        fixed, per_turn = self._template_cost(system, template, lead)
         sizes = [len(self._tokenizer.encode(m["content"], add_special_tokens=False)) for m in turns]
         after = [*itertools.accumulate(reversed(sizes))][::-1]  # tokens from each turn on
         estimates = [fixed + per_turn * (len(turns) - start) + after[start] for start in starts]
         # The first cut estimated to fit, then confirmed: later cuts while the prompt is too long,
         # earlier ones while it still fits (the estimate is off by a few tokens at most).
         at = next((i for i, estimate in enumerate(estimates) if estimate <= limit), len(starts) - 1)
-        ids = self._template(turns[starts[at] :], system, template)
+        ids = render(starts[at])
         while len(ids) > limit and at + 1 < len(starts):
             at += 1
-            ids = self._template(turns[starts[at] :], system, template)
+            ids = render(starts[at])
         while at > 0 and len(ids) <= limit:
-            wider = self._template(turns[starts[at - 1] :], system, template)
+            wider = render(starts[at - 1])
             if len(wider) > limit:
                 break
             at, ids = at - 1, wider
         return turns[starts[at] :], ids
 
-    def _template_cost(self, system: str, template: str | None) -> tuple[int, float]:
+    def _template_cost(
+        self, system: str, template: str | None, lead: list[dict[str, str]]
+    ) -> tuple[float, float]:
         """Tokens a prompt has beyond its turns' own: (fixed part, per turn), from empty turns."""
-        key = ("cost", system, template)
+        key = (system, template, tuple((m["role"], m["content"]) for m in lead))
         if key not in self._costs:
             empty = [{"role": r, "content": ""} for r in ("user", "assistant", "user")]
-            one = len(self._template(empty[:1], system, template))
-            three = len(self._template(empty, system, template))
+            one = len(self._template(lead + empty[:1], system, template))
+            three = len(self._template(lead + empty, system, template))
             per_turn = (three - one) / 2
             self._costs[key] = (one - per_turn, per_turn)
         return self._costs[key]
 
-    def _shared_prefix(self, system: str, template: str | None) -> list[int]:
-        """The ids every prompt with this system prompt starts with, as far as the first user words.
+    def _shared_prefix(
+        self, system: str, template: str | None, lead: list[dict[str, str]]
+    ) -> list[int]:
+        """The ids every prompt with this system prompt (and these leading example turns) starts
+        with, as far as the first user words of the conversation.
 
         Found by rendering two different one-line conversations and keeping what they share, which
         works for any chat template.
         """
-        key = (system, template)
+        key = (system, template, tuple((m["role"], m["content"]) for m in lead))
         if key not in self._prefixes:
-            one = self._template([{"role": "user", "content": "a"}], system, template)
-            two = self._template([{"role": "user", "content": "z"}], system, template)
+            one = self._template([*lead, {"role": "user", "content": "a"}], system, template)
+            two = self._template([*lead, {"role": "user", "content": "z"}], system, template)
             self._prefixes[key] = one[: common_prefix(one, two)]
         return self._prefixes[key]
+
+    def _mode_available(self, mode: str) -> bool:
+        return {"tuned": self._adapter is not None, "fewshot": bool(self._fewshot)}.get(mode, True)
+
+    def _fit_examples(self, candidates: list[Example]) -> list[Example]:
+        """As many of the candidates, in order, as fit in `FEWSHOT_CONTEXT_SHARE` of the context."""
+        budget = int(_context_length(self._model) * FEWSHOT_CONTEXT_SHARE)
+        kept: list[Example] = []
+        for example in candidates:
+            shown = as_messages([*kept, example])
+            if len(self._template(shown, self.system_prompt, None)) > budget:
+                break
+            kept.append(example)
+        return kept
 
     def _template(
         self, turns: list[dict[str, str]], system: str, template: str | None
@@ -356,23 +437,23 @@ class ChatEngine:
         prompts: list[Prompt],
         modes: Sequence[str],
         settings: GenerationSettings,
-        stop: StopFlag | None = None,
+        stop: StopFlag,
+        background: bool = False,
     ) -> Iterator[tuple[str, ...]]:
         """Queue one job for the model and stream its rows' text deltas as they are decoded."""
         passes = self._plan(modes)
         ticket = self._turns.enter()
         out: queue.Queue = queue.Queue()
-        stop = stop or StopFlag()
         stop.on_set(ticket.cancel)  # a stop while waiting leaves the line at once
         worker = threading.Thread(
             target=self._work,
-            args=(ticket, prompts, passes, settings, stop, out),
+            args=(ticket, prompts, passes, settings, stop, out, background),
             name="brandvoice-generate",
             daemon=True,
         )
         worker.start()
         try:
-            yield from self._decode(out, len(prompts))
+            yield from self._decode(out, len(prompts), settings, stop)
         finally:
             # Reached when the reply ends and when the reader stops early (the generator is closed
             # or collected): either way, generation stops after the current step.
@@ -405,14 +486,17 @@ class ChatEngine:
         settings: GenerationSettings,
         stop: StopFlag,
         out: queue.Queue,
+        background: bool = False,
     ) -> None:
         """The worker thread: wait for the model, run each pass, then mark the job done."""
         error: BaseException | None = None
+        if background:
+            lower_this_thread()  # the thread ends with the job, and its priority with it
         try:
             with self._turns.turn(ticket) as go:
                 for step in passes if go else []:
-                    if stop.is_set():
-                        break
+                    if all(stop.is_set(row) for row in step.rows):
+                        continue
                     self._generate([prompts[r] for r in step.rows], step, settings, stop, out)
         except Exception as exc:  # re-raised in the reader's thread, where it can be reported
             error = exc
@@ -442,7 +526,7 @@ class ChatEngine:
                 **inputs,
                 generation_config=self._generation_config(settings),
                 streamer=TokenQueueStreamer(out, step.rows),
-                stopping_criteria=StoppingCriteriaList([stop]),
+                stopping_criteria=StoppingCriteriaList([stop.criteria(step.rows)]),
             )
 
     def _prefix_state(self, prompt: Prompt, tuned: bool) -> KeyValues | None:
@@ -487,9 +571,11 @@ class ChatEngine:
             config.update(temperature=settings.temperature, top_p=settings.top_p, top_k=0)
         return GenerationConfig(**config)
 
-    def _decode(self, out: queue.Queue, n_rows: int) -> Iterator[tuple[str, ...]]:
+    def _decode(
+        self, out: queue.Queue, n_rows: int, settings: GenerationSettings, stop: StopFlag
+    ) -> Iterator[tuple[str, ...]]:
         """Turn queued (row, id) steps into text deltas per row until the job is done."""
-        decoders = [IncrementalDecoder(self._tokenizer, self._stop_ids) for _ in range(n_rows)]
+        rows = _RowTexts(self._tokenizer, self._stop_ids, n_rows, settings.signoff, stop)
         while True:
             steps = [out.get()]
             # A slow reader gets every step that piled up in one yield, not one yield per token.
@@ -500,11 +586,9 @@ class ChatEngine:
                 if isinstance(step, _Done):
                     if step.error is not None:
                         raise step.error
-                    for row, decoder in enumerate(decoders):
-                        deltas[row] += decoder.flush()
+                    rows.flush(deltas)
                     break
-                for row, token_id in step:
-                    deltas[row] += decoders[row].push(token_id)
+                rows.push(step, deltas)
             if any(deltas):
                 yield tuple(deltas)
             if isinstance(steps[-1], _Done):
@@ -557,6 +641,42 @@ class ChatEngine:
 # ----------------------------------------------------------------------------------------------
 # Helpers
 # ----------------------------------------------------------------------------------------------
+
+
+class _RowTexts:
+    """The rows' texts as they are decoded: ids to text, cut after the sign-off's line.
+
+    A row stopped by the caller gets no text decoded after the stop; a row whose sign-off line
+    has ended is stopped here, so its generation ends at the next step.
+    """
+
+    def __init__(
+        self, tokenizer: Any, stop_ids: frozenset[int], n_rows: int, signoff: str, stop: StopFlag
+    ) -> None:
+        self._decoders = [IncrementalDecoder(tokenizer, stop_ids) for _ in range(n_rows)]
+        self._signoffs = [SignoffEnd(signoff) if signoff else None for _ in range(n_rows)]
+        self._stop = stop
+
+    def push(self, step: list[tuple[int, int]], deltas: list[str]) -> None:
+        """Add one generation step's (row, id) pairs to `deltas`."""
+        for row, token_id in step:
+            if not self._stop.is_set(row):
+                deltas[row] += self._cut(row, self._decoders[row].push(token_id))
+
+    def flush(self, deltas: list[str]) -> None:
+        """Add the text each row still held back when the job ended."""
+        for row, decoder in enumerate(self._decoders):
+            if not self._stop.is_set(row):
+                deltas[row] += self._cut(row, decoder.flush())
+
+    def _cut(self, row: int, delta: str) -> str:
+        signoff = self._signoffs[row]
+        if signoff is None or not delta:
+            return delta
+        kept = signoff.feed(delta)
+        if signoff.finished:
+            self._stop.set(row)
+        return kept
 
 
 def _check_messages(messages: list[dict[str, str]]) -> None:

@@ -11,6 +11,8 @@ __all__ = ["GenerationSettings"]
 
 # Far beyond what a chat pane shows; a guard against a typo that would hold the model for minutes.
 _MAX_NEW_TOKENS_LIMIT = 4096
+# A sign-off is a line or two; a guard against pasting a whole document into it.
+_MAX_SIGNOFF_CHARS = 1000
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,9 @@ class GenerationSettings:
     batch, so a pane's reply in a pair may differ from the same request made alone."""
     repetition_penalty: float = 1.1
     """Above 1 discourages repeating tokens already in the conversation; 1 turns it off."""
+    signoff: str = ""
+    """When set, a reply ends with the line in which it writes these words (the brand's sign-off),
+    matched in order and case-insensitively; "" lets replies run to their end or the token cap."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -47,6 +52,8 @@ class GenerationSettings:
             problems.append(
                 f"repetition_penalty: must be above 0 and at most 10, got {self.repetition_penalty}"
             )
+        if not isinstance(self.signoff, str) or len(self.signoff) > _MAX_SIGNOFF_CHARS:
+            problems.append(f"signoff: must be text of at most {_MAX_SIGNOFF_CHARS} characters")
         if problems:
             raise ConfigError(problems, source="generation settings")
 

@@ -41,7 +41,7 @@ TOKENIZER_FILES = frozenset(
 # A fixed timestamp: the same files always give byte-identical zips.
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 # Weights barely compress; storing them keeps a multi-gigabyte merged model quick to zip and read.
-_STORED_SUFFIXES = (".safetensors",)
+_STORED_SUFFIXES = (".safetensors", ".gguf")
 
 
 def _exportable(path: Path) -> bool:

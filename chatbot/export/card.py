@@ -62,6 +62,13 @@ class CardFacts:
     max_lora_rank: int | None = None
     vllm_problems: list[str] = field(default_factory=list)
     vllm_version: str = ""
+    quantization: str = ""
+    """GGUF exports: the file's type (f16, q8_0, q4_k_m)."""
+    gguf_file: str = ""
+    verification: dict[str, Any] = field(default_factory=dict)
+    """GGUF exports: what each reader reproduced (empty until verified)."""
+    parent_run: str = ""
+    """The run whose adapter this one was trained from (training from votes)."""
 
 
 def model_card(facts: CardFacts) -> str:
@@ -81,11 +88,12 @@ def model_card(facts: CardFacts) -> str:
 
 
 def _front_matter(f: CardFacts) -> str:
-    library = "peft" if f.format == "adapter" else "transformers"
+    library = {"adapter": "peft", "gguf": "gguf"}.get(f.format, "transformers")
     license_line = f"license: {f.base_license.lower()}\n" if _known(f.base_license) else ""
+    extra_tag = "\n  - gguf" if f.format == "gguf" else ""
     return (
         f"---\nbase_model: {f.base_model}\nlibrary_name: {library}\n{license_line}"
-        "pipeline_tag: text-generation\ntags:\n  - brandvoice\n  - lora\n  - chat\n---"
+        f"pipeline_tag: text-generation\ntags:\n  - brandvoice\n  - lora\n  - chat{extra_tag}\n---"
     )
 
 
@@ -94,9 +102,12 @@ def _known(license_name: str) -> bool:
 
 
 def _title(f: CardFacts) -> str:
-    what = (
-        "a LoRA adapter" if f.format == "adapter" else "a merged model (base + LoRA adapter, bf16)"
-    )
+    what = {
+        "adapter": "a LoRA adapter",
+        "merged": "a merged model (base + LoRA adapter, bf16)",
+        "gguf": f"one GGUF file (base + LoRA adapter merged, {f.quantization.upper()}) for "
+        "llama.cpp and Ollama",
+    }[f.format]
     lines = [
         f"# {f.brand_name}: brand voice chat model",
         "",
@@ -155,7 +166,7 @@ def _training_section(f: CardFacts) -> str:
             f"## Training\n\nImported from `{source}`: trained outside brandvoice, so its "
             f"training settings are not known here. LoRA rank: {f.lora_rank}."
         )
-    lines = ["## Training", "", "QLoRA-style supervised fine-tuning (TRL SFTTrainer, PEFT LoRA)."]
+    lines = ["## Training", "", _method_line(f)]
     lines += ["", "| setting | value |", "| --- | --- |"]
     lines += [f"| {k} | {f.config[k]} |" for k in _HYPERPARAMETERS if k in f.config]
     m = f.metrics
@@ -170,6 +181,18 @@ def _training_section(f: CardFacts) -> str:
         lines += ["", "| result | value |", "| --- | --- |"]
         lines += [f"| {k} | {v} |" for k, v in results]
     return "\n".join(lines)
+
+
+def _method_line(f: CardFacts) -> str:
+    method = str(f.config.get("method", "sft"))
+    if method == "sft" or not f.parent_run:
+        return "QLoRA-style supervised fine-tuning (TRL SFTTrainer, PEFT LoRA)."
+    trainer = "DPOTrainer" if method == "dpo" else "KTOTrainer"
+    return (
+        f"Preference tuning on blind votes from the app's Compare tab (TRL {trainer}, "
+        f"{method.upper()}), starting from the adapter of run `{f.parent_run}` (its parent; "
+        "that run's own card describes its supervised fine-tuning)."
+    )
 
 
 def _num(value: object) -> str:
@@ -223,6 +246,8 @@ def _use_section(f: CardFacts) -> str:
 
 
 def _load_section(f: CardFacts) -> str:
+    if f.format == "gguf":
+        return _gguf_load_section(f)
     if f.format == "adapter":
         code = (
             "from peft import PeftModel\n"
@@ -264,7 +289,38 @@ def _load_section(f: CardFacts) -> str:
     )
 
 
+def _gguf_load_section(f: CardFacts) -> str:
+    system = ' -sys "$(cat system_prompt.txt)"' if f.system_prompt.strip() else ""
+    return "\n".join(
+        [
+            "## Run it with Ollama",
+            "",
+            f"`Modelfile` points at `{f.gguf_file}` and carries the chat template (as a Go "
+            "template), a stop for every end-of-turn token, the system prompt and brandvoice's "
+            "sampling settings. In this folder:",
+            "",
+            "```bash",
+            f"ollama create {f.model_name} -f Modelfile",
+            f"ollama run {f.model_name}",
+            "```",
+            "",
+            "## Run it with llama.cpp",
+            "",
+            "The GGUF holds the tokenizer, the chat template and the stop tokens; the system "
+            "prompt it was trained with is in its metadata (`brandvoice.system_prompt`) and in "
+            "`system_prompt.txt`: llama.cpp does not add it by itself.",
+            "",
+            "```bash",
+            f"llama-cli -m {f.gguf_file} -cnv{system}",
+            f"llama-server -m {f.gguf_file} --jinja --port 8080   # OpenAI-compatible API",
+            "```",
+        ]
+    )
+
+
 def _serve_section(f: CardFacts) -> str:
+    if f.format == "gguf":
+        return ""
     if f.format == "merged":
         command = f"vllm serve path/to/this/folder --served-model-name {f.model_name}"
     else:
@@ -293,6 +349,8 @@ def _serve_section(f: CardFacts) -> str:
 
 
 def _check_section(f: CardFacts) -> str:
+    if f.format == "gguf":
+        return _gguf_check_section(f)
     return "\n".join(
         [
             "## Integrity",
@@ -305,3 +363,35 @@ def _check_section(f: CardFacts) -> str:
             f"> {f.check_reply.strip() or '(only special tokens)'}".replace("\n", " "),
         ]
     )
+
+
+def _gguf_check_section(f: CardFacts) -> str:
+    lines = [
+        "## Integrity and verification",
+        "",
+        "`manifest.json` lists the SHA-256 of every file, the base model, the quantization and "
+        "the check replies. Before this export was offered, a fresh Python process read the GGUF "
+        "back with readers brandvoice did not write, rendered a few customer prompts with the "
+        "file's own chat template and system prompt, and decoded "
+        f"{f.check_tokens} greedy tokens (float32) for each. Tolerance: "
+        + (
+            "for F16 every token must match the merged model with its weights rounded to F16."
+            if f.quantization == "f16"
+            else "the reader must rank the unquantised merged model's next token first at "
+            "most positions (see `manifest.json`)."
+        ),
+        "",
+        f"The tuned model's reply to “{f.check_prompt}”:",
+        "",
+        f"> {f.check_reply.strip() or '(only special tokens)'}".replace("\n", " "),
+    ]
+    results = [v for k, v in f.verification.items() if isinstance(v, dict) and "reader" in v]
+    if results:
+        lines += ["", "| reader | replies identical | next-token agreement | load time |"]
+        lines += ["| --- | --- | --- | --- |"]
+        lines += [
+            f"| {r['reader']} | {r['identical_replies']} of {r['prompts']} | "
+            f"{r['agreement']:.1%} of {r['tokens']} tokens | {r['load_s']:.1f} s |"
+            for r in results
+        ]
+    return "\n".join(lines)

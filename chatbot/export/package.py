@@ -53,8 +53,8 @@ __all__ = [
     "default_export_path",
 ]
 
-ExportFormat = Literal["adapter", "merged"]
-FORMATS: tuple[str, ...] = ("adapter", "merged")
+ExportFormat = Literal["adapter", "merged", "gguf"]
+FORMATS: tuple[str, ...] = ("adapter", "merged", "gguf")
 CHECK_PROMPT = "Hello! Can you help me with my order?"
 CHECK_TOKENS = 16
 """Greedy tokens the reload check compares; all must match exactly (float32 on CPU)."""
@@ -75,6 +75,10 @@ class ExportResult:
     vllm: VllmCheck | None
     """The adapter checked against vLLM's LoRA constraints (adapter exports only)."""
     warnings: list[str] = field(default_factory=list)
+    quant: str = ""
+    """The GGUF's type (f16, q8_0, q4_k_m); "" for other formats."""
+    verification: dict[str, Any] = field(default_factory=dict)
+    """GGUF exports: what each independent reader reproduced (see gguf_export.judge)."""
 
 
 @dataclass(frozen=True)
@@ -89,9 +93,10 @@ class _Job:
     n_tokens: int
 
 
-def default_export_path(ws: Workspace, run: Run, fmt: str) -> Path:
-    """exports/<brand>-<run>-adapter.zip, or the folder exports/<brand>-<run>-merged."""
-    suffix = "adapter.zip" if fmt == "adapter" else "merged"
+def default_export_path(ws: Workspace, run: Run, fmt: str, quant: str = "f16") -> Path:
+    """exports/<brand>-<run>-adapter.zip, or the folder exports/<brand>-<run>-merged (or
+    -gguf-<quant>)."""
+    suffix = {"adapter": "adapter.zip", "merged": "merged"}.get(fmt, f"gguf-{quant}")
     return ws.root / "exports" / f"{run.brand}-{run.id}-{suffix}"
 
 
@@ -104,14 +109,22 @@ def export_run(
     progress: Progress | None = None,
     check_tokens: int = CHECK_TOKENS,
     timeout: float = 1800.0,
+    quant: str = "f16",
 ) -> ExportResult:
-    """Export run `run_id` as `fmt` ("adapter" or "merged") to `out`, verified; see module doc.
+    """Export run `run_id` as `fmt` ("adapter", "merged" or "gguf") to `out`, verified.
 
     `out` ending in ".zip" gives a zip, anything else a folder (default: `default_export_path`).
+    "gguf" is one GGUF file of type `quant` with an Ollama Modelfile (`gguf_export`).
     Raises BrandVoiceError for a run without adapter, and ExportCheckError when the written export
     does not reproduce the tuned reply in a fresh process (then no file of it is left, and an
     earlier export at `out` stays as it was).
     """
+    if fmt == "gguf":
+        from chatbot.export.gguf_export import export_gguf
+
+        return export_gguf(
+            ws, run_id, out, quant, progress=progress, check_tokens=check_tokens, timeout=timeout
+        )
     say = progress or _no_progress
     job = _setup(ws, run_id, fmt, out, check_tokens)
     with _stage(say, "loading"):
@@ -155,7 +168,9 @@ def _stage(say: Progress, name: str) -> Iterator[None]:
     say(name, 1, 1)
 
 
-def _setup(ws: Workspace, run_id: str, fmt: str, out: Path | None, n_tokens: int) -> _Job:
+def _setup(
+    ws: Workspace, run_id: str, fmt: str, out: Path | None, n_tokens: int, quant: str = "f16"
+) -> _Job:
     if fmt not in FORMATS:
         raise BrandVoiceError(f"Unknown export format {fmt!r}; use one of {', '.join(FORMATS)}.")
     if not 1 <= n_tokens <= 256:
@@ -163,7 +178,7 @@ def _setup(ws: Workspace, run_id: str, fmt: str, out: Path | None, n_tokens: int
     setup = adapter_setup(ws, run_id)
     run = get_run(ws, setup.run_id)
     brand_yaml = ws.brand_dir(run.brand) / "brand.yaml"
-    out = Path(out) if out is not None else default_export_path(ws, run, fmt)
+    out = Path(out) if out is not None else default_export_path(ws, run, fmt, quant)
     base = base_model_of(setup.base_model)
     return _Job(run, setup, brand_yaml, BrandProfile.load(brand_yaml), base, fmt, out, n_tokens)
 
@@ -285,7 +300,15 @@ def _generation_config(job: _Job, tokenizer: Any) -> Any:
     return config
 
 
-def _write_card(job: _Job, folder: Path, reply: ReloadCheck, vllm: VllmCheck | None) -> None:
+def _write_card(
+    job: _Job,
+    folder: Path,
+    reply: ReloadCheck,
+    vllm: VllmCheck | None,
+    *,
+    quant: str = "",
+    verified: dict[str, Any] | None = None,
+) -> None:
     run_dir = job.run.run_dir
     config = TrainConfig.from_yaml(run_dir / "config.yaml").to_dict()
     adapter_config = json.loads((job.setup.adapter_dir / _ADAPTER_FILES[1]).read_text("utf-8"))
@@ -310,6 +333,10 @@ def _write_card(job: _Job, folder: Path, reply: ReloadCheck, vllm: VllmCheck | N
         max_lora_rank=vllm.max_lora_rank if vllm else None,
         vllm_problems=list(vllm.problems) if vllm else [],
         vllm_version=vllm.vllm_version if vllm else "",
+        quantization=quant,
+        gguf_file=f"{job.run.brand}-{quant}.gguf" if quant else "",
+        verification=verified or {},
+        parent_run=config.get("parent_run", ""),
     )
     atomic_write_text(folder / "README.md", model_card(facts))
 
@@ -332,8 +359,8 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _write_manifest(job: _Job, folder: Path, reply: ReloadCheck) -> dict[str, str]:
-    """manifest.json: the SHA-256 of every file and the reply the reload check must reproduce."""
+def _manifest_base(job: _Job, folder: Path) -> dict[str, Any]:
+    """What every manifest holds: format, run, base model, and every file's SHA-256 and size."""
     pickles = [p.name for p in folder.iterdir() if p.suffix in _PICKLE_SUFFIXES]
     assert not pickles, f"an export must hold no pickle files: {pickles}"
     files = {
@@ -341,7 +368,7 @@ def _write_manifest(job: _Job, folder: Path, reply: ReloadCheck) -> dict[str, st
         for p in sorted(folder.iterdir())
         if p.name != reload_check.MANIFEST
     }
-    manifest = {
+    return {
         "format": job.format,
         "brand": job.run.brand,
         "run_id": job.run.id,
@@ -352,6 +379,13 @@ def _write_manifest(job: _Job, folder: Path, reply: ReloadCheck) -> dict[str, st
             name: {"sha256": digest, "bytes": (folder / name).stat().st_size}
             for name, digest in files.items()
         },
+    }
+
+
+def _write_manifest(job: _Job, folder: Path, reply: ReloadCheck) -> dict[str, str]:
+    """manifest.json: the SHA-256 of every file and the reply the reload check must reproduce."""
+    manifest = _manifest_base(job, folder)
+    manifest |= {
         "check": {
             "prompt": reply.prompt,
             "system_prompt_file": reload_check.SYSTEM_PROMPT_FILE,
@@ -362,7 +396,7 @@ def _write_manifest(job: _Job, folder: Path, reply: ReloadCheck) -> dict[str, st
         },
     }
     atomic_write_json(folder / reload_check.MANIFEST, manifest)
-    return files
+    return {name: entry["sha256"] for name, entry in manifest["files"].items()}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -42,11 +42,17 @@ def verify_export(
 ) -> ReloadCheck:
     """Check an export again in a fresh process against the reply its manifest records.
 
-    `base_model` is the base model's folder (adapter exports only). Raises ExportCheckError when
+    `base_model` is the base model's folder (adapter exports only). A GGUF export is read again
+    by its independent readers and judged with its type's tolerance. Raises ExportCheckError when
     a file was changed, added or removed, or the reply differs.
     """
     manifest = _read_manifest(Path(export))
     check = manifest.get("check") or {}
+    if manifest.get("format") == "gguf":
+        from chatbot.export.gguf_export import judge, run_gguf_check
+
+        judge(run_gguf_check(Path(export), timeout), check["prompts"], manifest["quantization"])
+        return ReloadCheck(check["prompt"], list(check["token_ids"]), check.get("text", ""))
     expected = ReloadCheck(
         check.get("prompt", ""), list(check.get("token_ids", [])), check.get("text", "")
     )

@@ -1,7 +1,9 @@
 """The brand scorecard: does the tuned model speak in the brand's voice, and by how much?
 
-Three systems answer the brand's held-out conversations: the base model ("base"), the base model
-with the brand's style prompt ("prompted") and the tuned adapter ("tuned"). The scorecard measures
+Four systems answer the brand's held-out conversations: the base model ("base"), the base model
+with the brand's style prompt ("prompted"), the same with k of the brand's example exchanges from
+the training split ("fewshot", the strongest prompt) and the tuned adapter ("tuned"). The
+scorecard measures
 
 - likelihood: NLL and perplexity per assistant token of the brand's real held-out replies;
 - generated replies to every held-out customer turn, kept for side-by-side reading;
@@ -10,6 +12,7 @@ with the brand's style prompt ("prompted") and the tuned adapter ("tuned"). The 
 - readability (Flesch) and length, next to the brand's own replies;
 - blind votes cast in the Compare tab for the run.
 
+`verdict()` says whether tuning beat the best prompt and whether to ship the adapter.
 `evaluate()` returns a `Scorecard`; `write_report()` writes scorecard.json and a self-contained
 scorecard.html into the run folder; `compare_scorecards()` lists what a newer run does worse.
 """
@@ -31,6 +34,7 @@ from chatbot.scorecard.report import (
     summary_rows,
     write_report,
 )
+from chatbot.scorecard.verdict import Verdict, verdict
 
 __all__ = [
     "SYSTEMS",
@@ -49,4 +53,6 @@ __all__ = [
     "headlines",
     "charts_html",
     "examples_html",
+    "Verdict",
+    "verdict",
 ]

@@ -32,8 +32,10 @@ __all__ = [
     "load_scorecard",
 ]
 
-SYSTEMS: tuple[str, ...] = ("base", "prompted", "tuned")
-"""The three systems every scorecard compares, in display order."""
+SYSTEMS: tuple[str, ...] = ("base", "prompted", "fewshot", "tuned")
+"""The systems a scorecard compares, in display order. "fewshot" (base + style prompt + brand
+examples, the strongest prompt) is absent from scorecards made before it existed, and from those
+of brands without a usable example: `Scorecard.systems` lists a card's own."""
 REFERENCE = "reference"
 """The brand's own held-out replies, scored alongside the systems where that means something."""
 SCORECARD_FILE = "scorecard.json"
@@ -128,6 +130,8 @@ class StyleSummary:
     cv_accuracy: float | None
     """Cross-validated balanced accuracy of the classifier on its own training replies (None: too
     few to tell); near 0.5 means the two voices barely differ and P(brand) says little."""
+    tuned_beats_fewshot: float | None = None
+    """As `tuned_beats_prompted`, against the few-shot prompt (None: not measured)."""
 
 
 @dataclass
@@ -187,7 +191,14 @@ class Scorecard:
     votes: VoteSummary | None = None
     notes: list[str] = field(default_factory=list)
     """What a reader should know about how the figures were made (caps, cache use, cuts)."""
+    fewshot_examples: list[list[dict[str, str]]] = field(default_factory=list)
+    """The example exchanges the "fewshot" system was shown, all from the training split."""
     format: int = _FORMAT
+
+    @property
+    def systems(self) -> list[str]:
+        """The systems this scorecard measured, in display order."""
+        return [s for s in SYSTEMS if s in self.likelihood]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from chatbot.adapters import AdapterSetup, adapter_setup
@@ -18,6 +18,7 @@ from chatbot.brand import BrandProfile
 from chatbot.config import TrainConfig
 from chatbot.engine import GenerationSettings
 from chatbot.errors import BrandVoiceError
+from chatbot.fewshot import as_messages
 from chatbot.jobs import Run, get_run, read_events
 from chatbot.scorecard.card import (
     REFERENCE,
@@ -31,6 +32,7 @@ from chatbot.scorecard.card import (
     VoteSummary,
 )
 from chatbot.scorecard.generation import (
+    ReplyEngine,
     Turn,
     cached_base_replies,
     customer_turns,
@@ -49,7 +51,7 @@ from chatbot.workspace import Workspace
 if TYPE_CHECKING:
     from chatbot.engine import ChatEngine
 
-__all__ = ["evaluate", "Progress"]
+__all__ = ["evaluate", "Progress", "brand_style_classifier"]
 
 Progress = Callable[[str, int, int], None]
 """(stage, done, total), as `brandvoice prepare` reports it; drives a rich bar or gr.Progress."""
@@ -77,6 +79,10 @@ class _Job:
     """How many held-out customer turns there were before the cap."""
     settings: ScorecardSettings
     generation: GenerationSettings
+    systems: tuple[str, ...] = SYSTEMS
+    """The systems measured: all of them, unless the brand has no example for the few-shot one."""
+    shown: list[dict[str, str]] = field(default_factory=list)
+    """The example turns the few-shot system is shown (what fits the model's context)."""
 
     @property
     def prompts(self) -> dict[str, str]:
@@ -84,6 +90,7 @@ class _Job:
         return {
             "base": "",
             "prompted": self.setup.system_prompt,
+            "fewshot": self.setup.system_prompt,
             "tuned": self.setup.tuned_system_prompt,
         }
 
@@ -99,7 +106,8 @@ def evaluate(
     progress: Progress | None = None,
     engine: ChatEngine | None = None,
 ) -> Scorecard:
-    """Score a finished run against the base model and the prompted base model.
+    """Score a finished run against the base model, the prompted base model and the few-shot
+    prompted base model (style prompt and brand examples from the training split).
 
     Loads the run's base model with its adapter once (at the run's quantization), unless an
     `engine` already holding that adapter is passed; it must not serve anyone else meanwhile.
@@ -116,6 +124,8 @@ def evaluate(
     )
     job = _setup(ws, run_id, settings)
     engine = engine or _load_engine(job.setup, say)
+    job.shown = as_messages(engine.fewshot_examples)
+    job.systems = tuple(s for s in SYSTEMS if s != "fewshot" or job.shown)
     likelihood = _likelihood(engine, job, say)
     replies = _system_replies(engine, job, say)
     classifier, cached = _style_classifier(engine, job, say)
@@ -168,6 +178,7 @@ def _load_engine(setup: AdapterSetup, say: Progress) -> ChatEngine:
         setup.adapter_dir,
         setup.system_prompt,
         tuned_system_prompt=setup.tuned_system_prompt,
+        fewshot_examples=setup.fewshot_examples,
         quantization=setup.quantization,  # type: ignore[arg-type]
     )
     say("loading model", 1, 1)
@@ -176,7 +187,7 @@ def _load_engine(setup: AdapterSetup, say: Progress) -> ChatEngine:
 
 def _likelihood(engine: ChatEngine, job: _Job, say: Progress) -> dict[str, Likelihood]:
     conversations = spread(job.data.eval, job.settings.max_conversations)
-    total, done = len(SYSTEMS) * len(conversations), [0]
+    total, done = len(job.systems) * len(conversations), [0]
 
     def step() -> None:
         done[0] += 1
@@ -192,8 +203,9 @@ def _likelihood(engine: ChatEngine, job: _Job, say: Progress) -> dict[str, Likel
             adapter=system == "tuned",
             max_length=job.config.max_length,
             step=step,
+            shown=job.shown if system == "fewshot" else None,
         )
-        for system in SYSTEMS
+        for system in job.systems
     }
     say("likelihood", total, total)  # conversations too long to score were skipped, not counted
     return out
@@ -201,11 +213,11 @@ def _likelihood(engine: ChatEngine, job: _Job, say: Progress) -> dict[str, Likel
 
 def _system_replies(engine: ChatEngine, job: _Job, say: Progress) -> dict[str, list[str]]:
     """Each system's reply to each held-out turn."""
-    rows = system_rows(job.turns)
+    rows = system_rows(job.turns, fewshot="fewshot" in job.systems)
     texts = generate_replies(
         engine, rows, job.generation, lambda done, total: say("replies", done, total)
     )
-    replies: dict[str, list[str]] = {system: [] for system in SYSTEMS}
+    replies: dict[str, list[str]] = {system: [] for system in job.systems}
     for (_, mode), text in zip(rows, texts, strict=True):
         replies[mode].append(text)
     return replies
@@ -213,26 +225,51 @@ def _system_replies(engine: ChatEngine, job: _Job, say: Progress) -> dict[str, l
 
 def _style_classifier(engine: ChatEngine, job: _Job, say: Progress) -> tuple[StyleClassifier, bool]:
     """Fit the classifier: brand training replies against base-model replies to training turns."""
-    train_turns = spread(customer_turns(job.data.train, limit=None), job.settings.negatives)
     identity = {"base_model": job.setup.base_model, "quantization": job.setup.quantization}
+    return brand_style_classifier(
+        engine, job.ws, job.run.brand, job.data, identity, job.settings, say
+    )
+
+
+def brand_style_classifier(
+    engine: ReplyEngine,
+    ws: Workspace,
+    brand: str,
+    data: BrandData,
+    identity: dict[str, str],
+    settings: ScorecardSettings = _DEFAULTS,
+    progress: Progress | None = None,
+) -> tuple[StyleClassifier, bool]:
+    """The brand's style classifier: its training replies against the base model's replies to
+    training customer turns (kept in the workspace cache per brand, base model and settings).
+
+    `identity` names the base model and quantization the engine runs. Returns the classifier and
+    whether the base model's replies came from the cache.
+    """
+    say = progress or _silent
+    train_turns = spread(customer_turns(data.train, limit=None), settings.negatives)
+    generation = GenerationSettings(
+        temperature=settings.temperature,
+        max_new_tokens=settings.max_new_tokens,
+        repetition_penalty=settings.repetition_penalty,
+        seed=settings.seed,
+    )
     negatives, cached = cached_base_replies(
         engine,
         train_turns,
-        job.generation,
-        job.ws.root / "cache" / "scorecard" / job.run.brand,
+        generation,
+        ws.root / "cache" / "scorecard" / brand,
         identity,
         lambda done, total: say("base voice", done, total),
     )
-    brand = [
+    replies = [
         m["content"]
-        for conversation in job.data.train
+        for conversation in data.train
         for m in without_system_messages(conversation)
         if m["role"] == "assistant"
     ]
     say("classifier", 0, 1)
-    classifier = StyleClassifier.fit(
-        spread(brand, MAX_POSITIVES), negatives, seed=job.settings.seed
-    )
+    classifier = StyleClassifier.fit(spread(replies, MAX_POSITIVES), negatives, seed=settings.seed)
     say("classifier", 1, 1)
     return classifier, cached
 
@@ -257,7 +294,7 @@ def _assemble(
                 turn=turn.turn,
                 context=turn.messages,
                 reference=turn.reply,
-                replies={system: replies[system][i] for system in SYSTEMS},
+                replies={system: replies[system][i] for system in job.systems},
                 p_brand={system: round(p[i], 4) for system, p in p_brand.items()},
                 failed_rules={system: rules.add(system, t[i]) for system, t in texts.items()},
             )
@@ -272,7 +309,7 @@ def _assemble(
         created=time.time(),
         duration_s=0.0,
         settings=job.settings,
-        system_prompts=job.prompts,
+        system_prompts={system: job.prompts[system] for system in job.systems},
         likelihood=likelihood,
         examples=examples,
         rules=rules.per_rule,
@@ -281,6 +318,7 @@ def _assemble(
         text={system: text_stats(t) for system, t in texts.items()},
         training=_training_curve(job.run),
         votes=_blind_votes(job.ws, job.run),
+        fewshot_examples=[list(job.shown[i : i + 2]) for i in range(0, len(job.shown), 2)],
     )
 
 
@@ -299,6 +337,11 @@ def _style_summary(p_brand: dict[str, list[float]], classifier: StyleClassifier)
         median={s: round(statistics.median(p), 4) for s, p in p_brand.items()},
         tuned_beats_base=_share(list(zip(tuned, p_brand["base"], strict=True))),
         tuned_beats_prompted=_share(list(zip(tuned, p_brand["prompted"], strict=True))),
+        tuned_beats_fewshot=(
+            _share(list(zip(tuned, p_brand["fewshot"], strict=True)))
+            if "fewshot" in p_brand
+            else None
+        ),
         positives=classifier.positives,
         negatives=classifier.negatives,
         cv_accuracy=classifier.cv_accuracy,
@@ -354,6 +397,14 @@ def _notes(job: _Job, cached: bool, training: TrainingCurve) -> list[str]:
             f"Training's own final eval loss was {training.eval[-1][1]:.3f}: the same measure on "
             "the same split as the tuned NLL here, so the two should agree closely."
         )
+    if "fewshot" in job.systems:
+        notes.append(
+            f"Few-shot: the base model with the style prompt and {len(job.shown) // 2} example "
+            "exchanges of the brand, all from the training split (none from the held-out one), as "
+            "many as fit in half the model's context."
+        )
+    else:
+        notes.append("No few-shot baseline: the brand has no training exchange to show as one.")
     if cached:
         notes.append("The base model's replies to training prompts came from the workspace cache.")
     return notes

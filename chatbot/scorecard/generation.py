@@ -128,13 +128,15 @@ def generate_replies(
     return [reply.strip() for reply in replies]
 
 
-def system_rows(turns: list[Turn]) -> list[tuple[Messages, str]]:
-    """Every turn for base, prompted and tuned, ordered so that each batch of two is cheap.
+def system_rows(turns: list[Turn], *, fewshot: bool = False) -> list[tuple[Messages, str]]:
+    """Every turn for base, prompted, (fewshot) and tuned, ordered so each batch of two is cheap.
 
-    Base and prompted replies to the same prompt share a batch; the tuned replies follow, two by
-    two. Pairing a short tuned reply with a long base one would keep its row busy doing nothing.
+    Base and prompted replies to the same prompt share a batch; the few-shot replies (which, shown
+    the brand's examples, tend to stop at the brand's length) and then the tuned replies follow,
+    two by two. Pairing a short reply with a long base one would keep its row busy doing nothing.
     """
     rows = [(t.messages, mode) for t in turns for mode in ("base", "prompted")]
+    rows += [(t.messages, "fewshot") for t in turns] if fewshot else []
     return rows + [(t.messages, "tuned") for t in turns]
 
 

@@ -38,7 +38,13 @@ from chatbot.training.data import (
     with_system_prompt,
 )
 
-__all__ = ["held_out_likelihood", "adapter_off", "without_system_messages"]
+__all__ = [
+    "held_out_likelihood",
+    "adapter_off",
+    "without_system_messages",
+    "next_token_nlls",
+    "prefix_cache",
+]
 
 Messages = list[dict[str, str]]
 
@@ -68,19 +74,40 @@ def held_out_likelihood(
     adapter: bool,
     max_length: int,
     step: Callable[[], None] | None = None,
+    shown: Messages | None = None,
 ) -> Likelihood:
     """Mean NLL per assistant token of `conversations`, each started with `system_prompt`.
 
     An empty `system_prompt` adds none, so the chat template adds its own default if it has one
     (what the base model sees out of the box). `adapter=False` scores with the adapter off.
-    `step` is called after each conversation is scored.
+    `step` is called after each conversation is scored. `shown`: example turns put between the
+    system prompt and every conversation (few-shot); they are never scored and take nothing from
+    `max_length`, so each conversation is cut exactly where it is cut without them.
     """
+    lead = list(shown or [])
     prompted = [
-        with_system_prompt(without_system_messages(m), system_prompt, bool(system_prompt))
+        with_system_prompt([*lead, *without_system_messages(m)], system_prompt, bool(system_prompt))
         for m in conversations
     ]
     template = training_chat_template(tokenizer)
-    examples, _ = tokenize_conversations(prompted, tokenizer, template, max_length)
+    head = _ids(tokenizer, template, lead, system_prompt) if lead else []
+    skip = len(head)
+    extra = 0
+    if lead and conversations:  # the tokens the examples add, whatever the template puts first
+        probe = without_system_messages(conversations[0])
+        extra = len(_ids(tokenizer, template, [*lead, *probe], system_prompt)) - len(
+            _ids(tokenizer, template, probe, system_prompt)
+        )
+    examples, _ = tokenize_conversations(prompted, tokenizer, template, max_length + extra)
+    for example in examples:
+        if example["input_ids"][:skip] != head:
+            raise BrandVoiceError(
+                "The chat template renders the few-shot examples differently before each "
+                "conversation, so they cannot be left out of the score."
+            )
+        example["labels"][:skip] = [IGNORE_INDEX] * skip
+    # A conversation cut off right after the examples has nothing of its own left to score.
+    examples = [e for e in examples if any(t != IGNORE_INDEX for t in e["labels"][1:])]
     with torch.inference_mode(), nullcontext() if adapter else adapter_off(model):
         total, count = _score(model, examples, step)
     if not count:
@@ -95,6 +122,15 @@ def held_out_likelihood(
         tokens=count,
         conversations=len(examples),
     )
+
+
+def _ids(tokenizer: Any, template: str, messages: Messages, system_prompt: str) -> list[int]:
+    """The token ids of `messages` after the system prompt, as training renders them."""
+    rendered = with_system_prompt(list(messages), system_prompt, bool(system_prompt))
+    out = tokenizer.apply_chat_template(
+        rendered, chat_template=template, tokenize=True, return_dict=True
+    )
+    return list(out["input_ids"])
 
 
 def _shared_length(examples: list[dict[str, list[int]]]) -> int:
@@ -113,33 +149,50 @@ def _shared_length(examples: list[dict[str, list[int]]]) -> int:
     return max(0, min(shared, learned - 1))
 
 
+def prefix_cache(model: torch.nn.Module, ids: list[int]) -> Any:
+    """The keys and values of `ids`, for `next_token_nlls` to continue from (never changed)."""
+    device = next(model.parameters()).device
+    return model(input_ids=torch.tensor([ids], device=device), use_cache=True).cache
+
+
+def next_token_nlls(
+    model: torch.nn.Module, ids: list[int], targets: list[int], prefix: Any | None = None
+) -> torch.Tensor:
+    """NLL (nats, fp32) of each scored target: `targets[i]` is the token that follows `ids[i]`,
+    or IGNORE_INDEX where nothing is scored. `ids` continue the tokens cached in `prefix`, if any.
+
+    Returns one value per scored target, in order.
+    """
+    device = next(model.parameters()).device
+    # Logits only where the next token is scored: the LM head is a large part of the work.
+    keep = [i for i, target in enumerate(targets) if target != IGNORE_INDEX]
+    logits = model(
+        input_ids=torch.tensor([ids], device=device),
+        cache=copy.deepcopy(prefix) if prefix is not None else None,
+        use_cache=prefix is not None,
+        logits_to_keep=torch.tensor(keep, device=device),
+    ).logits[0]
+    # fp32 log-softmax, as in training: bf16 logits would round small losses to zero.
+    target = torch.tensor([targets[i] for i in keep], device=device)
+    return F.cross_entropy(logits.float(), target, reduction="none")
+
+
 def _score(
     model: torch.nn.Module,
     examples: list[dict[str, list[int]]],
     step: Callable[[], None] | None = None,
 ) -> tuple[float, int]:
     """Summed NLL of the learned tokens of `examples`, and how many there are."""
-    device = next(model.parameters()).device
     shared = _shared_length(examples)
-    prefix = None
-    if shared:
-        ids = torch.tensor([examples[0]["input_ids"][:shared]], device=device)
-        prefix = model(input_ids=ids, use_cache=True).cache
+    prefix = prefix_cache(model, examples[0]["input_ids"][:shared]) if shared else None
     total, count = 0.0, 0
     for example in examples:
         ids, labels = example["input_ids"][shared:], example["labels"][shared + 1 :]
-        # Logits only where the next token is learned: the LM head is a large part of the work.
-        keep = [i for i, label in enumerate(labels) if label != IGNORE_INDEX]
-        logits = model(
-            input_ids=torch.tensor([ids], device=device),
-            cache=copy.deepcopy(prefix) if prefix is not None else None,
-            use_cache=prefix is not None,
-            logits_to_keep=torch.tensor(keep, device=device),
-        ).logits[0]
-        # fp32 log-softmax, as in training: bf16 logits would round small losses to zero.
-        target = torch.tensor([labels[i] for i in keep], device=device)
-        total += float(F.cross_entropy(logits.float(), target, reduction="sum"))
-        count += len(keep)
+        nlls = next_token_nlls(
+            model, ids, labels + [IGNORE_INDEX] * (len(ids) - len(labels)), prefix
+        )
+        total += float(nlls.sum())
+        count += len(nlls)
         if step:
             step()
     return total, count

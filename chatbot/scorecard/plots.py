@@ -15,6 +15,7 @@ __all__ = ["COLORS", "line_chart", "grouped_bars", "strip_plot"]
 COLORS = {
     "base": "#8a8f98",
     "prompted": "#d9932b",
+    "fewshot": "#8e5bd0",
     "tuned": "#2f6fdf",
     "reference": "#2e9e5b",
     "train": "#2f6fdf",

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
-from chatbot.scorecard.card import REFERENCE, SCORECARD_FILE, SYSTEMS, Example, Scorecard
+from chatbot.scorecard.card import REFERENCE, SCORECARD_FILE, Example, Scorecard
 from chatbot.scorecard.plots import grouped_bars, line_chart, strip_plot
+from chatbot.scorecard.verdict import verdict
 from chatbot.storage import atomic_write_text
 
 __all__ = [
@@ -35,10 +36,15 @@ HTML_FILE = "scorecard.html"
 SYSTEM_NAMES = {
     "base": "Base model",
     "prompted": "Base + style prompt",
+    "fewshot": "Base + prompt + examples",
     "tuned": "Tuned",
     REFERENCE: "Brand (held out)",
 }
-COLUMNS = (*SYSTEMS, REFERENCE)
+
+
+def _columns(card: Scorecard) -> list[str]:
+    """The card's systems and the brand's own replies, in display order."""
+    return [*card.systems, REFERENCE]
 
 
 @dataclass(frozen=True)
@@ -70,10 +76,11 @@ def _fmt(value: float | None, spec: str = ".3f") -> str:
 
 def summary_rows(card: Scorecard) -> tuple[list[str], list[list[str]]]:
     """The summary table: a header and one row per measure, one column per system + the brand."""
-    header = ["Measure", *(SYSTEM_NAMES[c] for c in COLUMNS)]
+    columns = _columns(card)
+    header = ["Measure", *(SYSTEM_NAMES[c] for c in columns)]
 
     def row(label: str, values: dict, spec: str) -> list[str]:
-        return [label, *(_fmt(values.get(c), spec) for c in COLUMNS)]
+        return [label, *(_fmt(values.get(c), spec) for c in columns)]
 
     rates = {c: r.rate for c, r in card.all_rules.items()}
     rows = [
@@ -94,17 +101,30 @@ def _field(per_system: dict, name: str) -> dict:
 
 
 def headlines(card: Scorecard) -> list[str]:
-    """The few sentences a reader wants first."""
-    nll = {s: card.likelihood[s].nll for s in SYSTEMS}
-    lines = [
+    """The few sentences a reader wants first: the verdict, then the main figures."""
+    nll = {s: card.likelihood[s].nll for s in card.systems}
+    found = verdict(card)
+    lines = [found.summary] if found else []
+    fewshot = (
+        f", and {nll['tuned'] / nll['fewshot']:.2f}× the few-shot prompt's ({nll['fewshot']:.3f})"
+        if "fewshot" in nll
+        else ""
+    )
+    beats_fewshot = (
+        f", and than the few-shot prompt's on {card.style.tuned_beats_fewshot:.0%}"
+        if card.style.tuned_beats_fewshot is not None
+        else ""
+    )
+    lines += [
         f"The tuned model gives the brand's real held-out replies an NLL of {nll['tuned']:.3f} "
-        f"per token: {nll['tuned'] / nll['base']:.2f}× the base model's ({nll['base']:.3f}) "
-        f"and {nll['tuned'] / nll['prompted']:.2f}× the prompted base's ({nll['prompted']:.3f}).",
+        f"per token: {nll['tuned'] / nll['base']:.2f}× the base model's ({nll['base']:.3f}), "
+        f"{nll['tuned'] / nll['prompted']:.2f}× the prompted base's ({nll['prompted']:.3f})"
+        f"{fewshot}.",
         f"Its replies sound more like the brand (higher P(brand)) than the base model's on "
-        f"{card.style.tuned_beats_base:.0%} of {len(card.examples)} held-out prompts, and than "
-        f"the prompted base's on {card.style.tuned_beats_prompted:.0%}.",
+        f"{card.style.tuned_beats_base:.0%} of {len(card.examples)} held-out prompts, than "
+        f"the prompted base's on {card.style.tuned_beats_prompted:.0%}{beats_fewshot}.",
     ]
-    rates = {s: card.all_rules[s].rate for s in SYSTEMS if s in card.all_rules}
+    rates = {s: card.all_rules[s].rate for s in card.systems if s in card.all_rules}
     if rates:
         parts = ", ".join(f"{SYSTEM_NAMES[s].lower()} {_fmt(r, '.0%')}" for s, r in rates.items())
         lines.append(f"Replies passing every brand rule: {parts}.")
@@ -140,11 +160,11 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def _rules_table(card: Scorecard) -> str:
-    header = ["Rule", *(SYSTEM_NAMES[c] for c in COLUMNS)]
+    header = ["Rule", *(SYSTEM_NAMES[c] for c in _columns(card))]
     rows = []
     for rule, per_system in sorted(card.rules.items()):
         cells = [rule]
-        for column in COLUMNS:
+        for column in _columns(card):
             rate = per_system.get(column)
             cells.append(
                 f"{rate.passed}/{rate.total} ({rate.rate:.0%})" if rate and rate.total else "–"
@@ -158,7 +178,7 @@ def _rules_table(card: Scorecard) -> str:
 def _text_table(card: Scorecard) -> str:
     header = ["", "Replies", "Words: mean", "median", "p10", "p90", "Flesch: mean", "median"]
     rows = []
-    for column in COLUMNS:
+    for column in _columns(card):
         t = card.text[column]
         rows.append(
             [
@@ -182,7 +202,7 @@ def charts_html(card: Scorecard) -> str:
             x_label="step",
         ),
         strip_plot(
-            {s: [e.p_brand.get(s, 0.0) for e in card.examples] for s in COLUMNS},
+            {s: [e.p_brand.get(s, 0.0) for e in card.examples] for s in _columns(card)},
             title="P(brand voice) per reply",
             low=0.0,
             high=1.0,
@@ -193,7 +213,7 @@ def charts_html(card: Scorecard) -> str:
         charts.append(
             grouped_bars(
                 rules,
-                {s: [_rate(card, r, s) for r in rules] for s in COLUMNS},
+                {s: [_rate(card, r, s) for r in rules] for s in _columns(card)},
                 title="Rule pass rate",
             )
         )
@@ -202,7 +222,7 @@ def charts_html(card: Scorecard) -> str:
             float(len((e.reference if s == REFERENCE else e.replies[s]).split()))
             for e in card.examples
         ]
-        for s in COLUMNS
+        for s in _columns(card)
     }
     longest = max((w for ws in words.values() for w in ws), default=1.0)
     charts.append(
@@ -222,14 +242,14 @@ def _reply_cell(text: str, p: float | None, failed: list[str]) -> str:
     return f'<td><div class="reply">{escape(text)}</div>{score}{broken}</td>'
 
 
-def _example_row(example: Example) -> str:
+def _example_row(example: Example, columns: list[str]) -> str:
     *earlier, last = example.context
     history = ""
     if earlier:
         turns = "\n".join(f"{m['role']}: {m['content']}" for m in earlier)
         history = f"<details><summary>earlier turns</summary>{escape(turns)}</details>"
     cells = [f'<td class="ctx">{history}{escape(last["content"])}</td>']
-    for system in COLUMNS:
+    for system in columns:
         text = example.reference if system == REFERENCE else example.replies[system]
         cells.append(
             _reply_cell(text, example.p_brand.get(system), example.failed_rules.get(system, []))
@@ -239,10 +259,11 @@ def _example_row(example: Example) -> str:
 
 def examples_html(card: Scorecard, limit: int | None = None) -> str:
     """Side-by-side replies to each held-out customer turn (all text escaped)."""
+    columns = _columns(card)
     head = "".join(
-        f"<th>{escape(h)}</th>" for h in ["Customer", *(SYSTEM_NAMES[c] for c in COLUMNS)]
+        f"<th>{escape(h)}</th>" for h in ["Customer", *(SYSTEM_NAMES[c] for c in columns)]
     )
-    rows = "".join(_example_row(e) for e in card.examples[:limit])
+    rows = "".join(_example_row(e, columns) for e in card.examples[:limit])
     return f"<table><tr>{head}</tr>{rows}</table>"
 
 
@@ -256,6 +277,33 @@ def _votes_html(card: Scorecard) -> str:
     ]
     note = f"<p>{v.votes} blind vote(s); {v.ties} tie(s), both bad {v.both_bad} time(s).</p>"
     return note + _table(["System", "Won", "Lost"], rows)
+
+
+def _verdict_html(card: Scorecard) -> str:
+    found = verdict(card)
+    if found is None:
+        return "<p>This scorecard has no few-shot baseline; run it again to get the verdict.</p>"
+    rows = [
+        [
+            c.measure,
+            f"{c.outcome} than {SYSTEM_NAMES[c.prompt_system].lower()}",
+            c.detail,
+        ]
+        for c in found.comparisons
+    ]
+    examples = "".join(
+        "<li>" + escape(" → ".join(m["content"] for m in exchange)) + "</li>"
+        for exchange in card.fewshot_examples
+    )
+    shown = (
+        f"<details><summary>The {len(card.fewshot_examples)} examples the few-shot prompt "
+        f"showed (training split only)</summary><ul>{examples}</ul></details>"
+    )
+    return (
+        f"<p><b>{escape(found.summary)}</b></p>"
+        + _table(["Measure", "Tuned model", "Figures"], rows)
+        + shown
+    )
 
 
 def _prompts_html(card: Scorecard) -> str:
@@ -292,6 +340,7 @@ def render_html(card: Scorecard) -> str:
 <div class="meta">Run {escape(card.run_id)} · base model {escape(card.base_model)} ·
 quantization {escape(card.quantization)} · {escape(when)} · {card.duration_s:.0f} s</div>
 <ul class="head">{"".join(f"<li>{escape(line)}</li>" for line in headlines(card))}</ul>
+<h2>Verdict: tuning against the best prompt</h2>{_verdict_html(card)}
 <h2>Summary</h2>{_table(header, rows)}
 <h2>Charts</h2>{charts_html(card)}
 <h2>Brand rules</h2>{_rules_table(card)}

@@ -18,7 +18,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from chatbot.training.distributed import RankSync
 from chatbot.training.run_files import EventLog
 
-__all__ = ["RunEventsCallback"]
+__all__ = ["RunEventsCallback", "EarlyStopping"]
 
 
 class RunEventsCallback(TrainerCallback):
@@ -47,6 +47,7 @@ class RunEventsCallback(TrainerCallback):
         self.train_seconds = 0.0
         self.steps_timed = 0
         self.eval_seconds = 0.0
+        self.evals_timed = 0
         self._step_start: float | None = None
         self._eval_start = 0.0
         self._state: TrainerState | None = None
@@ -60,15 +61,24 @@ class RunEventsCallback(TrainerCallback):
         return round(self.total_tokens / self.train_seconds, 1)
 
     def figures(self, state: TrainerState) -> dict:
-        """The event fields every state shares: step, totals, throughput, time left."""
+        """The event fields every state shares: step, totals, throughput, time left.
+
+        Time left: the remaining steps at the mean step time so far, plus the evaluations still
+        to come (every eval_steps, and the final one) at the mean evaluation time so far.
+        """
         remaining = max(state.max_steps - state.global_step, 0)
         per_step = self.train_seconds / self.steps_timed if self.steps_timed else None
+        eta = remaining * per_step if per_step is not None else None
+        if eta is not None and self.evals_timed:
+            every = state.eval_steps or 0
+            evals_left = 1 + (remaining // every if every else 0)
+            eta += evals_left * self.eval_seconds / self.evals_timed
         return {
             "step": state.global_step,
             "total_steps": state.max_steps,
             "epoch": round(state.epoch, 4) if state.epoch is not None else None,
             "tokens_per_s": self.tokens_per_s,
-            "eta_s": round(remaining * per_step, 1) if per_step is not None else None,
+            "eta_s": round(eta, 1) if eta is not None else None,
         }
 
     # -- trainer hooks ------------------------------------------------------------------------
@@ -138,6 +148,7 @@ class RunEventsCallback(TrainerCallback):
         **kw: object,
     ) -> None:
         self.eval_seconds += time.perf_counter() - self._eval_start
+        self.evals_timed += 1
         eval_loss = (metrics or {}).get("eval_loss")
         self.events.emit("evaluating", eval_loss=eval_loss, **self.figures(state))
 
@@ -145,3 +156,42 @@ class RunEventsCallback(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: object
     ) -> None:
         self.events.emit("checkpoint", **self.figures(state))
+
+
+class EarlyStopping(TrainerCallback):
+    """Ends training once the eval loss has stopped improving, never before `min_steps`.
+
+    "Improving" means at least 0.5% lower than the best so far; `patience` evaluations in a row
+    without that end the run after the current step (0: never). transformers' own
+    EarlyStoppingCallback needs `load_best_model_at_end`, which keeps a checkpoint of every
+    evaluation; a run here keeps its final adapter, so only the decision is needed.
+    """
+
+    _MIN_GAIN = 0.005
+
+    def __init__(self, patience: int, min_steps: int = 0) -> None:
+        self.patience, self.min_steps = patience, min_steps
+        self.best: float | None = None
+        self.bad = 0
+        self.stopped_at: int | None = None
+        """The step training stopped at for lack of progress (None: it did not)."""
+
+    def on_evaluate(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        metrics: dict | None = None,
+        **kw: object,
+    ) -> None:
+        loss = (metrics or {}).get("eval_loss")
+        if loss is None or not self.patience or state.global_step == 0:
+            return
+        if self.best is None or loss < self.best * (1 - self._MIN_GAIN):
+            self.best, self.bad = loss, 0
+            return
+        self.bad += 1
+        done = state.global_step >= min(self.min_steps, state.max_steps)
+        if self.bad >= self.patience and done and state.global_step < state.max_steps:
+            control.should_training_stop = True
+            self.stopped_at = state.global_step

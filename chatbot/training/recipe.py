@@ -1,6 +1,9 @@
 """The training recipe: TRL's SFTTrainer with a LoRA adapter on a (4-bit) base, tuned for speed.
 
-`BrandTrainer` changes four things about `SFTTrainer` and nothing else:
+`BrandTrainer` changes five things about `SFTTrainer` and nothing else:
+- a step's conversations arrive as packed rows under a token budget, their shared system block
+  computed once per row (`packing.PackedCollator`); each row is a forward and backward of its own,
+  gradients accumulating, so memory is bounded by the budget; the loss is that of the plain batch;
 - the loss projects through the LM head only the positions whose next token is learned (the
   assistant replies), instead of every position; the loss value is the same;
 - evaluation is the mean loss per learned token over the eval split, like the product's scorecard;
@@ -10,11 +13,9 @@
 
 from __future__ import annotations
 
-import itertools
 import os
-import zlib
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -27,11 +28,13 @@ from chatbot.config import TrainConfig
 from chatbot.errors import BrandVoiceError
 from chatbot.training.data import IGNORE_INDEX
 from chatbot.training.distributed import RankSync
+from chatbot.training.packing import FINGERPRINTS, REAL_TOKENS, ROWS
 from chatbot.training.progress import RunEventsCallback
 from chatbot.training.run_files import CheckpointStore, is_disk_full
 
 __all__ = [
     "learned_token_loss",
+    "batch_loss",
     "TrainingError",
     "BrandTrainer",
     "lora_config",
@@ -39,10 +42,11 @@ __all__ = [
     "use_gradient_checkpointing",
 ]
 
-# Inputs the causal LM forward takes from TRL's collator (padding-free adds position ids).
+# Inputs the causal LM forward takes from a batch (packed rows add position ids and a 4-D mask).
 _MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids")
-# The key under which CountingCollator puts a batch's real token count.
-REAL_TOKENS = "real_tokens"
+# Eval batches: no gradients are kept, so a larger share of the eval split goes into each batch
+# (its rows still hold at most max_batch_tokens tokens) and the system block is shared wider.
+_EVAL_BATCH = 32
 # Below this size activations fit easily, and recomputing them would only cost time.
 _CHECKPOINTING_MIN_PARAMS = 1_000_000_000
 # Below this much free memory (after loading the model) activations may not fit a quick run's
@@ -118,7 +122,7 @@ def sft_config(
         num_train_epochs=config.epochs,
         max_steps=config.max_steps or -1,
         per_device_train_batch_size=per_process,
-        per_device_eval_batch_size=per_process,
+        per_device_eval_batch_size=max(per_process, _EVAL_BATCH),
         gradient_accumulation_steps=config.gradient_accumulation,
         learning_rate=config.learning_rate,
         lr_scheduler_type=config.lr_scheduler,
@@ -130,10 +134,10 @@ def sft_config(
         bf16=False,
         use_cpu=on_cpu,
         activation_checkpointing=gradient_checkpointing,
-        # Conversations arrive tokenized and cut to config.max_length (see data.py).
+        # Conversations arrive tokenized and cut to config.max_length (see data.py), and are
+        # packed by BrandTrainer's own collator (packing.py).
         max_length=None,
-        padding_free=config.padding_free,
-        pad_to_multiple_of=config.pad_to_multiple_of or None,
+        padding_free=False,
         logging_steps=1,
         # Our own NaN check raises; the default filter would silently drop such losses.
         logging_nan_inf_filter=False,
@@ -167,6 +171,9 @@ def learned_token_loss(
     Works for padded and padding-free (one row, position ids) batches alike.
     """
     model_inputs = {k: inputs[k] for k in _MODEL_INPUTS if k in inputs}
+    mask = model_inputs.get("attention_mask")
+    if mask is not None and mask.dim() == 4:
+        model_inputs["attention_mask"] = _mask_for(model, mask)
     if fused is None:
         fused = inputs["input_ids"].device.type != "cpu"
     if fused:  # the head SFTTrainer installs on the model (trl.trainer.utils.add_fused_lm_head)
@@ -184,6 +191,45 @@ def learned_token_loss(
     return loss_sum, learned.sum()
 
 
+def batch_loss(
+    model: torch.nn.Module, batch: dict, *, backward: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`learned_token_loss` of a whole batch: its packed rows one after another, or a plain batch.
+
+    `backward`: each row's summed loss is back-propagated as soon as it is computed (so only one
+    row's activations are held at a time) and the returned sum is detached.
+    """
+    if ROWS not in batch:
+        loss_sum, count = learned_token_loss(model, batch)
+        if backward:
+            loss_sum.backward()
+        return (loss_sum.detach() if backward else loss_sum), count
+    total, count = None, 0
+    for row in batch[ROWS]:
+        loss_sum, n = learned_token_loss(model, row)
+        if backward:
+            loss_sum.backward()
+            loss_sum = loss_sum.detach()
+        total = loss_sum if total is None else total + loss_sum
+        count = count + n
+    assert total is not None  # a batch has at least one row
+    return total, torch.as_tensor(count)
+
+
+def _mask_for(model: torch.nn.Module, mask: torch.Tensor) -> torch.Tensor:
+    """A packed row's boolean 4-D mask as the model's attention takes it.
+
+    SDPA and flex attention take booleans (True: attend); eager attention adds the mask to its
+    scores, so it gets 0 where allowed and the dtype's minimum elsewhere.
+    """
+    config = getattr(model, "config", None)
+    if getattr(config, "_attn_implementation", "sdpa") != "eager" or mask.dtype != torch.bool:
+        return mask
+    dtype = model.get_input_embeddings().weight.dtype
+    blocked = torch.zeros(mask.shape, dtype=dtype, device=mask.device)
+    return blocked.masked_fill_(~mask, torch.finfo(dtype).min)
+
+
 class BrandTrainer(SFTTrainer):
     """SFTTrainer with a lean loss, token-weighted evaluation, NaN checks, atomic checkpoints."""
 
@@ -195,12 +241,14 @@ class BrandTrainer(SFTTrainer):
         **kwargs: object,
     ) -> None:
         super().__init__(*args, **kwargs)
-        self.data_collator = CountingCollator(self.data_collator)
         self._adapter_in_compute_dtype()
         self.checkpoints = checkpoints
         self.sync = sync or RankSync()
         self.real_tokens = 0
-        """Non-padding tokens trained on so far in this process (for tokens/s)."""
+        """Conversation tokens trained on so far in this process (for tokens/s): each
+        conversation counted whole, as a plain batch would compute it."""
+        self.computed_tokens = 0
+        """Tokens actually run through the model: shared prefixes once per row, padding too."""
         self._samples: list[int] = []
 
     def pop_samples(self) -> list[int]:
@@ -227,6 +275,37 @@ class BrandTrainer(SFTTrainer):
 
     # -- loss ---------------------------------------------------------------------------------
 
+    def training_step(
+        self,
+        model: torch.nn.Module,
+        inputs: dict,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor:
+        """Each packed row of the batch is a forward and backward of its own (see packing.py).
+
+        Every row's loss is divided by the learned tokens of the whole step (num_items_in_batch),
+        so the accumulated gradient is the plain batch's. In a multi-process run the ranks
+        exchange gradients once, after the last row.
+        """
+        rows = inputs.get(ROWS)
+        if rows is None:
+            return super().training_step(model, inputs, num_items_in_batch)
+        if self.sync.world_size > 1:
+            self._samples += list(inputs.get(FINGERPRINTS) or ())
+        losses = []
+        for i, row in enumerate(rows):
+            with self._gradients_kept_local(model, last=i == len(rows) - 1):
+                losses.append(super().training_step(model, row, num_items_in_batch))
+        return torch.stack(losses).sum()
+
+    def _gradients_kept_local(
+        self, model: torch.nn.Module, *, last: bool
+    ) -> AbstractContextManager[object]:
+        """DDP's no_sync for all but a step's last row: one gradient exchange per step."""
+        if last or self.sync.world_size == 1 or not hasattr(model, "no_sync"):
+            return nullcontext()
+        return model.no_sync()
+
     def compute_loss(
         self,
         model: torch.nn.Module,
@@ -251,9 +330,8 @@ class BrandTrainer(SFTTrainer):
                 f"learning rate (now {self.args.learning_rate:g}, e.g. learning_rate="
                 f"{self.args.learning_rate / 10:g}) or check the brand's data."
             )
-        self.real_tokens += int(inputs[REAL_TOKENS])
-        if self.sync.world_size > 1:
-            self._samples += conversation_fingerprints(inputs)
+        self.real_tokens += int(inputs.get(REAL_TOKENS, 0))
+        self.computed_tokens += int(inputs["input_ids"].numel())
         return loss
 
     # -- evaluation ---------------------------------------------------------------------------
@@ -274,7 +352,7 @@ class BrandTrainer(SFTTrainer):
         total, count = 0.0, 0
         with torch.no_grad():
             for batch in self._eval_batches(eval_dataset):
-                loss_sum, n = learned_token_loss(model, self._prepare_inputs(batch))
+                loss_sum, n = batch_loss(model, self._prepare_inputs(batch))
                 total, count = total + float(loss_sum), count + int(n)
         model.train(was_training)
         total, count = self.sync.sum(total, count)
@@ -341,32 +419,3 @@ class BrandTrainer(SFTTrainer):
             return
         with self.checkpoints.writing(step) as staging:
             yield Path(self.sync.broadcast(str(staging)))
-
-
-class CountingCollator:
-    """The trainer's collator, adding each batch's real (not padding) token count.
-
-    Padding-free batches carry no attention mask, and `pad_to_multiple_of` pads them, so the
-    count is taken from the examples before they are collated.
-    """
-
-    def __init__(self, inner: object) -> None:
-        self.inner = inner
-
-    def __call__(self, examples: list[dict]) -> dict:
-        batch = self.inner(examples)
-        batch[REAL_TOKENS] = sum(len(e["input_ids"]) for e in examples)
-        return batch
-
-
-def conversation_fingerprints(inputs: dict) -> list[int]:
-    """A CRC-32 of each conversation's tokens in a batch (padded rows, or padding-free segments)."""
-    ids = inputs["input_ids"]
-    mask = inputs.get("attention_mask")
-    if mask is not None:  # padded rows
-        rows = [row[m.bool()] for row, m in zip(ids, mask, strict=True)]
-    else:  # padding-free: one row of conversations, padding only at its end
-        real = int(inputs[REAL_TOKENS])
-        starts = (inputs["position_ids"][0, :real] == 0).nonzero().squeeze(-1).tolist()
-        rows = [ids[0, a:b] for a, b in itertools.pairwise([*starts, real])]
-    return [zlib.crc32(r.cpu().numpy().astype("int64").tobytes()) for r in rows]

@@ -15,8 +15,10 @@ from datasets import Dataset
 from transformers import PrinterCallback
 
 from chatbot.config import TrainConfig
-from chatbot.models import keep_4bit_layers_trainable, load_base_model
+from chatbot.hardware import DTYPES, fastest_compute_dtype
+from chatbot.models import keep_4bit_layers_trainable, load_base_model, resolve_base_model
 from chatbot.storage import atomic_dir, atomic_write_json, atomic_write_text
+from chatbot.training.base_eval import BaseEvalCache
 from chatbot.training.data import (
     DataError,
     read_brand,
@@ -25,7 +27,9 @@ from chatbot.training.data import (
     with_system_prompt,
 )
 from chatbot.training.distributed import RankSync, cpu_threads
-from chatbot.training.progress import RunEventsCallback
+from chatbot.training.estimate import record_throughput
+from chatbot.training.packing import PackedCollator
+from chatbot.training.progress import EarlyStopping, RunEventsCallback
 from chatbot.training.recipe import (
     BrandTrainer,
     TrainingError,
@@ -85,6 +89,9 @@ class TrainingRun:
         self.checkpoints = CheckpointStore(run_dir / "checkpoints")
         self.started = time.time()
         self.sizes: dict[str, int] = {}
+        self.dtype_probe: dict | None = None
+        """The compute-dtype probe's figures when the dtype was measured (config 'auto')."""
+        self.base_eval: BaseEvalCache | None = None
 
     @contextmanager
     def failures_recorded(self) -> Iterator[None]:
@@ -110,28 +117,33 @@ class TrainingRun:
     def setup(self, resume: bool) -> None:
         config = self.config
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        device = torch.device(_rank_device() or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if device.type == "cpu":
+            torch.set_num_threads(cpu_threads(config.threads, self.sync.world_size))
+        dtype = self._compute_dtype(device)
         if self.sync.is_main:
-            config.to_yaml(self.run_dir / "config.yaml")
+            config.to_yaml(self.run_dir / "config.yaml")  # with the dtype resolved
         self.resume_from = self.checkpoints.newest() if resume else None
         model, self.tokenizer = load_base_model(
             config.base_model,
             quantization=config.quantization,
-            device=_rank_device(),
+            compute_dtype=dtype,
+            device=device,
             # FSDP and DeepSpeed shard parameters of one dtype: 4-bit weights stored as bf16.
             quant_storage=torch.bfloat16 if self._sharded else None,
         )
         keep_4bit_layers_trainable(model)
-        device = next(model.parameters()).device
-        if device.type == "cpu":
-            torch.set_num_threads(cpu_threads(config.threads, self.sync.world_size))
         train_set, eval_set = self._datasets()
         evaluate = eval_set is not None
+        self.base_eval = BaseEvalCache.for_run(self.brand_dir, config, eval_set)
         args = sft_config(
             config,
             self.checkpoints.root,
             on_cpu=device.type == "cpu",
             evaluate=evaluate,
-            eval_on_start=evaluate and self.resume_from is None,
+            # The base model's eval loss, for metrics' "before", unless this brand and base
+            # have been evaluated before.
+            eval_on_start=evaluate and self.resume_from is None and self.base_eval.loss is None,
             gradient_checkpointing=use_gradient_checkpointing(
                 config, model, processes=self.sync.world_size
             ),
@@ -144,19 +156,37 @@ class TrainingRun:
             sync=self.sync,
             samples=lambda: self.trainer.pop_samples(),
         )
+        self.early_stopping = EarlyStopping(config.early_stopping_patience, config.min_steps)
         self.trainer = BrandTrainer(
             model=model,
             args=args,
             train_dataset=train_set,
             eval_dataset=eval_set,
             processing_class=self.tokenizer,
+            data_collator=PackedCollator(
+                config.max_batch_tokens,
+                share_prefix=config.share_prefix,
+                pad_to_multiple_of=config.pad_to_multiple_of,
+            ),
             peft_config=lora_config(config),
-            callbacks=[self.progress],
+            callbacks=[self.progress, self.early_stopping],
             checkpoints=self.checkpoints,
             sync=self.sync,
         )
         # With tqdm off, Trainer prints every log dict; the run's events replace that output.
         self.trainer.remove_callback(PrinterCallback)
+
+    def _compute_dtype(self, device: torch.device) -> torch.dtype:
+        """The configured dtype, or the one this machine computes fastest (recorded in config)."""
+        if self.config.compute_dtype != "auto":
+            return DTYPES[self.config.compute_dtype]
+        from transformers import AutoConfig
+
+        model_config = AutoConfig.from_pretrained(resolve_base_model(self.config.base_model))
+        dtype, probe = fastest_compute_dtype(model_config, device)
+        self.config.compute_dtype = next(k for k, v in DTYPES.items() if v == dtype)
+        self.dtype_probe = probe.to_dict() if probe else None
+        return dtype
 
     def _datasets(self) -> tuple[Dataset, Dataset | None]:
         brand = read_brand(self.brand_dir)
@@ -202,7 +232,16 @@ class TrainingRun:
             return metrics
         eval_after = None
         if self.trainer.eval_dataset is not None:
-            eval_after = self.trainer.evaluate()["eval_loss"]
+            eval_after = self._last_eval_at(state.global_step)
+            if eval_after is None:
+                eval_after = self.trainer.evaluate()["eval_loss"]
+        if self.sync.is_main:
+            if self.base_eval is not None:
+                self.base_eval.remember(self._eval_at_start())
+            if self.sync.world_size == 1 and self.progress.steps_timed >= 3:
+                record_throughput(
+                    self.config, self.trainer.computed_tokens, self.progress.train_seconds
+                )
         self._save_adapter()
         metrics = self._metrics("succeeded", eval_after=eval_after)
         if self.sync.is_main:
@@ -216,6 +255,23 @@ class TrainingRun:
         return metrics
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _evals(self) -> list[dict]:
+        return [h for h in self.trainer.state.log_history if "eval_loss" in h]
+
+    def _last_eval_at(self, step: int) -> float | None:
+        """The eval loss measured at `step` already (an early stop ends right after one)."""
+        evals = self._evals()
+        if evals and evals[-1].get("step") == step and step > 0:
+            return evals[-1]["eval_loss"]
+        return None
+
+    def _eval_at_start(self) -> float | None:
+        """The base model's eval loss: measured at step 0 by this run, or remembered."""
+        evals = self._evals()
+        if evals and evals[0].get("step", 0) == 0:
+            return evals[0]["eval_loss"]
+        return self.base_eval.loss if self.base_eval is not None else None
 
     @property
     def _sharded(self) -> bool:
@@ -251,8 +307,7 @@ class TrainingRun:
     def _metrics(self, state: str, *, eval_after: float | None) -> dict:
         history = self.trainer.state.log_history
         losses = [h["loss"] for h in history if "loss" in h]
-        evals = [h for h in history if "eval_loss" in h]
-        before = evals[0]["eval_loss"] if evals and evals[0].get("step", 0) == 0 else None
+        before = self._eval_at_start()
         progress = self.progress
         return {
             "state": state,
@@ -262,9 +317,15 @@ class TrainingRun:
             "train_loss": getattr(getattr(self, "output", None), "training_loss", None),
             "final_train_loss": losses[-1] if losses else None,
             "eval_loss_before": before,
+            "eval_loss_before_remembered": self.base_eval is not None and self.base_eval.hit,
             "eval_loss_after": eval_after,
+            "eval_history": [
+                {"step": h.get("step"), "eval_loss": h["eval_loss"]} for h in self._evals()
+            ],
+            "stopped_early": self.early_stopping.stopped_at,
             "tokens_per_s": progress.tokens_per_s,
             "train_tokens": self.trainer.real_tokens,
+            "computed_tokens": self.trainer.computed_tokens,
             "train_seconds": round(progress.train_seconds, 2),
             "eval_seconds": round(progress.eval_seconds, 2),
             "duration_s": round(time.time() - self.started, 2),
@@ -274,6 +335,8 @@ class TrainingRun:
             "dropped_conversations": self.sizes.get("dropped"),
             "base_model": self.config.base_model,
             "quantization": self.config.quantization,
+            "compute_dtype": self.config.compute_dtype,
+            "dtype_probe": self.dtype_probe,
             "adapter": str(self.run_dir / "adapter") if state == "succeeded" else None,
             "checkpoint": str(self.checkpoints.newest() or "") or None,
         }

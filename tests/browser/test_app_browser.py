@@ -138,12 +138,28 @@ def _compare_and_vote(page: Page, services: Services) -> None:
     for i in range(2):
         assert replies.nth(i).inner_text().strip(), "both sides must have replied"
     _shot(page, "3-compare")
-    page.get_by_role("button", name="Left is better").click()
+    page.get_by_role("button", name="A is better").click()
     expect(page.get_by_text("Vote saved")).to_be_visible()
     [vote] = list_votes(services.workspace)
     assert (vote.left_system, vote.right_system, vote.verdict) == ("base", "tuned", "left")
     assert vote.prompt.startswith("My lamp shade") and vote.left_reply and vote.right_reply
     assert vote.run_id and vote.settings.get("max_new_tokens")
+    _stop_both(page)
+
+
+def _stop_both(page: Page) -> None:
+    """A long reply, stopped on both sides: voting opens without waiting for the ends."""
+    page.get_by_text("Generation settings").click()
+    page.get_by_label("number input for Max new tokens").fill("1024")
+    page.get_by_label("number input for Max new tokens").press("Enter")
+    page.get_by_placeholder("Write as a customer would").fill("Tell me everything about lamps.")
+    page.get_by_role("button", name="Send to both").click()
+    for name in ("Stop A", "Stop B"):
+        button = page.get_by_role("button", name=name)
+        expect(button).to_be_enabled(timeout=30_000)
+        button.click()
+    expect(page.get_by_role("button", name="It's a tie")).to_be_enabled(timeout=30_000)
+    expect(page.get_by_text("You stopped A and B")).to_be_visible()
 
 
 def _export(page: Page, tmp_path: Path) -> None:
