@@ -90,6 +90,15 @@ def _run_processes(run_dir: Path) -> list[int]:
     return found
 
 
+def _lock_is_free(path: Path) -> bool:
+    with open(path, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+    return True
+
+
 def _guide_command() -> list[str]:
     """The one-machine command of docs/scaling.md, as a user would copy it."""
     guide = (Path(__file__).parents[1] / "docs" / "scaling.md").read_text(encoding="utf-8")
@@ -178,10 +187,13 @@ def test_a_killed_worker_leaves_no_rank_running(ws, tiny_model_dir):
         with open(ws.root / RANKS_LOCK, "a+") as lock, pytest.raises(BlockingIOError):
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the live ranks hold it
         os.kill(get_run(ws, run.id).pid, signal.SIGKILL)
-        # A guard against a hung test, far shorter than the run would train on its own.
-        wait_until(lambda: not _run_processes(run.run_dir), "the launcher and ranks to exit", 60)
-        with open(ws.root / RANKS_LOCK, "a+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free once no rank is left
+        # A guard against a hung test, far shorter than the run would train on its own. The lock
+        # is freed last: a killed rank closes its files after its memory is released.
+        wait_until(
+            lambda: not _run_processes(run.run_dir) and _lock_is_free(ws.root / RANKS_LOCK),
+            "the launcher and ranks to exit",
+            60,
+        )
         assert get_run(ws, run.id).state == "failed"
     finally:  # only ever needed when the test fails: leave nothing of the run behind
         if not get_run(ws, run.id).done:
