@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -170,15 +171,13 @@ def test_ui_starts_warming_the_chat_model_before_it_serves(monkeypatch, tmp_path
             worker.start()
             return worker
 
-    class FakeApp:
-        def block_thread(self) -> None:
-            events.append("serving until Ctrl-C")
-
-    def fake_launch(services: FakeServices, host: str, port: int, *, block: bool) -> FakeApp:
-        assert not block
+    def fake_launch(
+        services: FakeServices, host: str, port: int, *, allowed: tuple, on_ready: Callable
+    ) -> None:
         events.append("launched")
         launched.set()
-        return FakeApp()
+        on_ready()  # what launch calls once the server answers, before it serves until stopped
+        events.append("serving until Ctrl-C")
 
     monkeypatch.setattr(ui, "Services", FakeServices)
     monkeypatch.setattr(ui, "launch", fake_launch)

@@ -18,7 +18,7 @@ import torch
 import uvicorn
 from export_support import make_adapter
 
-from chatbot.engine import ChatEngine, GenerationSettings
+from chatbot.engine import ChatEngine, GenerationSettings, StopFlag
 from chatbot.errors import BrandVoiceError
 from chatbot.serve import MAX_BODY_BYTES, check_bind, create_app, read_api_key
 
@@ -274,10 +274,15 @@ class _Recording:
         return self._engine.tokenizer
 
     def stream(
-        self, messages: list[dict], mode: str, settings: GenerationSettings | None = None
+        self,
+        messages: list[dict],
+        mode: str,
+        settings: GenerationSettings | None = None,
+        *,
+        stop: StopFlag | None = None,
     ) -> Iterator[str]:
         self.settings.append(settings)
-        return self._engine.stream(messages, mode, settings)
+        return self._engine.stream(messages, mode, settings, stop=stop)
 
     def render_prompt(
         self, messages: list[dict], mode: str, settings: GenerationSettings | None = None

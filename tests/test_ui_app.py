@@ -229,9 +229,11 @@ def test_stopping_the_app_deletes_its_uploads(tmp_path: Path, monkeypatch):
     file once the app answers, checks it landed in the workspace, then sends the signal.
     """
     from chatbot import cli
+    from ui.services import Services as RealServices
 
     monkeypatch.delenv(PASSWORD_ENV, raising=False)
     monkeypatch.delenv("GRADIO_TEMP_DIR", raising=False)
+    monkeypatch.setattr(RealServices, "start_warm_up", lambda self: None)  # no chat model here
     ws, port = tmp_path / "ws", _free_port()
     base, seen = f"http://127.0.0.1:{port}", []
 
