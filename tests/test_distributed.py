@@ -180,7 +180,9 @@ def test_a_killed_rank_fails_the_run_and_resume_finishes_it(ws, tiny_model_dir):
 def test_a_killed_worker_leaves_no_rank_running(ws, tiny_model_dir):
     """kill -9 of the job's worker takes the launcher and every rank with it; until they are gone
     the ranks hold the lock the next worker waits for."""
-    run = start_run(ws, "Lumen Lamps", _config(tiny_model_dir, epochs=1000))
+    # Long enough to outlast the test by far (no early stop): left alone, the ranks would train on.
+    config = _config(tiny_model_dir, epochs=1000, early_stopping_patience=0)
+    run = start_run(ws, "Lumen Lamps", config)
     try:
         _wait(lambda: set(_rank_pids(run.run_dir)) == {0, 1}, "both ranks")
         _wait(lambda: len(training_events(run.run_dir)) >= 1, "training to start")
