@@ -170,15 +170,14 @@ def test_ui_starts_warming_the_chat_model_before_it_serves(monkeypatch, tmp_path
             worker.start()
             return worker
 
-    class FakeApp:
-        def block_thread(self) -> None:
-            events.append("serving until Ctrl-C")
-
-    def fake_launch(services: FakeServices, host: str, port: int, *, block: bool) -> FakeApp:
-        assert not block
+    def fake_launch(
+        services: FakeServices, host: str, port: int, *, allowed=(), on_ready=None
+    ) -> None:
         events.append("launched")
         launched.set()
-        return FakeApp()
+        assert on_ready is not None
+        on_ready()  # the server answers: the app says so, then waits for the warm-up
+        events.append("serving until Ctrl-C")
 
     monkeypatch.setattr(ui, "Services", FakeServices)
     monkeypatch.setattr(ui, "launch", fake_launch)

@@ -184,7 +184,8 @@ def test_prepare_train_compare_vote_export(
 ) -> None:
     url, services = app
     page.goto(url)
-    expect(page.get_by_text("No brand prepared yet")).to_be_visible(timeout=30_000)
+    # The first load builds every tab; on a busy 2-core machine that took over a minute.
+    expect(page.get_by_text("No brand prepared yet")).to_be_visible(timeout=180_000)
     _shot(page, "0-empty")
     try:
         _prepare_brand(page)
