@@ -274,10 +274,14 @@ class _Recording:
         return self._engine.tokenizer
 
     def stream(
-        self, messages: list[dict], mode: str, settings: GenerationSettings | None = None
+        self,
+        messages: list[dict],
+        mode: str,
+        settings: GenerationSettings | None = None,
+        **kwargs: object,
     ) -> Iterator[str]:
         self.settings.append(settings)
-        return self._engine.stream(messages, mode, settings)
+        return self._engine.stream(messages, mode, settings, **kwargs)
 
     def render_prompt(
         self, messages: list[dict], mode: str, settings: GenerationSettings | None = None
