@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -172,11 +171,12 @@ def test_ui_starts_warming_the_chat_model_before_it_serves(monkeypatch, tmp_path
             return worker
 
     def fake_launch(
-        services: FakeServices, host: str, port: int, *, allowed: tuple, on_ready: Callable
+        services: FakeServices, host: str, port: int, *, allowed=(), on_ready=None
     ) -> None:
         events.append("launched")
         launched.set()
-        on_ready()  # what launch calls once the server answers, before it serves until stopped
+        assert on_ready is not None
+        on_ready()  # the server answers: the app says so, then waits for the warm-up
         events.append("serving until Ctrl-C")
 
     monkeypatch.setattr(ui, "Services", FakeServices)

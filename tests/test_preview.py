@@ -186,8 +186,8 @@ def test_the_fewshot_mode_pits_the_best_prompt_against_tuned(
     assert (last.matchup.left, last.matchup.right) == ("fewshot", "tuned")
     assert last.left[-1]["content"] == "[fewshot] adapter"
     assert compare_tab.pane_labels(last.matchup, "fewshot_vs_tuned") == (
-        "Base + prompt + examples",
-        "Tuned",
+        "A — Base + prompt + examples",
+        "B — Tuned",
     )
     engine = services._engine[1]
     assert engine.calls[-1]["background"] is False

@@ -18,7 +18,7 @@ import torch
 import uvicorn
 from export_support import make_adapter
 
-from chatbot.engine import ChatEngine, GenerationSettings, StopFlag
+from chatbot.engine import ChatEngine, GenerationSettings
 from chatbot.errors import BrandVoiceError
 from chatbot.serve import MAX_BODY_BYTES, check_bind, create_app, read_api_key
 
@@ -278,11 +278,10 @@ class _Recording:
         messages: list[dict],
         mode: str,
         settings: GenerationSettings | None = None,
-        *,
-        stop: StopFlag | None = None,
+        **kwargs: object,
     ) -> Iterator[str]:
         self.settings.append(settings)
-        return self._engine.stream(messages, mode, settings, stop=stop)
+        return self._engine.stream(messages, mode, settings, **kwargs)
 
     def render_prompt(
         self, messages: list[dict], mode: str, settings: GenerationSettings | None = None
