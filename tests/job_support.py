@@ -23,7 +23,12 @@ def prepared_workspace(root: Path) -> Workspace:
 
 
 def tiny_config(model: Path, **overrides: object) -> TrainConfig:
-    """A few fast steps on the tiny model: one epoch, batches of 2, no warm-up, a high rate."""
+    """A few fast steps on the tiny model: one epoch, batches of 2, no warm-up, a high rate.
+
+    No early stopping: these runs go on until their step count or a cancel (the tiny model's
+    held-out loss stalls within a few evaluations, which would end a long run on its own).
+    Early stopping has its own tests in test_training.py.
+    """
     values = {
         "base_model": str(model),
         "epochs": 1,
@@ -33,6 +38,7 @@ def tiny_config(model: Path, **overrides: object) -> TrainConfig:
         "learning_rate": 3e-3,
         "warmup_ratio": 0.0,
         "checkpoint_every": 100,
+        "early_stopping_patience": 0,
     }
     return TrainConfig.from_preset("quick", {**values, **overrides})
 

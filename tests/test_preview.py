@@ -21,7 +21,8 @@ from job_support import tiny_config, wait_until
 from chatbot.engine import ChatEngine, GenerationSettings
 from chatbot.engine.priority import LOWEST_PRIORITY, in_background, lower_this_thread
 from chatbot.jobs import cancel_run, get_run, start_run
-from chatbot.preview import brand_previews, newest_preview
+from chatbot.errors import BrandVoiceError
+from chatbot.preview import brand_previews, newest_preview, pin_newest_preview
 from chatbot.training.run_files import CheckpointStore
 from chatbot.votes import list_votes
 from chatbot.workspace import Workspace
@@ -110,6 +111,39 @@ def test_only_complete_checkpoints_with_an_adapter_are_previewed(
     with workspace.db() as con:
         con.execute("UPDATE runs SET state='succeeded' WHERE id=?", (RUN,))
     assert newest_preview(workspace, RUN) is None and brand_previews(workspace, "lumen-lamps") == []
+
+
+def test_a_pinned_preview_outlives_the_rotation_of_its_checkpoint(
+    workspace: Workspace, tiny_model_dir: Path
+) -> None:
+    run_dir = workspace.runs_dir() / RUN
+    with pytest.raises(BrandVoiceError, match="no complete checkpoint"):
+        pin_newest_preview(workspace, RUN)
+    store = CheckpointStore(run_dir / "checkpoints", keep=1)
+    with store.writing(4) as staging:
+        make_adapter(tiny_model_dir, staging, seed=4)
+        (staging / "optimizer.pt").write_bytes(b"training state only")
+    pinned = pin_newest_preview(workspace, RUN)
+    assert pinned.step == 4 and pinned.adapter_dir == run_dir / "preview" / "checkpoint-4"
+    weights = (pinned.adapter_dir / "adapter_model.safetensors").read_bytes()
+    assert not (pinned.adapter_dir / "optimizer.pt").exists()
+    # Training writes the next checkpoint and deletes checkpoint-4 while the preview loads.
+    with store.writing(6) as staging:
+        make_adapter(tiny_model_dir, staging, seed=6)
+    assert not (run_dir / "checkpoints" / "checkpoint-4").exists()
+    assert (pinned.adapter_dir / "adapter_model.safetensors").read_bytes() == weights
+    engine = ChatEngine(tiny_model_dir, pinned.adapter_dir, "Be brief.", quantization="none")
+    reply = "".join(engine.stream([{"role": "user", "content": "Hi"}], "tuned", SETTINGS))
+    assert engine.adapter_dir == pinned.adapter_dir and isinstance(reply, str)
+    # Pinning again follows the newest; old pins beyond the last two are removed.
+    assert pin_newest_preview(workspace, RUN).adapter_dir.name == "checkpoint-6"
+    with store.writing(9) as staging:
+        make_adapter(tiny_model_dir, staging, seed=9)
+    pin_newest_preview(workspace, RUN)
+    assert sorted(p.name for p in (run_dir / "preview").iterdir()) == [
+        "checkpoint-6",
+        "checkpoint-9",
+    ]
 
 
 def test_compare_previews_the_newest_checkpoint_in_the_background(
@@ -235,7 +269,8 @@ def test_a_real_run_is_previewed_while_it_trains(tmp_path: Path, tiny_model_dir:
     wait = partial(wait_until, timeout=300)
     try:
         wait(lambda: newest_preview(ws, run.id) is not None, "a checkpoint to preview")
-        preview = newest_preview(ws, run.id)
+        # Training goes on writing (and rotating) checkpoints every 2 steps meanwhile.
+        preview = pin_newest_preview(ws, run.id)
         assert get_run(ws, run.id).state == "running"
         assert (preview.adapter_dir / "COMPLETE").is_file()
         engine = in_background(

@@ -37,7 +37,7 @@ from chatbot.engine.streaming import StopFlag
 from chatbot.errors import BrandVoiceError
 from chatbot.jobs import Run, get_run, list_runs
 from chatbot.preferences import preference_rows
-from chatbot.preview import brand_previews, newest_preview
+from chatbot.preview import brand_previews, pin_newest_preview
 from chatbot.reply_length import ReplyBounds, brand_reply_bounds
 from chatbot.training.from_votes import MIN_VOTES, start_from_votes, usable_votes
 from chatbot.votes import Verdict, Vote, list_votes, record_vote, tally
@@ -218,25 +218,12 @@ def reply_bounds(services: Services, slug: str, run_id: str) -> ReplyBounds:
 def _preview_engine(services: Services, run: Run) -> tuple[ChatBackend, str]:
     """The engine with the run's newest complete checkpoint loaded, and that checkpoint's folder.
 
-    Loaded in a low-priority thread; a checkpoint rotated away while it loads gives way to the
-    next newest.
+    Loaded in a low-priority thread, from a pinned copy that checkpoint rotation cannot remove.
     """
-    for _ in range(2):
-        found = newest_preview(services.workspace, run)
-        if found is None:
-            raise BrandVoiceError(
-                "This run has no complete checkpoint to preview (it may have just finished: "
-                "pick it from the list of runs)."
-            )
-        spec = EngineSpec.for_checkpoint(services.workspace, run.id, found.adapter_dir)
-        try:
-            engine = in_background(partial(services.engine, spec, found.adapter_dir))
-        except BrandVoiceError:
-            if found.adapter_dir.is_dir():
-                raise
-            continue
-        return engine, str(found.adapter_dir)
-    raise BrandVoiceError("Training replaced its checkpoint as it loaded; send the message again.")
+    found = pin_newest_preview(services.workspace, run)
+    spec = EngineSpec.for_checkpoint(services.workspace, run.id, found.adapter_dir)
+    engine = in_background(partial(services.engine, spec, found.adapter_dir))
+    return engine, str(found.adapter_dir)
 
 
 def _new_matchup(run: Run, mode: str, rng: random.Random) -> Matchup:
