@@ -7,8 +7,8 @@ request asks again for the newest, so the preview moves on when a newer checkpoi
 
 Training keeps only its newest checkpoints and deletes older ones as new ones land, which can be
 while a preview is loading one. `pin_newest_preview` therefore hard-links the adapter's files into
-the run's `preview/checkpoint-<n>/` first (free: no bytes are copied, and a deleted checkpoint does not
-take the linked files with it) and the preview loads from there.
+the run's `preview/checkpoint-<n>/` first (free: no bytes are copied, and a deleted checkpoint
+does not take the linked files with it) and the preview loads from there.
 
 A preview shares the machine with the training run. `chatbot.engine.priority` keeps it from slowing
 training: the preview loads and generates in one thread at the lowest CPU priority, and only when
@@ -110,9 +110,7 @@ def _pin(preview: Preview, folder: Path) -> Path:
             if item.is_file() and not _TRAINING_STATE.match(item.name):
                 _link_or_copy(item, staging / item.name)
         (staging / COMPLETE_MARKER).write_text(f"{preview.step}\n", encoding="utf-8")
-    pinned = sorted(
-        (int(m.group(1)), p) for p in folder.iterdir() if (m := _STEP.search(p.name))
-    )
+    pinned = sorted((int(m.group(1)), p) for p in folder.iterdir() if (m := _STEP.search(p.name)))
     for _, old in pinned[:-_KEEP_PINNED]:
         if old != target:
             shutil.rmtree(old, ignore_errors=True)

@@ -20,8 +20,8 @@ from job_support import tiny_config, wait_until
 
 from chatbot.engine import ChatEngine, GenerationSettings
 from chatbot.engine.priority import LOWEST_PRIORITY, in_background, lower_this_thread
-from chatbot.jobs import cancel_run, get_run, start_run
 from chatbot.errors import BrandVoiceError
+from chatbot.jobs import cancel_run, get_run, start_run
 from chatbot.preview import brand_previews, newest_preview, pin_newest_preview
 from chatbot.training.run_files import CheckpointStore
 from chatbot.votes import list_votes
