@@ -353,6 +353,7 @@ def _layout() -> _Widgets:
                 label="Texts to audit: .txt or .md files, or a CSV with a text column",
                 file_count="multiple",
                 file_types=[".txt", ".md", ".csv"],
+                elem_id="bv-check-files",
             )
             audit = gr.Button("Check all, worst first")
             batch_status = gr.Markdown()

@@ -100,7 +100,7 @@ def test_check_a_draft_and_audit_files(app: str, page: Page, tmp_path: Path) -> 
         bad = tmp_path / "bad.txt"
         bad.write_text("Unfortunately, per our policy, no!!!", encoding="utf-8")
         page.get_by_text("Audit many texts").click()
-        page.locator("input[type=file]").last.set_input_files([str(good), str(bad)])
+        page.locator("#bv-check-files input[type=file]").set_input_files([str(good), str(bad)])
         expect(page.locator("a[href$='/bad.txt']")).to_have_count(1, timeout=20_000)
         page.get_by_role("button", name="Check all, worst first").click()
         expect(page.get_by_text("Checked 2 texts, worst first")).to_be_visible(timeout=120_000)
