@@ -109,6 +109,10 @@ def print_prepare_result(result: PrepareResult) -> None:
         console.print(
             _findings_table(f"Warnings ({len(data['warnings'])})", data["warnings"], "yellow")
         )
+    if data.get("rules_note"):
+        console.print(Text(data["rules_note"], style="bold"))
+        for line in data.get("rules_found", []):
+            console.print(Text(f"  - {line}"))
     if data["rules_unsure"]:
         console.print(Text("Guide lines left for you to turn into rules in brand.yaml:", "bold"))
         for line in data["rules_unsure"]:
