@@ -62,7 +62,7 @@ def _limit_sentences(rules: BrandRules) -> list[str]:
         out.append("Use no emoji.")
     elif emoji.max_per_reply is not None or emoji.allowed:
         most = f"at most {_spell(emoji.max_per_reply)} " if emoji.max_per_reply else ""
-        only = f" (only {' or '.join(emoji.allowed)})" if emoji.allowed else ""
+        only = f", and only {' or '.join(emoji.allowed)}" if emoji.allowed else ""
         out.append(f"Use {most}emoji{only}.")
     if rules.max_exclamations is not None:
         n = rules.max_exclamations
