@@ -30,7 +30,13 @@ from chatbot.ingest.style_guide import read_style_guide
 from chatbot.privacy import Redactor
 from chatbot.storage import atomic_dir, atomic_write_json, atomic_write_jsonl, atomic_write_text
 from chatbot.types import Conversation, Finding
-from chatbot.validation import TokenCounter, ValidationLimits, ValidationReport, validate
+from chatbot.validation import (
+    TokenCounter,
+    ValidationLimits,
+    ValidationReport,
+    data_size_advice,
+    validate,
+)
 from chatbot.workspace import Workspace, slugify
 
 __all__ = ["prepare", "PrepareResult", "RulesSource", "split_train_eval"]
@@ -65,6 +71,8 @@ class PrepareResult:
     pii: dict = field(default_factory=dict)
     rules_unsure: list[str] = field(default_factory=list)
     split: dict[str, int] = field(default_factory=dict)
+    data_size_advice: str | None = None
+    """Whether there are enough conversations, in one plain sentence; None when plenty."""
     rules_source: RulesSource = "guide"
     rules_found: list[str] = field(default_factory=list)
     """With rules derived from the conversations: one plain sentence per rule found."""
@@ -85,6 +93,7 @@ class PrepareResult:
             "ok": self.ok,
             "formats": self.formats,
             "split": self.split,
+            "data_size_advice": self.data_size_advice,
             "pii": self.pii,
             "rules_unsure": self.rules_unsure,
             "rules_source": self.rules_source,
@@ -311,6 +320,7 @@ def prepare(
         pii=redaction.summary(),
         rules_unsure=setup.unsure,
         rules_source=setup.source,
+        data_size_advice=data_size_advice(len(convs), limits.min_conversations),
     )
     _derive_rules(setup, convs, result)
     if not report.ok:
