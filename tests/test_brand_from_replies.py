@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from chatbot.cli import main
 from chatbot.prepare import prepare
 from chatbot.rule_check import check_reply
 from chatbot.types import Conversation, Turn
+from chatbot.voice_match import run_voice_match
 from chatbot.workspace import Workspace
 
 ASSETS = Path(__file__).parent / "assets" / "brand"
@@ -200,6 +202,12 @@ def test_a_brand_without_a_guide_trains_and_chats(tmp_path: Path, tiny_model_dir
         assert (not torch.equal(after[name].detach(), value)) == (name in lora), name
     metrics = run.finish()
     assert metrics["state"] == "succeeded"
+    # The run's held-out losses, before and after, read as a voice match.
+    match = run_voice_match(run_dir)
+    assert match is not None
+    assert match.ratio == pytest.approx(
+        math.exp(metrics["eval_loss_before"] - metrics["eval_loss_after"])
+    )
     # The derived system prompt is the one trained with and chatted with.
     prompt = (run_dir / "system_prompt.txt").read_text(encoding="utf-8")
     assert prompt == BrandProfile.load(brand_dir / "brand.yaml").system_prompt
