@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from chatbot.brand import BrandProfile, BrandRules
+from chatbot.brand import AddressRule, BrandProfile, BrandRules
 from chatbot.brand_from_replies import derive_profile, derive_rules
 from chatbot.cli import main
 from chatbot.prepare import prepare
@@ -89,6 +89,36 @@ def test_no_shared_habit_is_no_rule() -> None:
     assert rules.required_signoff is None
     assert rules.address_customer.greeting is None
     assert rules.emoji.max_per_reply == 1 and rules.emoji.allowed == ["📷", "😊"]
+
+
+def test_openers_count_alike_whatever_their_mark() -> None:
+    replies = [
+        "Hello there, your lamp ships today.",
+        "Hello there! Good news: it is back in stock.",
+        "Hello there, the shade is linen.",
+        "Hello there, we open at nine.",
+        "Sure, the bulb is E14.",
+    ]
+    derived = derive_rules(replies)
+    assert derived.rules.address_customer == AddressRule(greeting="Hello there,")
+    assert 'Greeting: 4 of 5 replies open with "Hello there,"' in derived.found[0]
+
+
+def test_first_names_under_different_greetings() -> None:
+    replies = [
+        "Hi Maya, your parcel left today.",
+        "Hello Tom, the refund is on its way.",
+        "Hey Sam, yes, we ship to Ireland.",
+        "Dear Ana, thank you for the photo.",
+        "Hi Leo, the kettle is back in stock.",
+    ]
+    derived = derive_rules(replies)
+    assert derived.rules.address_customer == AddressRule(allow_first_name=True)
+    assert "5 of 5 replies greet the customer by first name" in derived.found[0]
+    prompt = derive_profile(
+        [Conversation([Turn("user", "?"), Turn("assistant", r)]) for r in replies], "Acme"
+    )[0].system_prompt
+    assert "Address the customer by their first name." in prompt
 
 
 def test_too_few_replies_give_no_rules() -> None:
