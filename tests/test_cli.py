@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from chatbot.cli import main
+from chatbot.cli.commands import main
 
 ASSETS = Path(__file__).parent / "assets" / "brand"
 
@@ -97,7 +97,7 @@ def test_prepare_counts_tokens_with_the_default_model(tmp_path, default_model_di
 def test_train_says_how_long_before_the_run_starts(
     tmp_path, capsys, monkeypatch, tiny_model_dir: Path
 ):
-    from chatbot import jobs
+    from chatbot.runs import jobs
 
     assert _prepare(tmp_path, ASSETS / "conversations.jsonl") == 0
     capsys.readouterr()

@@ -20,9 +20,9 @@ from job_support import (
     wait_until,
 )
 
-from chatbot import jobs
 from chatbot.errors import BrandVoiceError
-from chatbot.jobs import cancel_run, get_run, list_runs, read_events, resume_run, start_run
+from chatbot.runs import jobs
+from chatbot.runs.jobs import cancel_run, get_run, list_runs, read_events, resume_run, start_run
 from chatbot.workspace import Workspace
 
 pytestmark = pytest.mark.slow

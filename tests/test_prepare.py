@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from chatbot.brand import BrandProfile
+from chatbot.brand.profile import BrandProfile
 from chatbot.config import PrepareConfig
 from chatbot.errors import InputError
-from chatbot.prepare import prepare, split_train_eval
+from chatbot.prepare.pipeline import prepare, split_train_eval
 from chatbot.types import Conversation, Turn
 from chatbot.workspace import Workspace
 

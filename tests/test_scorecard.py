@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from chatbot.brand import BrandRules
+from chatbot.brand.profile import BrandRules
 from chatbot.engine import GenerationSettings
 from chatbot.scorecard import (
     Scorecard,

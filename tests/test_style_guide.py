@@ -16,12 +16,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pypdf import PdfReader, PdfWriter
 
-from chatbot.brand import BrandProfile, BrandRules, PreferredTerm
+from chatbot.brand.guide_prompt import condense_system_prompt
+from chatbot.brand.guide_rules import extract_rules
+from chatbot.brand.profile import BrandProfile, BrandRules, PreferredTerm
+from chatbot.brand.rule_check import check_reply
 from chatbot.errors import InputError
-from chatbot.ingest.guide_prompt import condense_system_prompt
-from chatbot.ingest.guide_rules import extract_rules
 from chatbot.ingest.style_guide import StyleGuide, read_style_guide
-from chatbot.rule_check import check_reply
 
 ROOT = Path(__file__).resolve().parents[1]
 KETTLEBIRD = ROOT / "data" / "kettlebird" / "style_guide.md"

@@ -6,9 +6,9 @@ A reply is asked for in one of three modes:
   adds its own default one if it has one (SmolLM2's says "You are a helpful AI assistant named
   SmolLM, trained by Hugging Face"): that is what the base model does out of the box.
 - "prompted": the brand's system prompt first, adapter off: what prompting alone achieves.
-- "fewshot": the brand's system prompt and k of its example exchanges (`chatbot.fewshot`) before
-  the conversation, adapter off: the strongest prompt, the baseline tuning must beat. k is as many
-  of the given examples as fit in a share of the context window (`FEWSHOT_CONTEXT_SHARE`).
+- "fewshot": the brand's system prompt and k of its example exchanges (`chatbot.engine.fewshot`)
+  before the conversation, adapter off: the strongest prompt, the baseline tuning must beat. k is as
+  many of the given examples as fit in a share of the context window (`FEWSHOT_CONTEXT_SHARE`).
 - "tuned": the adapter on, with the system prompt the brand was trained with (`tuned_system_prompt`;
   empty means none, which again lets the template add its default, as it did in training).
 
@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 
 from chatbot.engine.fast_lora import row_slice_lora, supports
+from chatbot.engine.fewshot import Example, as_messages
 from chatbot.engine.prefix_cache import (
     MIN_PREFIX,
     KeyValues,
@@ -53,7 +54,6 @@ from chatbot.engine.settings import GenerationSettings
 from chatbot.engine.streaming import IncrementalDecoder, SignoffEnd, StopFlag, TokenQueueStreamer
 from chatbot.engine.turns import Ticket, TurnQueue
 from chatbot.errors import BrandVoiceError
-from chatbot.fewshot import Example, as_messages
 
 if TYPE_CHECKING:
     from chatbot.models import Quantization

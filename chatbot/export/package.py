@@ -26,8 +26,7 @@ from typing import Any, Literal
 
 import torch
 
-from chatbot.adapters import AdapterSetup, adapter_setup
-from chatbot.brand import BrandProfile
+from chatbot.brand.profile import BrandProfile
 from chatbot.config import TrainConfig
 from chatbot.errors import BrandVoiceError
 from chatbot.export import reload_check
@@ -35,12 +34,13 @@ from chatbot.export.archive import atomic_zip_path, zip_folder
 from chatbot.export.base_model import BaseModel, base_model_of
 from chatbot.export.card import CardFacts, model_card
 from chatbot.export.verify import ReloadCheck, check_in_fresh_process
-from chatbot.jobs import Run, get_run
+from chatbot.export.vllm_compat import VllmCheck, architecture_of, check_adapter
 from chatbot.models import (
     load_base_model,
 )
+from chatbot.runs.adapters import AdapterSetup, adapter_setup
+from chatbot.runs.jobs import Run, get_run
 from chatbot.storage import atomic_dir, atomic_write_json, atomic_write_text
-from chatbot.vllm_compat import VllmCheck, architecture_of, check_adapter
 from chatbot.workspace import Workspace
 
 __all__ = [

@@ -2,8 +2,8 @@
 
 `read_style_guide` turns any supported file into one Markdown-ish text (headings as `#` lines,
 bullets as `- `) and refuses hostile or broken files with an InputError that says what to do.
-`chatbot.ingest.guide_rules` finds the checkable rules in that text and
-`chatbot.ingest.guide_prompt` condenses a system prompt from it.
+`chatbot.brand.guide_rules` finds the checkable rules in that text and
+`chatbot.brand.guide_prompt` condenses a system prompt from it.
 """
 
 from __future__ import annotations

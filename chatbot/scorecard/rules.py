@@ -7,8 +7,8 @@ reply (for example a length rule with no bounds) is not counted for it, so a rat
 
 from __future__ import annotations
 
-from chatbot.brand import BrandRules
-from chatbot.rule_check import check_reply
+from chatbot.brand.profile import BrandRules
+from chatbot.brand.rule_check import check_reply
 from chatbot.scorecard.card import RuleRate
 
 __all__ = ["RuleTally", "tally_rules"]

@@ -262,7 +262,7 @@ def _read_metrics(run_dir: Path) -> dict | None:
 
 
 def _events(run_dir: Path) -> list[dict]:
-    from chatbot.jobs import read_events
+    from chatbot.runs.jobs import read_events
 
     return read_events(run_dir)
 

@@ -2,9 +2,9 @@
 
 A run from votes starts from the adapter people voted on (its parent) and learns which replies they
 preferred: with TRL's DPOTrainer (each vote a pair, chosen vs rejected) or KTOTrainer (each judged
-reply marked good or bad). The votes become rows through `chatbot.preferences`, with personal data
-redacted as in every vote export, and every prompt opens with the system prompt the parent was
-trained with. A fifth of the prompts is held out.
+reply marked good or bad). The votes become rows through `chatbot.feedback.preferences`, with
+personal data redacted as in every vote export, and every prompt opens with the system prompt the
+parent was trained with. A fifth of the prompts is held out.
 
 `start_from_votes` refuses when there are too few votes (saying how many more are needed) and
 queues the run through the job system like any training run; its config records `method` and
@@ -31,8 +31,8 @@ import torch
 
 from chatbot.config import TrainConfig
 from chatbot.errors import BrandVoiceError
-from chatbot.jobs import Run, get_run, list_runs, start_run
-from chatbot.preferences import PreferenceRows, preference_rows
+from chatbot.feedback.preferences import PreferenceRows, preference_rows
+from chatbot.runs.jobs import Run, get_run, list_runs, start_run
 from chatbot.storage import (
     atomic_dir,
     atomic_write_json,
@@ -109,7 +109,7 @@ def usable_votes(data: PreferenceRows) -> int:
 
 def _parent(ws: Workspace, slug: str, run_id: str | None) -> Run:
     """The run whose adapter was voted on: `run_id`, else the newest finished run with votes."""
-    from chatbot.votes import list_votes
+    from chatbot.feedback.votes import list_votes
 
     if run_id:
         run = get_run(ws, run_id)

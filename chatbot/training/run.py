@@ -193,7 +193,7 @@ class TrainingRun:
         policy = self.config.system_prompt
         include = policy == "always" or (policy == "brand" and brand.system_prompt_mode == "always")
         if self.sync.is_main:
-            # What the tuned model must be chatted with (chatbot.adapters reads it), whatever
+            # What the tuned model must be chatted with (chatbot.runs.adapters reads it), whatever
             # brand.yaml says later.
             atomic_write_text(
                 self.run_dir / "system_prompt.txt", brand.system_prompt if include else ""

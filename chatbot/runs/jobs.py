@@ -156,7 +156,7 @@ def list_runs(ws: Workspace, brand: str | None = None) -> list[Run]:
 def _spawn_worker(ws: Workspace, run: Run, resume: bool) -> int:
     fd = os.open(run.run_dir / "worker.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     log = os.fdopen(fd, "ab")  # handed to the child process
-    cmd = [sys.executable, "-m", "chatbot.jobs", "--workspace", str(ws.root), run.id]
+    cmd = [sys.executable, "-m", "chatbot.runs.jobs", "--workspace", str(ws.root), run.id]
     if resume:
         cmd.append("--resume")
     # The log is for diagnosis: no download or loading progress bars in it.
@@ -425,7 +425,7 @@ def _run_worker(ws: Workspace, run_id: str, resume: bool) -> int:
 def _main(argv: list[str] | None = None) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m chatbot.jobs", description="training worker")
+    p = argparse.ArgumentParser(prog="python -m chatbot.runs.jobs", description="training worker")
     p.add_argument("--workspace", required=True)
     p.add_argument("run_id")
     p.add_argument("--resume", action="store_true")

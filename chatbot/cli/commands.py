@@ -19,7 +19,7 @@ from rich.text import Text
 from chatbot.errors import BrandVoiceError
 
 if TYPE_CHECKING:
-    from chatbot.reply_length import ReplyBounds
+    from chatbot.engine.reply_length import ReplyBounds
     from chatbot.workspace import Workspace
 
 __all__ = ["main"]
@@ -46,10 +46,10 @@ def _add_allowed_hosts(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
-    from chatbot.cli_report import print_prepare_result, rich_progress
+    from chatbot.cli.report import print_prepare_result, rich_progress
     from chatbot.config import PrepareConfig
-    from chatbot.prepare import prepare
-    from chatbot.validation import tokenizer_counter
+    from chatbot.prepare.pipeline import prepare
+    from chatbot.prepare.validation import tokenizer_counter
     from chatbot.workspace import Workspace
 
     ws = Workspace.open(args.workspace)
@@ -105,7 +105,7 @@ def _cmd_model_fetch(args: argparse.Namespace) -> int:
 
 
 def _cmd_brands(args: argparse.Namespace) -> int:
-    from chatbot.cli_report import print_brands
+    from chatbot.cli.report import print_brands
     from chatbot.workspace import Workspace
 
     print_brands(Workspace.open(args.workspace))
@@ -113,9 +113,9 @@ def _cmd_brands(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from chatbot.cli_report import follow_run
+    from chatbot.cli.report import follow_run
     from chatbot.config import TrainConfig
-    from chatbot.jobs import start_run
+    from chatbot.runs.jobs import start_run
     from chatbot.training.estimate import estimate_run
     from chatbot.workspace import Workspace
 
@@ -139,8 +139,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train_from_votes(ws, args: argparse.Namespace) -> int:  # noqa: ANN001 - a Workspace
-    from chatbot.adapters import parent_of
-    from chatbot.cli_report import follow_run
+    from chatbot.cli.report import follow_run
+    from chatbot.runs.adapters import parent_of
     from chatbot.training.from_votes import start_from_votes
 
     run = start_from_votes(ws, args.brand, args.method, overrides=list(args.set or []))
@@ -151,8 +151,8 @@ def _train_from_votes(ws, args: argparse.Namespace) -> int:  # noqa: ANN001 - a 
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
-    from chatbot.cli_report import print_runs
-    from chatbot.jobs import list_runs
+    from chatbot.cli.report import print_runs
+    from chatbot.runs.jobs import list_runs
     from chatbot.workspace import Workspace
 
     ws = Workspace.open(args.workspace)
@@ -161,7 +161,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
 
 
 def _cmd_cancel(args: argparse.Namespace) -> int:
-    from chatbot.jobs import cancel_run
+    from chatbot.runs.jobs import cancel_run
     from chatbot.workspace import Workspace
 
     run = cancel_run(Workspace.open(args.workspace), args.run, timeout=args.timeout)
@@ -170,8 +170,8 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
-    from chatbot.cli_report import follow_run
-    from chatbot.jobs import resume_run
+    from chatbot.cli.report import follow_run
+    from chatbot.runs.jobs import resume_run
     from chatbot.workspace import Workspace
 
     ws = Workspace.open(args.workspace)
@@ -181,9 +181,9 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
 
 def _cmd_chat(args: argparse.Namespace) -> int:
-    from chatbot.adapters import adapter_setup, latest_adapter_run
-    from chatbot.chat_cli import run_chat
+    from chatbot.cli.chat import run_chat
     from chatbot.engine import ChatEngine, GenerationSettings
+    from chatbot.runs.adapters import adapter_setup, latest_adapter_run
     from chatbot.workspace import Workspace
 
     ws = Workspace.open(args.workspace)
@@ -208,8 +208,8 @@ def _cmd_chat(args: argparse.Namespace) -> int:
 
 def _brand_bounds(ws: Workspace, run_id: str, tokenizer: object) -> ReplyBounds:
     """The run's brand's reply bounds, said in one line: its length cap and its sign-off."""
-    from chatbot.jobs import get_run
-    from chatbot.reply_length import REPLY_CAP_FACTOR, brand_reply_bounds
+    from chatbot.engine.reply_length import REPLY_CAP_FACTOR, brand_reply_bounds
+    from chatbot.runs.jobs import get_run
 
     bounds = brand_reply_bounds(ws.brand_dir(get_run(ws, run_id).brand), tokenizer)
     if bounds.lengths is not None:
@@ -250,8 +250,8 @@ def _cmd_ui(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from chatbot.cli_report import print_regressions, print_scorecard, rich_progress
-    from chatbot.jobs import get_run
+    from chatbot.cli.report import print_regressions, print_scorecard, rich_progress
+    from chatbot.runs.jobs import get_run
     from chatbot.scorecard import compare_scorecards, evaluate, load_scorecard, write_report
     from chatbot.workspace import Workspace
 
@@ -281,7 +281,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from chatbot.check import DraftChecker, check_drafts, read_drafts, write_report
-    from chatbot.cli_report import print_check, print_check_batch, rich_progress
+    from chatbot.cli.report import print_check, print_check_batch, rich_progress
     from chatbot.workspace import Workspace
 
     ws = Workspace.open(args.workspace)
@@ -309,7 +309,7 @@ def _default_report(ws, brand: str) -> Path:  # noqa: ANN001 - a Workspace
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from chatbot.cli_report import rich_progress
+    from chatbot.cli.report import rich_progress
     from chatbot.export import export_run
     from chatbot.workspace import Workspace
 
@@ -319,7 +319,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         result = export_run(ws, args.run, args.format, out, progress=progress, quant=args.quant)
     print(f"Exported run {result.run_id} ({result.format}): {result.path}")
     if result.format == "gguf":
-        from chatbot.cli_report import print_gguf_verification
+        from chatbot.cli.report import print_gguf_verification
 
         print_gguf_verification(result)
     else:
@@ -332,8 +332,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_import_adapter(args: argparse.Namespace) -> int:
-    from chatbot.cli_report import rich_progress
-    from chatbot.importing import import_adapter
+    from chatbot.cli.report import rich_progress
+    from chatbot.export.importing import import_adapter
     from chatbot.workspace import Workspace
 
     ws = Workspace.open(args.workspace)
@@ -357,7 +357,7 @@ def _cmd_import_adapter(args: argparse.Namespace) -> int:
 
 
 def _cmd_export_votes(args: argparse.Namespace) -> int:
-    from chatbot.preferences import export_votes
+    from chatbot.feedback.preferences import export_votes
     from chatbot.workspace import Workspace
 
     ws = Workspace.open(args.workspace)
@@ -373,10 +373,10 @@ def _cmd_export_votes(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from chatbot.adapters import adapter_setup, latest_adapter_run
     from chatbot.engine import ChatEngine, GenerationSettings
-    from chatbot.jobs import get_run
-    from chatbot.serve import API_KEY_ENV, check_bind, read_api_key, serve
+    from chatbot.runs.adapters import adapter_setup, latest_adapter_run
+    from chatbot.runs.jobs import get_run
+    from chatbot.serving.server import API_KEY_ENV, check_bind, read_api_key, serve
     from chatbot.workspace import Workspace
 
     if args.api_key is not None:

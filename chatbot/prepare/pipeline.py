@@ -15,17 +15,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chatbot.brand import BrandProfile
+from chatbot.brand.guide_prompt import condense_system_prompt
+from chatbot.brand.guide_rules import extract_rules
+from chatbot.brand.profile import BrandProfile
 from chatbot.config import PrepareConfig
 from chatbot.errors import BrandVoiceError
 from chatbot.ingest import deduplicate, read_conversations
-from chatbot.ingest.guide_prompt import condense_system_prompt
-from chatbot.ingest.guide_rules import extract_rules
 from chatbot.ingest.style_guide import read_style_guide
-from chatbot.privacy import Redactor
+from chatbot.prepare.privacy import Redactor
+from chatbot.prepare.validation import TokenCounter, ValidationLimits, ValidationReport, validate
 from chatbot.storage import atomic_dir, atomic_write_json, atomic_write_jsonl, atomic_write_text
 from chatbot.types import Conversation, Finding
-from chatbot.validation import TokenCounter, ValidationLimits, ValidationReport, validate
 from chatbot.workspace import Workspace, slugify
 
 __all__ = ["prepare", "PrepareResult", "split_train_eval"]

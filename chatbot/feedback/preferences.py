@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from chatbot.brand import BrandProfile
+from chatbot.brand.profile import BrandProfile
 from chatbot.errors import BrandVoiceError
-from chatbot.privacy import Redactor
+from chatbot.feedback.votes import Vote, list_votes
+from chatbot.prepare.privacy import Redactor
 from chatbot.storage import atomic_write_jsonl
-from chatbot.votes import Vote, list_votes
 from chatbot.workspace import Workspace
 
 __all__ = [

@@ -1,0 +1,5 @@
+"""The run lifecycle: the queue and its worker processes (`jobs`), which adapter to chat with
+(`adapters`) and previews of a running job's latest checkpoint (`preview`).
+
+Nothing is imported here so that a worker process (`python -m chatbot.runs.jobs`) starts light.
+"""
