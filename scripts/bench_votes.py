@@ -33,9 +33,9 @@ from chatbot.brand.rule_check import check_reply  # noqa: E402
 from chatbot.feedback.votes import Vote, record_vote  # noqa: E402
 from chatbot.models import load_base_model  # noqa: E402
 from chatbot.runs.adapters import adapter_setup, latest_adapter_run  # noqa: E402
+from chatbot.runs.from_votes import start_from_votes  # noqa: E402
 from chatbot.runs.jobs import wait_for_run  # noqa: E402
 from chatbot.scorecard.style import StyleClassifier  # noqa: E402
-from chatbot.training.from_votes import start_from_votes  # noqa: E402
 from chatbot.workspace import Workspace  # noqa: E402
 
 

@@ -38,9 +38,9 @@ from chatbot.engine.streaming import StopFlag
 from chatbot.errors import BrandVoiceError
 from chatbot.feedback.preferences import preference_rows
 from chatbot.feedback.votes import Verdict, Vote, list_votes, record_vote, tally
+from chatbot.runs.from_votes import MIN_VOTES, start_from_votes, usable_votes
 from chatbot.runs.jobs import Run, get_run, list_runs
 from chatbot.runs.preview import brand_previews, pin_newest_preview
-from chatbot.training.from_votes import MIN_VOTES, start_from_votes, usable_votes
 from ui.errors import user_errors
 from ui.services import ChatBackend, EngineSpec, Services, WarmUp
 from ui.text import run_label

@@ -141,7 +141,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _train_from_votes(ws, args: argparse.Namespace) -> int:  # noqa: ANN001 - a Workspace
     from chatbot.cli.report import follow_run
     from chatbot.runs.adapters import parent_of
-    from chatbot.training.from_votes import start_from_votes
+    from chatbot.runs.from_votes import start_from_votes
 
     run = start_from_votes(ws, args.brand, args.method, overrides=list(args.set or []))
     parent = parent_of(run)

@@ -20,7 +20,7 @@ from chatbot.engine.fewshot import as_messages
 from chatbot.errors import BrandVoiceError
 from chatbot.feedback.votes import list_votes, tally
 from chatbot.runs.adapters import AdapterSetup, adapter_setup
-from chatbot.runs.jobs import Run, get_run, read_events
+from chatbot.runs.jobs import Run, get_run
 from chatbot.scorecard.card import (
     REFERENCE,
     SYSTEMS,
@@ -46,6 +46,7 @@ from chatbot.scorecard.readability import text_stats
 from chatbot.scorecard.rules import RuleTally
 from chatbot.scorecard.style import MAX_POSITIVES, StyleClassifier
 from chatbot.training.data import BrandData, read_brand
+from chatbot.training.run_files import read_events
 from chatbot.workspace import Workspace
 
 if TYPE_CHECKING:
