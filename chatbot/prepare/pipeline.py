@@ -193,9 +193,7 @@ def prepare(
     if progress:
         progress("redacting", len(convs), len(convs))
 
-    limits = ValidationLimits(
-        min_conversations=config.min_conversations, max_tokens=config.max_tokens
-    )
+    limits = ValidationLimits.from_config(config)
     if progress:
         progress("validating", 0, 1)
     report = validate(convs, findings, count_tokens=count_tokens, limits=limits)
