@@ -19,8 +19,9 @@ import yaml
 
 from chatbot.errors import ConfigError
 from chatbot.storage import atomic_write_text
+from chatbot.types import PreferenceKind
 
-__all__ = ["PrepareConfig", "TrainConfig", "PRESETS", "DEFAULT_PRESET"]
+__all__ = ["PrepareConfig", "TrainConfig", "PRESETS", "DEFAULT_PRESET", "choices"]
 
 
 # --- prepare ------------------------------------------------------------------------------------
@@ -201,7 +202,7 @@ class TrainConfig:
     accelerate_config: str = ""
     """An `accelerate` config file (several machines, custom settings); overrides `distributed`."""
 
-    method: Literal["sft", "dpo", "kto"] = "sft"
+    method: Literal["sft", PreferenceKind] = "sft"
     """'sft': learn the brand's conversations. 'dpo'/'kto': learn the Compare tab's votes (TRL's
     DPOTrainer/KTOTrainer), starting from `parent_run`'s adapter (`train --from-votes`)."""
 
@@ -384,6 +385,13 @@ PRESETS: dict[str, dict[str, Any]] = {
 # --------------------------------------------------------------------------------------------
 # Helpers shared by every config class in this module
 # --------------------------------------------------------------------------------------------
+
+
+def choices(cls: type, name: str) -> tuple[str, ...]:
+    """The values a `Literal`-typed field of a config class may take, in declaration order."""
+    hint = typing.get_type_hints(cls)[name]
+    assert typing.get_origin(hint) is Literal, f"{cls.__name__}.{name} is not a Literal"
+    return typing.get_args(hint)
 
 
 def _check_choices(obj: object) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,7 +17,9 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.text import Text
 
+from chatbot.config import DEFAULT_PRESET, PRESETS, TrainConfig, choices
 from chatbot.errors import BrandVoiceError
+from chatbot.types import ChatMode, ExportFormat, GgufQuant, PreferenceKind, PromptStyle
 
 if TYPE_CHECKING:
     from chatbot.engine.reply_length import ReplyBounds
@@ -53,7 +56,7 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     from chatbot.workspace import Workspace
 
     ws = Workspace.open(args.workspace)
-    overrides: dict = {"skip_invalid": args.skip_invalid}
+    overrides: dict = {"skip_invalid": args.skip_invalid, "preset": args.preset}
     if args.no_redact:
         overrides["redact_pii"] = False
     if args.column_map:
@@ -447,6 +450,13 @@ def _build_parser() -> argparse.ArgumentParser:
         help="model whose tokenizer counts tokens (default: the built-in default)",
     )
     p.add_argument("--no-tokens", action="store_true", help="skip token counting")
+    p.add_argument(
+        "--preset",
+        default=DEFAULT_PRESET,
+        choices=list(PRESETS),
+        help="the training preset to check conversation lengths against "
+        f"(default: {DEFAULT_PRESET})",
+    )
     p.set_defaults(func=_cmd_prepare)
 
     p = sub.add_parser("model", help="manage base models")
@@ -459,16 +469,17 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--brand", required=True)
     p.add_argument(
         "--preset",
-        default="quick",
-        choices=["quick", "balanced", "thorough"],
-        help="quick: minutes on a laptop CPU; balanced; thorough (default: quick)",
+        default=DEFAULT_PRESET,
+        choices=list(PRESETS),
+        help=f"quick: minutes on a laptop CPU; balanced; thorough (default: {DEFAULT_PRESET})",
     )
     p.add_argument("--base-model", default=None, help="hub id or local folder (default: built-in)")
     p.add_argument(
         "--quantization",
-        choices=["nf4", "none"],
+        choices=choices(TrainConfig, "quantization"),
         default=None,
-        help="nf4 = QLoRA (default); none = plain LoRA on a bf16/fp32 base",
+        help=f"nf4 = QLoRA, none = plain LoRA on a bf16/fp32 base (default: "
+        f"{TrainConfig.quantization})",
     )
     p.add_argument("--config", metavar="YAML", help="a YAML file of settings to override")
     p.add_argument(
@@ -486,9 +497,10 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--distributed",
-        choices=["ddp", "fsdp", "deepspeed"],
+        choices=choices(TrainConfig, "distributed"),
         default=None,
-        help="how N processes share the work: ddp (default), fsdp or deepspeed (CUDA only)",
+        help="how N processes share the work: ddp, fsdp or deepspeed (CUDA only; default: "
+        f"{TrainConfig.distributed})",
     )
     p.add_argument(
         "--accelerate-config",
@@ -503,8 +515,8 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--method",
-        choices=["dpo", "kto"],
-        default="dpo",
+        choices=typing.get_args(PreferenceKind),
+        default=typing.get_args(PreferenceKind)[0],
         help="with --from-votes: dpo (pairs, default) or kto (each reply good or bad)",
     )
     p.add_argument("--detach", action="store_true", help="start and return; do not follow")
@@ -538,7 +550,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", help="a run id instead of the brand's newest")
     p.add_argument(
         "--mode",
-        choices=["tuned", "base", "prompted", "fewshot"],
+        choices=typing.get_args(ChatMode),
         default="tuned",
         help="tuned (default), base, prompted (base + the brand's style prompt) or fewshot "
         "(prompted + examples of the brand's replies)",
@@ -607,15 +619,15 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="run id (a unique prefix is enough)")
     p.add_argument(
         "--format",
-        choices=["adapter", "merged", "gguf"],
-        default="adapter",
+        choices=typing.get_args(ExportFormat),
+        default=typing.get_args(ExportFormat)[0],
         help="adapter: LoRA adapter zip (PEFT, vLLM); merged: base + adapter in bf16 (a folder); "
         "gguf: one GGUF file + Ollama Modelfile (llama.cpp, Ollama)",
     )
     p.add_argument(
         "--quant",
-        choices=["f16", "q8_0", "q4_k_m"],
-        default="f16",
+        choices=typing.get_args(GgufQuant),
+        default=typing.get_args(GgufQuant)[0],
         help="GGUF type: f16 (default), q8_0 (half the size), q4_k_m (needs llama-cpp-python)",
     )
     p.add_argument(
@@ -637,7 +649,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--quantization",
-        choices=["none", "nf4"],
+        choices=choices(TrainConfig, "quantization"),
         default="none",
         help="how chat loads the base for it: none (default) or nf4 (4-bit, as in QLoRA)",
     )
@@ -646,13 +658,17 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export-votes", help="Compare votes as DPO or KTO training data (JSONL)")
     _add_workspace(p)
     p.add_argument("--brand", required=True)
-    p.add_argument("--format", choices=["dpo", "kto"], default="dpo")
+    p.add_argument(
+        "--format",
+        choices=typing.get_args(PreferenceKind),
+        default=typing.get_args(PreferenceKind)[0],
+    )
     p.add_argument("--out", required=True, metavar="FILE", help="the .jsonl file to write")
     p.add_argument("--run", help="only the votes on this run's adapter")
     p.add_argument(
         "--style",
-        choices=["conversational", "standard"],
-        default="conversational",
+        choices=typing.get_args(PromptStyle),
+        default=typing.get_args(PromptStyle)[0],
         help="prompts as message lists (default) or plain strings",
     )
     p.set_defaults(func=_cmd_export_votes)

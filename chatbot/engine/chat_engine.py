@@ -30,11 +30,12 @@ import itertools
 import json
 import queue
 import threading
+import typing
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -54,14 +55,15 @@ from chatbot.engine.settings import GenerationSettings
 from chatbot.engine.streaming import IncrementalDecoder, SignoffEnd, StopFlag, TokenQueueStreamer
 from chatbot.engine.turns import Ticket, TurnQueue
 from chatbot.errors import BrandVoiceError
+from chatbot.types import ChatMode
 
 if TYPE_CHECKING:
     from chatbot.models import Quantization
 
 __all__ = ["ChatEngine", "MODES", "Mode", "FEWSHOT_CONTEXT_SHARE"]
 
-Mode = Literal["base", "prompted", "fewshot", "tuned"]
-MODES: tuple[str, ...] = ("base", "prompted", "fewshot", "tuned")
+Mode = ChatMode
+MODES: tuple[str, ...] = typing.get_args(ChatMode)
 FEWSHOT_CONTEXT_SHARE = 0.5
 """The few-shot examples may fill this share of the context window; the conversation and the reply
 keep the rest."""

@@ -19,10 +19,11 @@ import json
 import shutil
 import tempfile
 import time
+import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
@@ -41,6 +42,7 @@ from chatbot.models import (
 from chatbot.runs.adapters import AdapterSetup, adapter_setup
 from chatbot.runs.jobs import Run, get_run
 from chatbot.storage import atomic_dir, atomic_write_json, atomic_write_text
+from chatbot.types import ExportFormat
 from chatbot.workspace import Workspace
 
 __all__ = [
@@ -53,8 +55,7 @@ __all__ = [
     "default_export_path",
 ]
 
-ExportFormat = Literal["adapter", "merged", "gguf"]
-FORMATS: tuple[str, ...] = ("adapter", "merged", "gguf")
+FORMATS: tuple[str, ...] = typing.get_args(ExportFormat)
 CHECK_PROMPT = "Hello! Can you help me with my order?"
 CHECK_TOKENS = 16
 """Greedy tokens the reload check compares; all must match exactly (float32 on CPU)."""

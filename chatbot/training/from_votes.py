@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from chatbot.config import TrainConfig
+from chatbot.config import TrainConfig, choices
 from chatbot.feedback.preferences import PreferenceRows, preference_rows
 from chatbot.storage import (
     atomic_dir,
@@ -50,7 +50,7 @@ from chatbot.workspace import Workspace
 
 __all__ = ["METHODS", "MIN_VOTES", "too_few_votes", "train_from_votes", "usable_votes", "VoteRun"]
 
-METHODS: tuple[str, ...] = ("dpo", "kto")
+METHODS: tuple[str, ...] = tuple(m for m in choices(TrainConfig, "method") if m != "sft")
 MIN_VOTES = 20
 """Usable votes (DPO: a side chosen; KTO: not a tie) a run from votes needs."""
 PREFERENCES_FILE = "preferences.jsonl"
