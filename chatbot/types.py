@@ -67,11 +67,6 @@ class Conversation:
     def to_record(self) -> dict:
         return {"messages": self.to_messages(), "source": self.source, "location": self.location}
 
-    @classmethod
-    def from_record(cls, record: dict) -> Conversation:
-        turns = [Turn(m["role"], m["content"]) for m in record["messages"]]
-        return cls(turns, record.get("source", ""), record.get("location", ""))
-
     def key(self) -> tuple[tuple[str, str], ...]:
         """Identity for exact-duplicate detection."""
         return tuple((t.role, t.content) for t in self.turns)
