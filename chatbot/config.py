@@ -19,9 +19,19 @@ import yaml
 
 from chatbot.errors import ConfigError
 from chatbot.storage import atomic_write_text
-from chatbot.validation import MIN_CONVERSATIONS
+from chatbot.types import PreferenceKind
 
-__all__ = ["PrepareConfig", "TrainConfig", "PRESETS", "DEFAULT_PRESET"]
+__all__ = ["PrepareConfig", "TrainConfig", "PRESETS", "DEFAULT_PRESET", "choices"]
+
+
+# How many conversations a brand needs: the one place these figures live. The prepare report,
+# the CLI and the app all word their advice through `chatbot.prepare.validation.data_size_advice`.
+MIN_CONVERSATIONS = 10
+"""Fewer cannot be trained on: there is nothing to learn a voice from."""
+FIRST_TASTE_CONVERSATIONS = 50
+"""Enough for a first taste of the voice: the tuned model picks up greetings and sign-offs."""
+RECOMMENDED_CONVERSATIONS = 300
+"""A few hundred: enough for a voice that holds up across topics."""
 
 
 # --- prepare ------------------------------------------------------------------------------------
@@ -36,10 +46,13 @@ class PrepareConfig:
     seed: int = 0
     """Seed of the fixed train/eval split."""
     min_conversations: int = MIN_CONVERSATIONS
-    """Fewer usable conversations than this is an error (`chatbot.validation` holds the figures
-    behind the data-size advice)."""
-    max_tokens: int = 1024
-    """Training length: conversations longer than this get a warning (they are cut in training)."""
+    """Fewer usable conversations than this is an error (the figures behind the data-size advice
+    are the constants above)."""
+    preset: str = "quick"
+    """The training preset the data is checked against: a conversation longer than its
+    `max_length` is cut in training, so it gets a warning naming the preset."""
+    max_tokens: int = 0
+    """The training length to check against instead of the preset's (0: the preset's)."""
     redact_pii: bool | None = None
     """Redact PII (None: as the brand's brand.yaml says, on for a new brand)."""
     skip_invalid: bool = False
@@ -57,8 +70,12 @@ class PrepareConfig:
             problems.append(f"min_eval: must be 0 or more, got {self.min_eval}")
         if self.min_conversations < 1:
             problems.append(f"min_conversations: must be 1 or more, got {self.min_conversations}")
-        if self.max_tokens < 16:
-            problems.append(f"max_tokens: must be 16 or more, got {self.max_tokens}")
+        if self.preset not in PRESETS:
+            problems.append(f"preset: unknown {self.preset!r}; choose one of: {', '.join(PRESETS)}")
+        if 0 < self.max_tokens < 16:
+            problems.append(
+                f"max_tokens: must be 0 (the preset's) or 16 or more, got {self.max_tokens}"
+            )
         unknown = set(self.column_map) - {"prompt", "response", "system", "conversation"}
         if unknown:
             problems.append(
@@ -67,6 +84,11 @@ class PrepareConfig:
             )
         if problems:
             raise ConfigError(problems)
+
+    @property
+    def training_length(self) -> int:
+        """Tokens training reads of each conversation: `max_tokens`, else the preset's."""
+        return self.max_tokens or TrainConfig.from_preset(self.preset).max_length
 
 
 # --- train --------------------------------------------------------------------------------------
@@ -77,7 +99,9 @@ class TrainConfig:
     """How a brand's voice is trained: QLoRA (or plain LoRA) with TRL's SFT trainer."""
 
     preset: str = "quick"
-    """Name of the preset these values started from (informational once resolved)."""
+    """Name of the preset these values started from (informational once resolved). The defaults
+    below are the quick preset's values: a few minutes on a laptop CPU with the default model,
+    enough to hear the brand's voice."""
 
     base_model: str = "default"
     """'default' (SmolLM2-135M-Instruct, fetched on first use), a local model folder or a hub id."""
@@ -97,7 +121,7 @@ class TrainConfig:
     max_steps: int = 0
     """Stop after this many optimizer steps; 0 means run all the epochs."""
 
-    learning_rate: float = 2e-4
+    learning_rate: float = 4e-4
     """Peak learning rate of the LoRA weights."""
 
     lr_scheduler: Literal["cosine", "linear", "constant"] = "cosine"
@@ -115,10 +139,12 @@ class TrainConfig:
     batch_size: int = 8
     """Conversations per optimizer step (per gradient-accumulation micro-step)."""
 
-    max_batch_tokens: int = 2048
+    max_batch_tokens: int = 512
     """Most tokens computed at once: a step's conversations are packed into rows of at most this
     many tokens (padding included) and run one row after another, so peak memory is bounded
-    whatever the conversations' lengths. Must be at least max_length."""
+    whatever the conversations' lengths. Must be at least max_length. 8 conversations a step in
+    rows of 512 tokens keep the default model in fp32 (what CPUs without bf16 matrix units compute
+    fastest) under 1.5 GB without recomputing activations (scripts/bench_train.py)."""
 
     share_prefix: bool = True
     """Compute the tokens every conversation of a row starts with (the system prompt block) once
@@ -128,8 +154,9 @@ class TrainConfig:
     gradient_accumulation: int = 1
     """Micro-steps accumulated into one optimizer step."""
 
-    max_length: int = 1024
-    """Tokens kept per conversation; longer ones are cut at the end (their tail is not learned)."""
+    max_length: int = 512
+    """Tokens kept per conversation; longer ones are cut at the end (their tail is not learned).
+    `brandvoice prepare` warns about conversations longer than the preset's."""
 
     lora_r: int = 16
     """LoRA rank: capacity of the adapter."""
@@ -156,17 +183,17 @@ class TrainConfig:
     """Recompute activations to save memory (~25% slower); 'auto' turns it on for models above 1B
     parameters, and when less than 3 GB of memory is free for each training process."""
 
-    eval_every: int = 0
+    eval_every: int = 8
     """Evaluate on the eval split every N steps; 0 means only before and after training."""
 
-    early_stopping_patience: int = 0
+    early_stopping_patience: int = 2
     """Stop once this many evaluations in a row (every eval_every steps) have not lowered the
     eval loss by at least 0.5%; 0 never stops early."""
 
-    min_steps: int = 0
+    min_steps: int = 24
     """Early stopping never ends a run before this many optimizer steps."""
 
-    checkpoint_every: int = 50
+    checkpoint_every: int = 25
     """Save a resumable checkpoint every N steps (and always when stopped)."""
 
     seed: int = 0
@@ -186,7 +213,7 @@ class TrainConfig:
     accelerate_config: str = ""
     """An `accelerate` config file (several machines, custom settings); overrides `distributed`."""
 
-    method: Literal["sft", "dpo", "kto"] = "sft"
+    method: Literal["sft", PreferenceKind] = "sft"
     """'sft': learn the brand's conversations. 'dpo'/'kto': learn the Compare tab's votes (TRL's
     DPOTrainer/KTOTrainer), starting from `parent_run`'s adapter (`train --from-votes`)."""
 
@@ -327,28 +354,12 @@ DEFAULT_PRESET = "quick"
 _RETIRED = frozenset({"padding_free"})
 _YAML_HEADER = "# brandvoice training config (resolved); load with TrainConfig.from_yaml\n"
 
-# Named bundles a non-expert can pick. Values not listed keep the dataclass defaults.
+# Named bundles a non-expert can pick. Values not listed keep the dataclass defaults, which are
+# the quick preset's.
 PRESETS: dict[str, dict[str, Any]] = {
-    # A few minutes on a laptop CPU with the default model; enough to hear the brand's voice.
-    "quick": {
-        "epochs": 3.0,
-        "learning_rate": 4e-4,
-        # 8 conversations a step, packed into rows of at most 512 tokens: on the default model in
-        # fp32 (what CPUs without bf16 matrix units compute fastest) that keeps the peak under
-        # 1.5 GB without recomputing activations (scripts/bench_train.py).
-        "batch_size": 8,
-        "gradient_accumulation": 1,
-        "max_batch_tokens": 512,
-        "lora_r": 16,
-        "lora_alpha": 32,
-        "max_length": 512,
-        "warmup_ratio": 0.05,
-        "checkpoint_every": 25,
-        # Ends the run once the held-out loss stops falling (checked every 8 steps).
-        "eval_every": 8,
-        "early_stopping_patience": 2,
-        "min_steps": 24,
-    },
+    # The dataclass defaults (see TrainConfig): a few minutes on a laptop CPU with the default
+    # model, ending once the held-out loss stops falling (checked every 8 steps).
+    "quick": {},
     # The usual QLoRA recipe: more passes at a gentler rate.
     "balanced": {
         "epochs": 4.0,
@@ -358,6 +369,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lora_alpha": 32,
         "max_length": 1024,
         "max_batch_tokens": 1024,
+        "checkpoint_every": 50,
         "eval_every": 50,
         "early_stopping_patience": 3,
         "min_steps": 100,
@@ -372,7 +384,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lora_dropout": 0.05,
         "max_length": 2048,
         "max_batch_tokens": 2048,
+        "checkpoint_every": 50,
         "eval_every": 50,
+        "early_stopping_patience": 0,
+        "min_steps": 0,
         "weight_decay": 0.01,
     },
 }
@@ -381,6 +396,13 @@ PRESETS: dict[str, dict[str, Any]] = {
 # --------------------------------------------------------------------------------------------
 # Helpers shared by every config class in this module
 # --------------------------------------------------------------------------------------------
+
+
+def choices(cls: type, name: str) -> tuple[str, ...]:
+    """The values a `Literal`-typed field of a config class may take, in declaration order."""
+    hint = typing.get_type_hints(cls)[name]
+    assert typing.get_origin(hint) is Literal, f"{cls.__name__}.{name} is not a Literal"
+    return typing.get_args(hint)
 
 
 def _check_choices(obj: object) -> list[str]:

@@ -14,7 +14,6 @@ import yaml
 
 __all__ = [
     "atomic_write_text",
-    "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_jsonl",
     "atomic_write_yaml",
@@ -40,11 +39,6 @@ def _atomic_file(path: Path, mode: str) -> Iterator:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    with _atomic_file(path, "wb") as fh:
-        fh.write(data)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -1,15 +1,43 @@
-"""The typed records every stage shares: turns, conversations and validation findings."""
+"""The typed records every stage shares: turns, conversations and validation findings.
+
+Also the named choices several faces offer (the CLI's `choices`, the app's pickers): each is a
+`Literal` here, and its values are read from it (`typing.get_args`), so a choice is added once.
+This module imports nothing heavy, so the command line can build its parser from it.
+"""
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["ROLES", "Role", "Turn", "Conversation", "Finding", "Severity"]
+__all__ = [
+    "ROLES",
+    "ChatMode",
+    "Conversation",
+    "ExportFormat",
+    "Finding",
+    "GgufQuant",
+    "PreferenceKind",
+    "PromptStyle",
+    "Role",
+    "Severity",
+    "Turn",
+]
 
 Role = Literal["system", "user", "assistant"]
-ROLES: tuple[str, ...] = ("system", "user", "assistant")
+ROLES: tuple[str, ...] = typing.get_args(Role)
 Severity = Literal["error", "warning"]
+ChatMode = Literal["base", "prompted", "fewshot", "tuned"]
+"""Which model answers in chat: see `chatbot.engine.chat_engine`."""
+ExportFormat = Literal["adapter", "merged", "gguf"]
+"""What `brandvoice export` writes: see `chatbot.export.package`."""
+GgufQuant = Literal["f16", "q8_0", "q4_k_m"]
+"""The weight types a GGUF export can have: see `chatbot.export.gguf_file`."""
+PreferenceKind = Literal["dpo", "kto"]
+"""The preference-data layouts votes are exported in (and runs from votes learn with)."""
+PromptStyle = Literal["conversational", "standard"]
+"""Prompts of exported preference data as message lists or plain strings."""
 
 
 @dataclass(frozen=True)
@@ -38,11 +66,6 @@ class Conversation:
 
     def to_record(self) -> dict:
         return {"messages": self.to_messages(), "source": self.source, "location": self.location}
-
-    @classmethod
-    def from_record(cls, record: dict) -> Conversation:
-        turns = [Turn(m["role"], m["content"]) for m in record["messages"]]
-        return cls(turns, record.get("source", ""), record.get("location", ""))
 
     def key(self) -> tuple[tuple[str, str], ...]:
         """Identity for exact-duplicate detection."""

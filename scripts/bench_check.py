@@ -147,7 +147,7 @@ def held_out(args: argparse.Namespace) -> None:
 
 
 def _steps(run_dir: Path) -> list[tuple[int, float]]:
-    from chatbot.jobs import read_events
+    from chatbot.runs.jobs import read_events
 
     return [
         (e["step"], e["time"])
@@ -185,12 +185,12 @@ def _chatter(engine, background: bool, go: threading.Event, stop: threading.Even
 def preview(args: argparse.Namespace) -> None:
     from functools import partial
 
-    from chatbot.adapters import checkpoint_setup
     from chatbot.config import TrainConfig
     from chatbot.engine import ChatEngine
     from chatbot.engine.priority import in_background
-    from chatbot.jobs import cancel_run, start_run
-    from chatbot.preview import newest_preview
+    from chatbot.runs.adapters import checkpoint_setup
+    from chatbot.runs.jobs import cancel_run, start_run
+    from chatbot.runs.preview import newest_preview
 
     print(_machine())
     ws = Workspace.open(args.workspace)

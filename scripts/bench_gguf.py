@@ -29,10 +29,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from chatbot.adapters import adapter_setup  # noqa: E402
 from chatbot.export import export_run  # noqa: E402
 from chatbot.export.reload_check import check_messages, prompt_ids  # noqa: E402
 from chatbot.models import load_base_model  # noqa: E402
+from chatbot.runs.adapters import adapter_setup  # noqa: E402
 from chatbot.workspace import Workspace  # noqa: E402
 
 QUESTION = "Hi, my kettle arrived with a dent in the lid. What can you do for me?"

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from chatbot.ingest import deduplicate, read_conversations
-from chatbot.privacy import Redactor
-from chatbot.validation import tokenizer_counter, validate
+from chatbot.prepare.privacy import Redactor
+from chatbot.prepare.validation import tokenizer_counter, validate
 
 _USER = [
     "Hi, my tea parcel has not arrived yet, order {n}. Can you check?",

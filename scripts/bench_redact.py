@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from chatbot.privacy import Redactor  # noqa: E402
+from chatbot.prepare.privacy import Redactor  # noqa: E402
 
 
 def _machine() -> str:

@@ -79,7 +79,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=8, help="optimizer steps per run")
     p.add_argument("--processes", type=int, default=2, help="processes of the second run")
     args = p.parse_args()
-    from chatbot.jobs import training_allocator_env
+    from chatbot.runs.jobs import training_allocator_env
 
     os.environ.update(training_allocator_env(dict(os.environ)))  # as the job worker does
     print(

@@ -212,7 +212,7 @@ def _run_worker(kind: str, args: argparse.Namespace) -> dict:
     if args.system_prompt:
         env["BENCH_SYSTEM_PROMPT"] = args.system_prompt.read_text(encoding="utf-8").strip()
     if kind.startswith("ours"):  # the job worker's environment: TCMalloc where installed
-        from chatbot.jobs import training_allocator_env
+        from chatbot.runs.jobs import training_allocator_env
 
         env |= training_allocator_env(env)
     done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)

@@ -4,8 +4,8 @@
 
 1. Votes: the run answers customer turns from the brand's training conversations twice (sampled);
    a simulated voter prefers the reply that passes more of the brand's rules (brand.yaml, checked
-   by `chatbot.rule_check`); pairs that pass equally many are skipped. Recorded as Compare votes.
-2. Trains the child with `start_from_votes`, through the job system, and times it.
+   by `chatbot.brand.rule_check`); pairs that pass equally many are skipped. Recorded as Compare
+votes. 2. Trains the child with `start_from_votes`, through the job system, and times it.
 3. Compares parent and child on held-out customer turns (eval.jsonl, never voted on): greedy
    replies, their rule pass rate, the style classifier's P(brand) (the brand's training replies
    against base-model replies to training turns, as the scorecard fits it), and the held-out NLL
@@ -28,14 +28,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from chatbot.adapters import adapter_setup, latest_adapter_run  # noqa: E402
-from chatbot.brand import BrandProfile  # noqa: E402
-from chatbot.jobs import wait_for_run  # noqa: E402
+from chatbot.brand.profile import BrandProfile  # noqa: E402
+from chatbot.brand.rule_check import check_reply  # noqa: E402
+from chatbot.feedback.votes import Vote, record_vote  # noqa: E402
 from chatbot.models import load_base_model  # noqa: E402
-from chatbot.rule_check import check_reply  # noqa: E402
+from chatbot.runs.adapters import adapter_setup, latest_adapter_run  # noqa: E402
+from chatbot.runs.from_votes import start_from_votes  # noqa: E402
+from chatbot.runs.jobs import wait_for_run  # noqa: E402
 from chatbot.scorecard.style import StyleClassifier  # noqa: E402
-from chatbot.training.from_votes import start_from_votes  # noqa: E402
-from chatbot.votes import Vote, record_vote  # noqa: E402
 from chatbot.workspace import Workspace  # noqa: E402
 
 

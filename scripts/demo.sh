@@ -19,7 +19,7 @@ brandvoice prepare --brand "$BRAND" \
 # A finished demo run is reused on later launches (delete .demo-workspace/ to start over).
 if python - "$BRAND" <<'PY'
 import sys
-from chatbot.adapters import latest_adapter_run
+from chatbot.runs.adapters import latest_adapter_run
 from chatbot.errors import BrandVoiceError
 from chatbot.workspace import Workspace
 try:

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from chatbot.config import TrainConfig
-from chatbot.prepare import prepare
+from chatbot.prepare.pipeline import prepare
 from chatbot.workspace import Workspace
 
 ASSETS = Path(__file__).parent / "assets" / "brand"

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from chatbot.brand import BrandProfile
+from chatbot.brand.profile import BrandProfile
 from chatbot.config import TrainConfig
-from chatbot.jobs import Run, record_imported_run
+from chatbot.runs.jobs import Run, record_imported_run
 from chatbot.workspace import Workspace, slugify
 
 BRAND = "Lumen Lamps"

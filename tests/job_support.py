@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 from chatbot.config import TrainConfig
-from chatbot.jobs import read_events
-from chatbot.prepare import prepare
+from chatbot.prepare.pipeline import prepare
+from chatbot.runs.jobs import read_events
 from chatbot.workspace import Workspace
 
 ASSETS = Path(__file__).parent / "assets" / "brand"

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from chatbot.brand import (
+from chatbot.brand.emoji import find_emoji
+from chatbot.brand.profile import (
     AddressRule,
     BrandProfile,
     BrandRules,
@@ -17,9 +18,8 @@ from chatbot.brand import (
     PreferredTerm,
     PrivacySettings,
 )
-from chatbot.emoji import find_emoji
+from chatbot.brand.rule_check import RuleResult, check_reply
 from chatbot.errors import ConfigError
-from chatbot.rule_check import RuleResult, check_reply
 
 SIGNOFF = "Steep well, the Kettlebird flock"
 RULES = BrandRules(

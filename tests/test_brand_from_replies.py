@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from chatbot.brand import AddressRule, BrandProfile, BrandRules
-from chatbot.brand_from_replies import derive_profile, derive_rules
+from chatbot.brand.from_replies import derive_profile, derive_rules
+from chatbot.brand.rule_check import check_reply
 from chatbot.cli import main
 from chatbot.prepare import prepare
-from chatbot.rule_check import check_reply
+from chatbot.runs.voice_match import run_voice_match
 from chatbot.types import Conversation, Turn
-from chatbot.voice_match import run_voice_match
 from chatbot.workspace import Workspace
 
 ASSETS = Path(__file__).parent / "assets" / "brand"

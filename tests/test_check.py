@@ -14,16 +14,16 @@ import pytest
 import torch
 from check_support import prepared_brand, record_run
 
-from chatbot.brand import AddressRule, BrandRules, EmojiRule, LengthRule, PreferredTerm
+from chatbot.brand.profile import AddressRule, BrandRules, EmojiRule, LengthRule, PreferredTerm
+from chatbot.brand.rule_check import check_reply, locate_breaks, sentence_spans
+from chatbot.brand.rule_fix import fix_reply
 from chatbot.check import Anchor, DraftChecker, brand_score, check_drafts, read_drafts
 from chatbot.check.batch import REPORT_COLUMNS, write_report
 from chatbot.check.calibration import CALIBRATION_FILE
 from chatbot.check.likelihood import NO_CUSTOMER
 from chatbot.check.score import BASE_MARK, BRAND_MARK, WEIGHTS
-from chatbot.cli import main
+from chatbot.cli.commands import main
 from chatbot.errors import BrandVoiceError, InputError
-from chatbot.rule_check import check_reply, locate_breaks, sentence_spans
-from chatbot.rule_fix import fix_reply
 from chatbot.scorecard.generation import customer_turns
 from chatbot.training.data import read_brand
 from chatbot.workspace import Workspace

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from chatbot.cli import main
+from chatbot.cli.commands import main
 
 ASSETS = Path(__file__).parent / "assets" / "brand"
 
@@ -97,7 +97,7 @@ def test_prepare_counts_tokens_with_the_default_model(tmp_path, default_model_di
 def test_train_says_how_long_before_the_run_starts(
     tmp_path, capsys, monkeypatch, tiny_model_dir: Path
 ):
-    from chatbot import jobs
+    from chatbot.runs import jobs
 
     assert _prepare(tmp_path, ASSETS / "conversations.jsonl") == 0
     capsys.readouterr()
@@ -186,3 +186,38 @@ def test_ui_starts_warming_the_chat_model_before_it_serves(monkeypatch, tmp_path
     out = capsys.readouterr().out
     assert "Getting the chat model ready for Lumen Lamps (run 1)..." in out
     assert "Chat model ready (3 s)." in out
+
+
+def test_choices_come_from_the_settings_they_name():
+    import argparse
+    import typing
+
+    from chatbot.cli.commands import _build_parser
+    from chatbot.config import DEFAULT_PRESET, PRESETS, TrainConfig, choices
+    from chatbot.engine import MODES
+    from chatbot.export.gguf_file import GGUF_QUANTS
+    from chatbot.export.package import FORMATS
+    from chatbot.feedback.preferences import PreferenceKind
+    from chatbot.training.from_votes import METHODS
+
+    commands = next(
+        a for a in _build_parser()._actions if isinstance(a, argparse._SubParsersAction)
+    ).choices
+
+    def option(command: str, flag: str) -> argparse.Action:
+        return next(a for a in commands[command]._actions if flag in a.option_strings)
+
+    for command in ("prepare", "train"):
+        assert list(option(command, "--preset").choices) == list(PRESETS)
+        assert option(command, "--preset").default == DEFAULT_PRESET
+    assert list(option("train", "--quantization").choices) == list(
+        choices(TrainConfig, "quantization")
+    )
+    assert list(option("train", "--distributed").choices) == list(
+        choices(TrainConfig, "distributed")
+    )
+    assert list(option("train", "--method").choices) == list(METHODS)
+    assert list(option("chat", "--mode").choices) == list(MODES)
+    assert list(option("export", "--format").choices) == list(FORMATS)
+    assert list(option("export", "--quant").choices) == list(GGUF_QUANTS)
+    assert list(option("export-votes", "--format").choices) == list(typing.get_args(PreferenceKind))

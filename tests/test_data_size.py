@@ -8,14 +8,14 @@ import pytest
 
 from chatbot.cli import main
 from chatbot.prepare import prepare
-from chatbot.types import Conversation, Turn
-from chatbot.validation import (
+from chatbot.prepare.validation import (
     FIRST_TASTE_CONVERSATIONS,
     MIN_CONVERSATIONS,
     RECOMMENDED_CONVERSATIONS,
     data_size_advice,
     validate,
 )
+from chatbot.types import Conversation, Turn
 from chatbot.workspace import Workspace
 
 ASSETS = Path(__file__).parent / "assets" / "brand"

@@ -24,10 +24,10 @@ from job_support import (
 )
 from safetensors.torch import load_file
 
-from chatbot import cli
+from chatbot.cli import commands as cli
 from chatbot.config import ConfigError, TrainConfig
 from chatbot.errors import BrandVoiceError
-from chatbot.jobs import (
+from chatbot.runs.jobs import (
     RANKS_LOCK,
     cancel_run,
     get_run,
@@ -85,7 +85,11 @@ def _run_processes(run_dir: Path) -> list[int]:
         with contextlib.suppress(OSError):
             cmdline = (proc / "cmdline").read_bytes().split(b"\0")
             state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            if str(run_dir).encode() in cmdline and b"chatbot.jobs" not in cmdline and state != "Z":
+            if (
+                str(run_dir).encode() in cmdline
+                and b"chatbot.runs.jobs" not in cmdline
+                and state != "Z"
+            ):
                 found.append(int(proc.name))
     return found
 

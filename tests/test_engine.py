@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from chatbot.chat_cli import run_chat
+from chatbot.cli.chat import run_chat
 from chatbot.engine import ChatEngine, GenerationSettings, chat_engine
 from chatbot.engine.streaming import IncrementalDecoder, SignoffEnd, StopFlag
 from chatbot.errors import BrandVoiceError, BusyError, ConfigError

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from export_support import SYSTEM_PROMPT, make_brand, make_run
 
-from chatbot.cli import main
+from chatbot.cli.commands import main
 from chatbot.errors import BrandVoiceError
 from chatbot.export import ExportCheckError, export_run, verify_export
 from chatbot.export import package as export_package
 from chatbot.export.base_model import base_model_of
-from chatbot.jobs import Run
+from chatbot.runs.jobs import Run
 from chatbot.workspace import Workspace
 
 pytestmark = pytest.mark.slow

@@ -12,11 +12,11 @@ import torch
 from export_support import SYSTEM_PROMPT, make_brand, make_run
 from gguf_support import make_micro_model
 
-from chatbot.cli import main
+from chatbot.cli.commands import main
 from chatbot.errors import BrandVoiceError
 from chatbot.export import ExportCheckError, export_run, gguf_file, verify_export
 from chatbot.export.gguf_file import GgufSource, write_gguf
-from chatbot.jobs import Run
+from chatbot.runs.jobs import Run
 from chatbot.workspace import Workspace
 
 EXPORT_FILES = [

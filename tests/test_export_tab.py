@@ -12,7 +12,7 @@ from export_support import make_adapter, make_brand
 
 from chatbot.errors import BrandVoiceError
 from chatbot.export import ExportResult, ReloadCheck
-from chatbot.votes import Vote, record_vote
+from chatbot.feedback.votes import Vote, record_vote
 from chatbot.workspace import Workspace
 from ui import build_app, export_tab
 from ui.services import Services

@@ -10,7 +10,12 @@ import torch
 from safetensors.torch import save_file
 
 from chatbot.errors import BrandVoiceError
-from chatbot.vllm_compat import check_adapter, lora_module_names, max_lora_rank_for, vllm_command
+from chatbot.export.vllm_compat import (
+    check_adapter,
+    lora_module_names,
+    max_lora_rank_for,
+    vllm_command,
+)
 
 LLAMA = "LlamaForCausalLM"
 

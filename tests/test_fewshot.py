@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from chatbot.engine import ChatEngine, GenerationSettings
-from chatbot.fewshot import MAX_EXAMPLES, fewshot_candidates
+from chatbot.engine.fewshot import MAX_EXAMPLES, fewshot_candidates
 from chatbot.scorecard import Scorecard, verdict
 from chatbot.scorecard.card import Likelihood, RuleRate, StyleSummary, VoteSummary
 from chatbot.scorecard.report import render_html, summary_rows

@@ -11,12 +11,13 @@ import torch
 from export_support import SYSTEM_PROMPT, make_run
 from job_support import prepared_workspace
 
-from chatbot.cli import main
+from chatbot.cli.commands import main
 from chatbot.config import TrainConfig
 from chatbot.errors import BrandVoiceError
-from chatbot.jobs import Run, wait_for_run
-from chatbot.training.from_votes import MIN_VOTES, VoteRun, start_from_votes
-from chatbot.votes import Vote, record_vote
+from chatbot.feedback.votes import Vote, record_vote
+from chatbot.runs.from_votes import MIN_VOTES, start_from_votes
+from chatbot.runs.jobs import Run, wait_for_run
+from chatbot.training.from_votes import VoteRun
 from chatbot.workspace import Workspace
 
 ON_BRAND = "Thanks for reaching out! A new shade leaves tomorrow. Shine on, Lumen Lamps"

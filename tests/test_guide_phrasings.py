@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from chatbot.brand import AddressRule, BrandRules, EmojiRule, LengthRule, PreferredTerm
-from chatbot.ingest.guide_prompt import condense_system_prompt
-from chatbot.ingest.guide_rules import extract_rules
+from chatbot.brand.guide_prompt import condense_system_prompt
+from chatbot.brand.guide_rules import extract_rules
+from chatbot.brand.rule_check import check_reply
 from chatbot.ingest.style_guide import StyleGuide, read_style_guide
-from chatbot.rule_check import check_reply
 
 
 def _rules(**fields: object) -> BrandRules:

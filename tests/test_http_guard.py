@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from chatbot.http_guard import ALLOWED_HOSTS_ENV, RequestGuard, allowed_hosts, host_name
+from chatbot.serving.http_guard import ALLOWED_HOSTS_ENV, RequestGuard, allowed_hosts, host_name
 
 
 def _guard(bind: str = "127.0.0.1", configured: tuple[str, ...] = ()) -> RequestGuard:

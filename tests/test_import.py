@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from export_support import make_adapter, make_brand
 
-from chatbot.adapters import adapter_setup
-from chatbot.cli import main
+from chatbot.cli.commands import main
 from chatbot.errors import BrandVoiceError, ConfigError
-from chatbot.importing import ImportLimits, import_adapter
-from chatbot.jobs import list_runs
+from chatbot.export.importing import ImportLimits, import_adapter
+from chatbot.runs.adapters import adapter_setup
+from chatbot.runs.jobs import list_runs
 from chatbot.workspace import Workspace
 
 
@@ -245,7 +245,7 @@ def test_nested_or_misshapen_json_is_refused_in_plain_words(
 
 
 def test_a_system_prompt_over_the_cap_is_refused(ws: Workspace, adapter_dir: Path, tmp_path: Path):
-    from chatbot.importing import MAX_PROMPT_BYTES
+    from chatbot.export.importing import MAX_PROMPT_BYTES
 
     huge = b"Be brief. " * (MAX_PROMPT_BYTES // 10 + 1)
     archive = _zip(tmp_path / "p.zip", _adapter_entries(adapter_dir) | {"system_prompt.txt": huge})

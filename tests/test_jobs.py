@@ -7,7 +7,6 @@ import os
 import signal
 import stat
 import threading
-import time
 from functools import partial
 from pathlib import Path
 
@@ -20,9 +19,9 @@ from job_support import (
     wait_until,
 )
 
-from chatbot import jobs
 from chatbot.errors import BrandVoiceError
-from chatbot.jobs import cancel_run, get_run, list_runs, read_events, resume_run, start_run
+from chatbot.runs import jobs
+from chatbot.runs.jobs import cancel_run, get_run, list_runs, read_events, resume_run, start_run
 from chatbot.workspace import Workspace
 
 pytestmark = pytest.mark.slow
@@ -39,6 +38,15 @@ _wait = partial(wait_until, timeout=WAIT)
 
 def _trained_steps(run_dir: Path) -> list[int]:
     return [e["step"] for e in training_events(run_dir)]
+
+
+def _waiting_for_a_lock(pid: int | None) -> bool:
+    """True while process `pid` is blocked on a file lock (a "->" line of /proc/locks)."""
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if "->" in fields and fields[fields.index("->") + 4] == str(pid):
+            return True
+    return False
 
 
 def test_run_succeeds_in_its_own_process(ws, tiny_model_dir):
@@ -64,8 +72,13 @@ def test_queue_and_cancel(ws, tiny_model_dir):
     _wait(lambda: len(_trained_steps(first.run_dir)) >= 2, "the first run to train")
     second = start_run(ws, "Lumen Lamps", tiny_config(tiny_model_dir))
     third = start_run(ws, "Lumen Lamps", tiny_config(tiny_model_dir))
-    time.sleep(2)
+    # Both workers have reached the workspace lock and wait there, still queued.
+    _wait(
+        lambda: _waiting_for_a_lock(second.pid) and _waiting_for_a_lock(third.pid),
+        "the queued runs' workers to wait for the workspace",
+    )
     assert get_run(ws, second.id).state == get_run(ws, third.id).state == "queued"
+    assert get_run(ws, first.id).state == "running"
     assert cancel_run(ws, second.id).state == "cancelled"
 
     first = cancel_run(ws, first.id, timeout=120)

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from export_support import make_brand
 
-from chatbot.cli import main
+from chatbot.cli.commands import main
 from chatbot.errors import BrandVoiceError
-from chatbot.preferences import export_votes
-from chatbot.votes import Vote, record_vote
+from chatbot.feedback.preferences import export_votes
+from chatbot.feedback.votes import Vote, record_vote
 from chatbot.workspace import Workspace
 
 SHARED = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]

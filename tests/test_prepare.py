@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from chatbot.brand import BrandProfile
+from chatbot.brand.profile import BrandProfile
 from chatbot.config import PrepareConfig
 from chatbot.errors import InputError
-from chatbot.prepare import prepare, split_train_eval
+from chatbot.prepare.pipeline import prepare, split_train_eval
 from chatbot.types import Conversation, Turn
 from chatbot.workspace import Workspace
 
@@ -185,3 +185,49 @@ def test_split_is_fixed_and_stable_when_data_grows():
     # Growing the data never moves an eval conversation into train.
     assert {c.key() for c in evals} - {c.key() for c in grown_eval} == set() or len(grown_eval) > 10
     assert split_train_eval(_convs(10), 0.1, 2, seed=0)[1].__len__() == 2
+
+
+def _long_conversation(counter, tokens: int) -> dict:
+    """An OpenAI-format conversation of about `tokens` tokens, as `counter` counts them."""
+    sentence = "Our desk lamps glow warm and bright, and every one ships with a spare bulb. "
+    for n in range(1, 200):
+        messages = [
+            {"role": "user", "content": "Tell me everything about your desk lamps."},
+            {"role": "assistant", "content": sentence * n + "Shine on, Lumen Lamps"},
+        ]
+        conv = Conversation([Turn(m["role"], m["content"]) for m in messages], "x", "")
+        if counter([conv])[0][0] >= tokens:
+            return {"messages": messages}
+    raise AssertionError("the sentence never reached the length")
+
+
+def test_a_conversation_longer_than_the_presets_length_is_warned_at_prepare(
+    ws, tmp_path, tiny_model_dir
+):
+    from transformers import AutoTokenizer
+
+    from chatbot.config import TrainConfig
+    from chatbot.prepare.validation import tokenizer_counter
+
+    counter = tokenizer_counter(AutoTokenizer.from_pretrained(tiny_model_dir))
+    quick = TrainConfig.from_preset("quick").max_length
+    assert quick == 512
+    data = tmp_path / "long.jsonl"
+    lines = (ASSETS / "conversations.jsonl").read_text().splitlines()
+    lines.append(json.dumps(_long_conversation(counter, 600)))
+    data.write_text("\n".join(lines) + "\n")
+
+    result = prepare(ws, "Lumen Lamps", [data], GUIDE, PrepareConfig(), count_tokens=counter)
+    [warning] = [w for w in result.report.warnings if w.code == "too_long"]
+    assert (warning.file, warning.location) == ("long.jsonl", f"line {len(lines)}")
+    tokens = int(warning.message.split("about ")[1].split(" tokens")[0])
+    assert 600 <= tokens < 700
+    assert "the quick preset reads the first 512" in warning.message
+    assert "pick the balanced preset" in warning.message
+    assert f"long.jsonl, line {len(lines)}: conversation is about" in str(warning)
+
+    # Checked against the preset that reads 1024 tokens, the same file trains whole.
+    again = prepare(
+        ws, "Lumen Lamps", [data], GUIDE, PrepareConfig(preset="balanced"), count_tokens=counter
+    )
+    assert not [w for w in again.report.warnings if w.code == "too_long"]

@@ -21,10 +21,10 @@ from job_support import tiny_config, wait_until
 from chatbot.engine import ChatEngine, GenerationSettings
 from chatbot.engine.priority import LOWEST_PRIORITY, in_background, lower_this_thread
 from chatbot.errors import BrandVoiceError
-from chatbot.jobs import cancel_run, get_run, start_run
-from chatbot.preview import brand_previews, newest_preview, pin_newest_preview
+from chatbot.feedback.votes import list_votes
+from chatbot.runs.jobs import cancel_run, get_run, start_run
+from chatbot.runs.preview import brand_previews, newest_preview, pin_newest_preview
 from chatbot.training.run_files import CheckpointStore
-from chatbot.votes import list_votes
 from chatbot.workspace import Workspace
 from ui import compare_tab
 from ui.services import EngineSpec, Services

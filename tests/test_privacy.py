@@ -9,8 +9,8 @@ from collections import Counter
 
 import pytest
 
-from chatbot import privacy
-from chatbot.privacy import MAX_SAMPLES_PER_TYPE, RedactionResult, Redactor
+from chatbot.prepare import privacy
+from chatbot.prepare.privacy import MAX_SAMPLES_PER_TYPE, RedactionResult, Redactor
 from chatbot.types import Conversation, Role, Turn
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from chatbot.brand import BrandProfile, BrandRules
+from chatbot.brand.profile import BrandProfile, BrandRules
 from chatbot.engine import GenerationSettings
+from chatbot.engine.reply_length import brand_reply_bounds, reply_lengths
 from chatbot.errors import InputError
-from chatbot.reply_length import brand_reply_bounds, reply_lengths
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from chatbot.brand import BrandRules
+from chatbot.brand.profile import BrandRules
 from chatbot.engine import GenerationSettings
 from chatbot.scorecard import (
     Scorecard,
@@ -38,7 +38,7 @@ from chatbot.scorecard.generation import (
 from chatbot.scorecard.likelihood import held_out_likelihood
 from chatbot.scorecard.plots import grouped_bars, line_chart, strip_plot
 from chatbot.scorecard.readability import flesch, percentile, syllables, text_stats
-from chatbot.scorecard.rules import tally_rules
+from chatbot.scorecard.rules import RuleTally
 from chatbot.scorecard.style import StyleClassifier
 
 ASSETS = Path(__file__).parent / "assets" / "scorecard"
@@ -46,6 +46,15 @@ GREEDY = GenerationSettings(temperature=0.0, max_new_tokens=8)
 
 
 # -- rules ---------------------------------------------------------------------------------------
+
+
+def tally_rules(rules: BrandRules, replies: dict[str, list[str]]) -> RuleTally:
+    """Every reply of every system added, as the scorecard adds them."""
+    tally = RuleTally(rules)
+    for system, texts in replies.items():
+        for text in texts:
+            tally.add(system, text)
+    return tally
 
 
 def test_a_reply_that_breaks_a_rule_fails_it_and_rates_add_up() -> None:

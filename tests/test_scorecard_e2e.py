@@ -15,15 +15,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from chatbot.cli import main
+from chatbot.cli.commands import main
 from chatbot.config import TrainConfig
+from chatbot.feedback.votes import Vote, record_vote
 from chatbot.models import default_compute_dtype
-from chatbot.prepare import prepare
+from chatbot.prepare.pipeline import prepare
 from chatbot.scorecard import SYSTEMS, evaluate, load_scorecard, write_report
 from chatbot.scorecard.generation import customer_turns
 from chatbot.scorecard.likelihood import held_out_likelihood
 from chatbot.training.data import read_brand
-from chatbot.votes import Vote, record_vote
 from chatbot.workspace import Workspace
 
 ASSETS = Path(__file__).parent / "assets" / "brand"

@@ -20,7 +20,7 @@ from export_support import make_adapter
 
 from chatbot.engine import ChatEngine, GenerationSettings
 from chatbot.errors import BrandVoiceError
-from chatbot.serve import MAX_BODY_BYTES, check_bind, create_app, read_api_key
+from chatbot.serving.server import MAX_BODY_BYTES, check_bind, create_app, read_api_key
 
 MODEL = "lumen-lamps"
 SYSTEM = "You are Lumen Lamps' assistant."
@@ -238,7 +238,7 @@ def test_a_full_line_is_answered_429_with_retry_after(tiny_model_dir: Path, engi
 
 
 def test_the_api_key_comes_from_a_file_or_the_environment(tmp_path: Path, monkeypatch):
-    from chatbot import cli
+    from chatbot.cli import commands as cli
 
     monkeypatch.setenv("BRANDVOICE_API_KEY", "from-env")
     assert read_api_key() == "from-env"

@@ -16,12 +16,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pypdf import PdfReader, PdfWriter
 
-from chatbot.brand import BrandProfile, BrandRules, PreferredTerm
+from chatbot.brand.guide_prompt import condense_system_prompt
+from chatbot.brand.guide_rules import extract_rules
+from chatbot.brand.profile import BrandProfile, BrandRules, PreferredTerm
+from chatbot.brand.rule_check import check_reply
 from chatbot.errors import InputError
-from chatbot.ingest.guide_prompt import condense_system_prompt
-from chatbot.ingest.guide_rules import extract_rules
 from chatbot.ingest.style_guide import StyleGuide, read_style_guide
-from chatbot.rule_check import check_reply
 
 ROOT = Path(__file__).resolve().parents[1]
 KETTLEBIRD = ROOT / "data" / "kettlebird" / "style_guide.md"
@@ -517,14 +517,19 @@ def test_cp1252_is_read_with_a_warning(tmp_path: Path) -> None:
     assert "Windows-1252" in guide.warnings[0]
 
 
-def test_neither_utf8_nor_cp1252(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="neither UTF-8 nor Windows-1252"):
-        read_style_guide(write(tmp_path, "g.md", b"Never say \x81\x8d\x90 ever"))
+def test_bytes_undefined_in_cp1252_stay_visible_with_a_warning(tmp_path: Path) -> None:
+    # Read as conversation files are (chatbot.ingest.decoding): replaced, shown, never guessed.
+    guide = read_style_guide(write(tmp_path, "g.md", b"# Guide\n\nNever say \x81\x8d\x90 ever\n"))
+    assert "Never say \ufffd\ufffd\ufffd ever" in guide.text
+    assert guide.warnings == [
+        "g.md, line 3: not valid UTF-8, decoded as Windows-1252; check accented characters"
+    ]
 
 
-def test_broken_utf16_after_bom(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="byte-order mark"):
-        read_style_guide(write(tmp_path, "g.md", codecs.BOM_UTF16_LE + b"a\x00\x00\xd8"))
+def test_broken_utf16_after_bom_is_read_with_a_warning(tmp_path: Path) -> None:
+    guide = read_style_guide(write(tmp_path, "g.md", codecs.BOM_UTF16_LE + b"a\x00\x00\xd8"))
+    assert guide.text.startswith("a\ufffd")
+    assert guide.warnings[0].startswith("g.md, line 1: invalid utf-16-le bytes replaced")
 
 
 # --------------------------------------------------------------------------------------------
@@ -757,19 +762,19 @@ def test_extraction_is_fast_on_a_big_guide() -> None:
     [
         ("docx", "_MAX_DOCX_XML_BYTES", 1000, "MB of document XML"),
         ("docx", "_DOCX_SECONDS", -1.0, "took too long"),
-        ("docx", "_MAX_TEXT_CHARS", 10, "more than 2 MB of text"),
+        ("docx", "MAX_GUIDE_CHARS", 10, "MB of text; a style guide should be a few pages"),
         ("pdf", "_PDF_SECONDS", -1.0, "took too long"),
-        ("pdf", "_MAX_TEXT_CHARS", 10, "more than 2 MB of text"),
+        ("pdf", "MAX_GUIDE_CHARS", 10, "MB of text; a style guide should be a few pages"),
     ],
 )
 def test_limits_while_reading(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str, limit: str, value: float, match: str
 ) -> None:
     """Each limit stops a long read with its own message (made small here, not the files big)."""
-    from chatbot.ingest import style_guide
+    from chatbot.ingest import limits, style_guide
 
     data = SIMPLE_DOCX if fmt == "docx" else build_pdf([["Never say sadly."]])
-    monkeypatch.setattr(style_guide, limit, value)
+    monkeypatch.setattr(limits if limit.startswith("MAX_GUIDE") else style_guide, limit, value)
     refused(write(tmp_path, f"g.{fmt}", data), match)
 
 

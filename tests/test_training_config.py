@@ -7,22 +7,38 @@ from pathlib import Path
 import pytest
 import torch
 
-from chatbot.config import DEFAULT_PRESET, PRESETS, TrainConfig
+from chatbot.config import DEFAULT_PRESET, PRESETS, PrepareConfig, TrainConfig
 from chatbot.errors import ConfigError
 
 
-def test_defaults_are_valid_and_qlora() -> None:
+def test_the_defaults_are_the_preset_they_name() -> None:
     config = TrainConfig()
-    assert config.quantization == "nf4" and config.lora_target == "all-linear"
-    assert config.validate() == []
+    assert config.preset == DEFAULT_PRESET
+    assert config == TrainConfig.from_preset(DEFAULT_PRESET)
+    assert config.quantization == "nf4" and config.lora_target == "all-linear"  # QLoRA
+
+
+def test_a_preset_changes_what_it_lists_and_keeps_the_defaults(monkeypatch) -> None:
+    monkeypatch.setitem(PRESETS, "tiny", {"lora_r": 4, "lora_alpha": 8, "epochs": 1.0})
+    config = TrainConfig.from_preset("tiny")
+    assert (config.preset, config.lora_r, config.lora_alpha, config.epochs) == ("tiny", 4, 8, 1.0)
+    changed = {"preset", "lora_r", "lora_alpha", "epochs"}
+    defaults = TrainConfig().to_dict()
+    assert {k: v for k, v in config.to_dict().items() if k not in changed} == {
+        k: v for k, v in defaults.items() if k not in changed
+    }
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
-def test_every_preset_resolves(name: str) -> None:
-    config = TrainConfig.from_preset(name)
-    assert config.preset == name
-    for key, value in PRESETS[name].items():
-        assert getattr(config, key) == value
+def test_prepare_checks_lengths_against_the_presets_own(name: str) -> None:
+    # One source: the length prepare warns at is the length the preset trains on.
+    assert PrepareConfig(preset=name).training_length == TrainConfig.from_preset(name).max_length
+    assert PrepareConfig(preset=name, max_tokens=300).training_length == 300
+
+
+def test_presets_read_ever_longer_conversations() -> None:
+    lengths = [TrainConfig.from_preset(name).max_length for name in PRESETS]
+    assert lengths == sorted(set(lengths)), "each preset is offered for longer conversations"
 
 
 def test_preset_then_yaml_then_overrides(tmp_path: Path) -> None:
@@ -33,6 +49,7 @@ def test_preset_then_yaml_then_overrides(tmp_path: Path) -> None:
     assert config.epochs == 2.0  # override beats the file
     assert config.learning_rate == 5e-5 and config.lora_r == 4  # the file beats the preset
     assert config.lora_alpha == 8
+    assert PRESETS["balanced"]["max_length"] != TrainConfig().max_length
     assert config.max_length == PRESETS["balanced"]["max_length"]  # the preset beats the default
     # An explicit preset name wins over the file's.
     assert TrainConfig.from_preset("thorough", yaml_path=settings).preset == "thorough"

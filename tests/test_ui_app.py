@@ -228,7 +228,7 @@ def test_stopping_the_app_deletes_its_uploads(tmp_path: Path, monkeypatch):
     The command runs here, in the main thread (where signals arrive); a helper thread uploads a
     file once the app answers, checks it landed in the workspace, then sends the signal.
     """
-    from chatbot import cli
+    from chatbot.cli import commands as cli
     from ui.services import Services as RealServices
 
     monkeypatch.delenv(PASSWORD_ENV, raising=False)
@@ -262,7 +262,7 @@ def test_stopping_the_app_deletes_its_uploads(tmp_path: Path, monkeypatch):
 
 
 def test_a_refused_host_is_said_before_anything_claims_to_run(tmp_path: Path, monkeypatch, capsys):
-    from chatbot import cli
+    from chatbot.cli import commands as cli
 
     monkeypatch.delenv(PASSWORD_ENV, raising=False)
     assert cli.main(["ui", "--workspace", str(tmp_path / "ws"), "--host", "0.0.0.0"]) == 2

@@ -15,11 +15,11 @@ import pytest
 
 from chatbot.config import TrainConfig
 from chatbot.engine import GenerationSettings
+from chatbot.engine.reply_length import reply_lengths
 from chatbot.engine.streaming import StopFlag
 from chatbot.errors import BrandVoiceError, ConfigError
-from chatbot.jobs import Run, get_run
-from chatbot.reply_length import reply_lengths
-from chatbot.votes import list_votes
+from chatbot.feedback.votes import list_votes
+from chatbot.runs.jobs import Run, get_run
 from chatbot.workspace import Workspace
 from ui import brand_tab, compare_tab, export_tab, train_tab
 from ui.services import EngineSpec, Services

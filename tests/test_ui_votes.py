@@ -10,9 +10,9 @@ import pytest
 from job_support import prepared_workspace
 
 from chatbot.config import TrainConfig
-from chatbot.jobs import Run, record_imported_run
+from chatbot.feedback.votes import Vote, record_vote
+from chatbot.runs.jobs import Run, record_imported_run
 from chatbot.training.from_votes import MIN_VOTES
-from chatbot.votes import Vote, record_vote
 from chatbot.workspace import Workspace
 from ui import compare_tab, export_tab, train_tab
 from ui.services import Services

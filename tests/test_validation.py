@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from chatbot.prepare.validation import ValidationLimits, tokenizer_counter, validate
 from chatbot.types import Conversation, Finding, Turn
-from chatbot.validation import ValidationLimits, tokenizer_counter, validate
 
 
 def _conv(reply: str, user: str = "Where is my tea?", i: int = 0) -> Conversation:

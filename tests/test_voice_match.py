@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from chatbot.voice_match import run_voice_match, voice_match
+from chatbot.runs.voice_match import run_voice_match, voice_match
 
 
 def test_real_losses_give_the_ratio_and_its_meaning() -> None:
@@ -58,7 +58,7 @@ def test_a_runs_metrics(tmp_path: Path) -> None:
     match = run_voice_match(run_dir)
     assert match is not None and match.ratio == pytest.approx(math.exp(3.372 - 1.9975))
 
-    class Run:  # what chatbot.jobs.Run offers: its folder
+    class Run:  # what chatbot.runs.jobs.Run offers: its folder
         def __init__(self, folder: Path) -> None:
             self.run_dir = folder
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chatbot.errors import BrandVoiceError
-from chatbot.votes import Vote, list_votes, record_vote, tally
+from chatbot.feedback.votes import Vote, list_votes, record_vote, tally
 from chatbot.workspace import Workspace
 
 
@@ -108,7 +108,7 @@ def test_votes_are_stored_with_personal_data_redacted(tmp_path):
 
 
 def test_a_vote_that_cannot_be_checked_is_not_stored(tmp_path, monkeypatch):
-    from chatbot import privacy
+    from chatbot.prepare import privacy
 
     ws = Workspace.open(tmp_path)
     monkeypatch.setattr(privacy, "MAX_TEXT_CHARS", 10)

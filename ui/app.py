@@ -1,11 +1,11 @@
 """The browser app: `build_app(services)` composes one tab per module; `launch` serves it safely.
 
-`brandvoice ui` (chatbot.cli) is the command that starts it.
+`brandvoice ui` (chatbot.cli.commands) is the command that starts it.
 
 Safe defaults: the server listens on 127.0.0.1 only, asks for a password when one is set in
 $BRANDVOICE_PASSWORD (and refuses to listen beyond this machine without one), answers only to its
-own host names and refuses requests from pages of other sites (`chatbot.http_guard`), keeps no chat
-history in the browser, sends no analytics, serves no files but the workspace's exports and
+own host names and refuses requests from pages of other sites (`chatbot.serving.http_guard`), keeps
+no chat history in the browser, sends no analytics, serves no files but the workspace's exports and
 Gradio's own upload cache, keeps uploads in a private folder of the workspace and caps their size
 per file, per browser session and per workspace (`ui.uploads`), caps queue length, and shows
 readable messages instead of stack traces.
@@ -26,7 +26,7 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from chatbot.errors import BrandVoiceError
-from chatbot.http_guard import RequestGuard, allowed_hosts, is_loopback
+from chatbot.serving.http_guard import RequestGuard, allowed_hosts, is_loopback
 from ui import brand_tab, check_tab, compare_tab, export_tab, scorecard_tab, train_tab
 from ui.errors import user_errors
 from ui.services import Services
@@ -132,7 +132,7 @@ def launch_options(
 
     The password comes from `password`, else $BRANDVOICE_PASSWORD; the user name from `username`,
     else $BRANDVOICE_USERNAME, else "brandvoice". Listening beyond loopback without a password is
-    refused. `allowed` are further host names the app answers to (see `chatbot.http_guard`).
+    refused. `allowed` are further host names the app answers to (see `chatbot.serving.http_guard`).
     """
     check_bind(host, password)
     password = password or os.environ.get(PASSWORD_ENV) or None

@@ -17,10 +17,10 @@ from pathlib import Path
 import gradio as gr
 import yaml
 
-from chatbot.brand import BrandProfile
+from chatbot.brand.profile import BrandProfile
 from chatbot.config import PrepareConfig
 from chatbot.errors import BrandVoiceError, ConfigError
-from chatbot.prepare import prepare
+from chatbot.prepare.pipeline import prepare
 from chatbot.storage import read_jsonl
 from ui.errors import user_errors
 from ui.services import Services

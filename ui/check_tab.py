@@ -24,11 +24,11 @@ from pathlib import Path
 
 import gradio as gr
 
-from chatbot.adapters import adapter_setup
 from chatbot.check import Draft, DraftCheck, DraftChecker, check_drafts, write_report
 from chatbot.check.batch import read_drafts
 from chatbot.errors import BrandVoiceError
-from chatbot.jobs import Run, get_run, list_runs
+from chatbot.runs.adapters import adapter_setup
+from chatbot.runs.jobs import Run, get_run, list_runs
 from ui.errors import user_errors
 from ui.services import EngineSpec, Services
 from ui.text import run_label

@@ -4,15 +4,15 @@ Each pane keeps its own history in its own gr.State and both stream at once (the
 two generations in turn). The modes pit the base model, or the base model with the brand's style
 prompt, against the tuned adapter; the blind mode shuffles the sides and reveals them only after
 the vote. The panes are A (left) and B (right), and so are the Stop and vote buttons. Every vote
-is stored with what a later reader needs (see `chatbot.votes`).
+is stored with what a later reader needs (see `chatbot.feedback.votes`).
 
 Replies are bounded as the brand writes: the length cap starts at the brand's own (see
-`chatbot.reply_length`) and every side stops after the brand's sign-off. Either pane can be
+`chatbot.engine.reply_length`) and every side stops after the brand's sign-off. Either pane can be
 stopped; votes open once both have finished or been stopped.
 
 While a run trains, the run picker also offers "Preview: step N", the run's newest complete
-checkpoint (`chatbot.preview`), refreshed every few seconds. A preview loads and generates in one
-thread at the lowest CPU priority (`chatbot.engine.priority`), so training keeps its speed.
+checkpoint (`chatbot.runs.preview`), refreshed every few seconds. A preview loads and generates in
+one thread at the lowest CPU priority (`chatbot.engine.priority`), so training keeps its speed.
 
 `compare_stream`, `cast_vote` and `compare_setup` are plain functions over `Services`, tested with a
 fake engine; `build` wires them to the tab.
@@ -30,17 +30,17 @@ from functools import partial
 
 import gradio as gr
 
-from chatbot.brand import BrandProfile
+from chatbot.brand.profile import BrandProfile
 from chatbot.engine import GenerationSettings
 from chatbot.engine.priority import in_background
+from chatbot.engine.reply_length import ReplyBounds, brand_reply_bounds
 from chatbot.engine.streaming import StopFlag
 from chatbot.errors import BrandVoiceError
-from chatbot.jobs import Run, get_run, list_runs
-from chatbot.preferences import preference_rows
-from chatbot.preview import brand_previews, pin_newest_preview
-from chatbot.reply_length import ReplyBounds, brand_reply_bounds
-from chatbot.training.from_votes import MIN_VOTES, start_from_votes, usable_votes
-from chatbot.votes import Verdict, Vote, list_votes, record_vote, tally
+from chatbot.feedback.preferences import preference_rows
+from chatbot.feedback.votes import Verdict, Vote, list_votes, record_vote, tally
+from chatbot.runs.from_votes import MIN_VOTES, start_from_votes, usable_votes
+from chatbot.runs.jobs import Run, get_run, list_runs
+from chatbot.runs.preview import brand_previews, pin_newest_preview
 from ui.errors import user_errors
 from ui.services import ChatBackend, EngineSpec, Services, WarmUp
 from ui.text import run_label

@@ -3,8 +3,8 @@
 - Export: a run's LoRA adapter zip or merged model zip, with model card and manifest, verified in
   a fresh process before it is offered (`chatbot.export.export_run`), with a progress bar.
 - Serve: the `brandvoice serve` and `vllm serve` commands for the chosen run.
-- Import: an adapter zip trained elsewhere becomes a run of the brand (`chatbot.importing`).
-- Preferences: the brand's Compare votes as DPO or KTO JSONL (`chatbot.preferences`).
+- Import: an adapter zip trained elsewhere becomes a run of the brand (`chatbot.export.importing`).
+- Preferences: the brand's Compare votes as DPO or KTO JSONL (`chatbot.feedback.preferences`).
 
 Files are written to the workspace's `exports/` folder, the only workspace folder the app serves.
 The handlers are plain functions over `Services`; `build` only lays them out.
@@ -22,10 +22,10 @@ import gradio as gr
 from chatbot.errors import BrandVoiceError
 from chatbot.export import ExportResult, export_run, zip_adapter
 from chatbot.export.base_model import DEFAULT_HUB_ID
-from chatbot.importing import import_adapter
-from chatbot.jobs import Run, get_run, list_runs
-from chatbot.preferences import export_votes
-from chatbot.vllm_compat import max_lora_rank_for
+from chatbot.export.importing import import_adapter
+from chatbot.export.vllm_compat import max_lora_rank_for
+from chatbot.feedback.preferences import export_votes
+from chatbot.runs.jobs import Run, get_run, list_runs
 from ui.errors import user_errors
 from ui.services import Services
 from ui.text import base_model_label, run_label

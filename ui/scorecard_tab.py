@@ -25,7 +25,7 @@ import gradio as gr
 import pandas as pd
 
 from chatbot.errors import BrandVoiceError
-from chatbot.jobs import Run, get_run, list_runs
+from chatbot.runs.jobs import Run, get_run, list_runs
 from chatbot.scorecard import (
     REFERENCE,
     SYSTEMS,

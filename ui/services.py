@@ -20,16 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from chatbot import jobs
-from chatbot.adapters import AdapterSetup, adapter_setup, checkpoint_setup, latest_adapter_run
 from chatbot.errors import BrandVoiceError
+from chatbot.runs import jobs
+from chatbot.runs.adapters import AdapterSetup, adapter_setup, checkpoint_setup, latest_adapter_run
 from chatbot.workspace import Workspace
 
 if TYPE_CHECKING:
     from chatbot.engine import GenerationSettings
+    from chatbot.engine.fewshot import Example
     from chatbot.engine.streaming import StopFlag
-    from chatbot.fewshot import Example
-    from chatbot.validation import TokenCounter
+    from chatbot.prepare.validation import TokenCounter
 
 __all__ = ["Services", "ChatBackend", "EngineFactory", "EngineSpec", "WarmUp"]
 
@@ -117,7 +117,8 @@ EngineFactory = Callable[[EngineSpec], ChatBackend]
 """Loads the base model of a spec, with no adapter yet."""
 
 StartRun = Callable[..., jobs.Run]
-"""`chatbot.jobs.start_run(ws, brand, config, preset=...)` or a stand-in with that signature."""
+"""`chatbot.runs.jobs.start_run(ws, brand, config, preset=...)` or a stand-in with that
+signature."""
 CancelRun = Callable[[Workspace, str], jobs.Run]
 
 
@@ -326,7 +327,7 @@ def _cached_counter(base_model: str) -> Callable[[], TokenCounter | None]:
             from transformers import AutoTokenizer
 
             from chatbot.models import resolve_base_model
-            from chatbot.validation import tokenizer_counter
+            from chatbot.prepare.validation import tokenizer_counter
 
             tokenizer = AutoTokenizer.from_pretrained(resolve_base_model(base_model))
             cache.append(tokenizer_counter(tokenizer))

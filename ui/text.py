@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from chatbot.adapters import parent_of
-from chatbot.jobs import Run
 from chatbot.models import default_model_dir
+from chatbot.runs.adapters import parent_of
+from chatbot.runs.jobs import Run
 
 __all__ = ["base_model_label", "duration_text", "when_text", "run_label"]
 

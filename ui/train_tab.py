@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 import gradio as gr
 import pandas as pd
 
-from chatbot.adapters import parent_of
 from chatbot.config import DEFAULT_PRESET, PRESETS, TrainConfig
 from chatbot.errors import BrandVoiceError
-from chatbot.jobs import Run, get_run, list_runs, read_events
+from chatbot.runs.adapters import parent_of
+from chatbot.runs.jobs import Run, get_run, list_runs, read_events
 from chatbot.training.estimate import estimate_run
 from ui.errors import user_errors
 from ui.services import Services

@@ -24,12 +24,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from chatbot.brand import BrandRules
+from chatbot.brand.profile import BrandRules
+from chatbot.brand.rule_check import check_reply
 from chatbot.check.likelihood import GainScorer
 from chatbot.check.score import WEIGHTS, Anchor, brand_score
 from chatbot.engine import GenerationSettings
 from chatbot.errors import BrandVoiceError
-from chatbot.rule_check import check_reply
 from chatbot.scorecard.generation import Turn, cached_base_replies, customer_turns, spread
 from chatbot.scorecard.style import StyleClassifier
 from chatbot.storage import atomic_write_json

@@ -16,8 +16,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from chatbot.adapters import AdapterSetup, adapter_setup, latest_adapter_run
-from chatbot.brand import BrandProfile
+from chatbot.brand.profile import BrandProfile
+from chatbot.brand.rule_check import (
+    RuleResult,
+    RuleSpan,
+    check_reply,
+    locate_breaks,
+    sentence_spans,
+)
+from chatbot.brand.rule_fix import FixedReply, fix_reply
 from chatbot.check.calibration import (
     Calibration,
     calibrate,
@@ -29,9 +36,8 @@ from chatbot.check.likelihood import GainScorer, TokenGains
 from chatbot.check.score import BrandScore, brand_score
 from chatbot.engine import GenerationSettings
 from chatbot.errors import BrandVoiceError
-from chatbot.jobs import Run, get_run
-from chatbot.rule_check import RuleResult, RuleSpan, check_reply, locate_breaks, sentence_spans
-from chatbot.rule_fix import FixedReply, fix_reply
+from chatbot.runs.adapters import AdapterSetup, adapter_setup, latest_adapter_run
+from chatbot.runs.jobs import Run, get_run
 from chatbot.scorecard.evaluate import brand_style_classifier
 from chatbot.scorecard.style import StyleClassifier
 from chatbot.training.data import read_brand

@@ -35,7 +35,7 @@ __all__ = [
 
 WEIGHTS: dict[str, int] = {"likelihood": 50, "style": 30, "rules": 20}
 """Points per part. The likelihood gain carries most: it is what the tuned model knows of the voice
-beyond surface habits; rules are already fixable by rule (`chatbot.rule_fix`)."""
+beyond surface habits; rules are already fixable by rule (`chatbot.brand.rule_fix`)."""
 BRAND_MARK = 0.8
 """Share of a part's points at the brand's typical held-out reply."""
 BASE_MARK = 0.2

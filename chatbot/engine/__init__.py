@@ -1,7 +1,9 @@
 """Chat with a base model and its brand adapter: replies streamed as text, two panes at once.
 
 `ChatEngine` owns the loaded model and who uses it when; `GenerationSettings` says how a reply is
-sampled. Nothing here knows about the browser or the terminal.
+sampled. `fewshot` picks the example exchanges of the few-shot baseline and `reply_length` bounds a
+reply the way the brand writes. Nothing here knows about the browser or the terminal, or about
+training runs.
 """
 
 from chatbot.engine.chat_engine import MODES, ChatEngine, Mode

@@ -6,9 +6,9 @@ A reply is asked for in one of three modes:
   adds its own default one if it has one (SmolLM2's says "You are a helpful AI assistant named
   SmolLM, trained by Hugging Face"): that is what the base model does out of the box.
 - "prompted": the brand's system prompt first, adapter off: what prompting alone achieves.
-- "fewshot": the brand's system prompt and k of its example exchanges (`chatbot.fewshot`) before
-  the conversation, adapter off: the strongest prompt, the baseline tuning must beat. k is as many
-  of the given examples as fit in a share of the context window (`FEWSHOT_CONTEXT_SHARE`).
+- "fewshot": the brand's system prompt and k of its example exchanges (`chatbot.engine.fewshot`)
+  before the conversation, adapter off: the strongest prompt, the baseline tuning must beat. k is as
+  many of the given examples as fit in a share of the context window (`FEWSHOT_CONTEXT_SHARE`).
 - "tuned": the adapter on, with the system prompt the brand was trained with (`tuned_system_prompt`;
   empty means none, which again lets the template add its default, as it did in training).
 
@@ -30,15 +30,17 @@ import itertools
 import json
 import queue
 import threading
+import typing
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from chatbot.engine.fast_lora import row_slice_lora, supports
+from chatbot.engine.fewshot import Example, as_messages
 from chatbot.engine.prefix_cache import (
     MIN_PREFIX,
     KeyValues,
@@ -53,15 +55,15 @@ from chatbot.engine.settings import GenerationSettings
 from chatbot.engine.streaming import IncrementalDecoder, SignoffEnd, StopFlag, TokenQueueStreamer
 from chatbot.engine.turns import Ticket, TurnQueue
 from chatbot.errors import BrandVoiceError
-from chatbot.fewshot import Example, as_messages
+from chatbot.types import ChatMode
 
 if TYPE_CHECKING:
     from chatbot.models import Quantization
 
 __all__ = ["ChatEngine", "MODES", "Mode", "FEWSHOT_CONTEXT_SHARE"]
 
-Mode = Literal["base", "prompted", "fewshot", "tuned"]
-MODES: tuple[str, ...] = ("base", "prompted", "fewshot", "tuned")
+Mode = ChatMode
+MODES: tuple[str, ...] = typing.get_args(ChatMode)
 FEWSHOT_CONTEXT_SHARE = 0.5
 """The few-shot examples may fill this share of the context window; the conversation and the reply
 keep the rest."""

@@ -158,9 +158,9 @@ class SignoffEnd:
     """Ends one row's text with the line in which it writes the sign-off.
 
     The sign-off's words must appear in order, case-insensitively, with anything but letters and
-    digits between them (as `chatbot.rule_check` reads a sign-off): "Steep well — the Kettlebird
-    flock" matches "Steep well, the Kettlebird flock". Whatever follows on the same line (an emoji,
-    a full stop) is kept; the reply ends at the next line break.
+    digits between them (as `chatbot.brand.rule_check` reads a sign-off): "Steep well — the
+    Kettlebird flock" matches "Steep well, the Kettlebird flock". Whatever follows on the same line
+    (an emoji, a full stop) is kept; the reply ends at the next line break.
     """
 
     def __init__(self, signoff: str) -> None:

@@ -3,7 +3,9 @@
 `export_run` writes a verified LoRA adapter zip or merged model (model card, manifest, reload check
 in a fresh process); `verify_export` checks an export again; `zip_adapter` zips a run's raw adapter
 files. What goes into a package is decided in `package`, the card's wording in `card`, the check a
-fresh process runs in `reload_check` and how its answer is judged in `verify`.
+fresh process runs in `reload_check` and how its answer is judged in `verify`. The way back in is
+here too, since it reads the same bundle: `importing` turns an adapter zip trained elsewhere into a
+run, and `vllm_compat` checks an adapter against vLLM's LoRA limits for both directions.
 """
 
 from chatbot.export.archive import ADAPTER_FILE_SUFFIXES, TOKENIZER_FILES, zip_adapter

@@ -22,6 +22,7 @@ encoder. brandvoice does not fake one.
 from __future__ import annotations
 
 import json
+import typing
 from collections import Counter
 from dataclasses import dataclass, field
 from hashlib import sha256
@@ -31,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from chatbot.errors import BrandVoiceError
+from chatbot.types import GgufQuant
 
 __all__ = [
     "GGUF_QUANTS",
@@ -42,7 +44,7 @@ __all__ = [
     "SYSTEM_PROMPT_KEY",
 ]
 
-GGUF_QUANTS: tuple[str, ...] = ("f16", "q8_0", "q4_k_m")
+GGUF_QUANTS: tuple[str, ...] = typing.get_args(GgufQuant)
 SYSTEM_PROMPT_KEY = "brandvoice.system_prompt"
 """Metadata key of the system prompt the model was trained with ("" when none)."""
 

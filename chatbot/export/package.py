@@ -19,15 +19,15 @@ import json
 import shutil
 import tempfile
 import time
+import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
-from chatbot.adapters import AdapterSetup, adapter_setup
-from chatbot.brand import BrandProfile
+from chatbot.brand.profile import BrandProfile
 from chatbot.config import TrainConfig
 from chatbot.errors import BrandVoiceError
 from chatbot.export import reload_check
@@ -35,12 +35,14 @@ from chatbot.export.archive import atomic_zip_path, zip_folder
 from chatbot.export.base_model import BaseModel, base_model_of
 from chatbot.export.card import CardFacts, model_card
 from chatbot.export.verify import ReloadCheck, check_in_fresh_process
-from chatbot.jobs import Run, get_run
+from chatbot.export.vllm_compat import VllmCheck, architecture_of, check_adapter
 from chatbot.models import (
     load_base_model,
 )
+from chatbot.runs.adapters import AdapterSetup, adapter_setup
+from chatbot.runs.jobs import Run, get_run
 from chatbot.storage import atomic_dir, atomic_write_json, atomic_write_text
-from chatbot.vllm_compat import VllmCheck, architecture_of, check_adapter
+from chatbot.types import ExportFormat
 from chatbot.workspace import Workspace
 
 __all__ = [
@@ -53,8 +55,7 @@ __all__ = [
     "default_export_path",
 ]
 
-ExportFormat = Literal["adapter", "merged", "gguf"]
-FORMATS: tuple[str, ...] = ("adapter", "merged", "gguf")
+FORMATS: tuple[str, ...] = typing.get_args(ExportFormat)
 CHECK_PROMPT = "Hello! Can you help me with my order?"
 CHECK_TOKENS = 16
 """Greedy tokens the reload check compares; all must match exactly (float32 on CPU)."""

@@ -23,7 +23,7 @@ from pathlib import Path
 from chatbot.errors import InputError
 from chatbot.ingest import limits
 
-__all__ = ["Decoded", "decode_file"]
+__all__ = ["Decoded", "decode_bytes", "decode_file"]
 
 _BOMS: tuple[tuple[bytes, str, str], ...] = (
     # UTF-32 marks first: the UTF-32 LE mark begins with the UTF-16 LE one.
@@ -60,10 +60,19 @@ def decode_file(path: Path) -> Decoded:
     for signature, what in _SIGNATURES:
         if data.startswith(signature):
             raise InputError(f"this is {what}", file=name)
-    decoded = _decode(data, name)
-    _refuse_binary(decoded.text, name)
+    decoded = decode_bytes(data, name)
     if not decoded.text.strip():
         raise InputError("the file is empty", file=name)
+    return decoded
+
+
+def decode_bytes(data: bytes, name: str, *, advice: str = _BINARY_ADVICE) -> Decoded:
+    """Decode a text file's bytes (steps 1-5 above); `advice` ends the message for binary data.
+
+    Conversation files and text style guides both come through here, so they are read alike.
+    """
+    decoded = _decode(data, name, advice)
+    _refuse_binary(decoded.text, name, advice)
     return decoded
 
 
@@ -92,12 +101,12 @@ def _line_of(data: bytes, offset: int) -> str:
     return f"line {line}"
 
 
-def _decode(data: bytes, name: str) -> Decoded:
+def _decode(data: bytes, name: str, advice: str) -> Decoded:
     for bom, codec, label in _BOMS:
         if data.startswith(bom):
             return _decode_marked(data[len(bom) :], codec, label)
     if b"\x00" in data:
-        raise InputError(_nul_reason(data), file=name)
+        raise InputError(_nul_reason(data, advice), file=name)
     try:
         return Decoded(data.decode("utf-8"), "utf-8")
     except UnicodeDecodeError as exc:
@@ -130,24 +139,24 @@ def _decode_invalid_utf8(data: bytes, first_bad: int) -> Decoded:
     return Decoded(text, "cp1252", [(message, where)])
 
 
-def _nul_reason(data: bytes) -> str:
+def _nul_reason(data: bytes, advice: str) -> str:
     sample = data[:4096]
     even, odd = sample[0::2].count(0), sample[1::2].count(0)
     if max(even, odd) > len(sample) // 4 and min(even, odd) < max(even, odd) // 8:
         return "looks like UTF-16 without a byte-order mark; save it as UTF-8"
-    return f"looks like a binary file (it contains NUL bytes), not text: {_BINARY_ADVICE}"
+    return f"looks like a binary file (it contains NUL bytes), not text: {advice}"
 
 
-def _refuse_binary(text: str, name: str) -> None:
+def _refuse_binary(text: str, name: str, advice: str) -> None:
     sample = text[:_SAMPLE_CHARS]
     if "\x00" in sample:
         raise InputError(
-            f"looks like a binary file (NUL characters), not text: {_BINARY_ADVICE}", file=name
+            f"looks like a binary file (NUL characters), not text: {advice}", file=name
         )
     controls = sum(sample.count(c) for c in _CONTROLS)
     if sample and controls / len(sample) > _CONTROL_SHARE:
         raise InputError(
             f"looks like a binary file ({controls} control characters in the first "
-            f"{len(sample):,}), not text: {_BINARY_ADVICE}",
+            f"{len(sample):,}), not text: {advice}",
             file=name,
         )

@@ -13,6 +13,8 @@ __all__ = [
     "MAX_WARNINGS",
     "MAX_CELL_CHARS",
     "MAX_SEPARATORS_PER_LINE",
+    "MAX_GUIDE_BYTES",
+    "MAX_GUIDE_CHARS",
 ]
 
 MAX_FILE_BYTES: int = 500 * 1024 * 1024
@@ -33,3 +35,9 @@ MAX_CELL_CHARS: int = 1_000_000
 MAX_SEPARATORS_PER_LINE: int = 10_000
 """Most delimiters on one physical line of a table. The csv module holds a whole row as a list,
 so one line of millions of commas would take gigabytes; no conversation table is that wide."""
+
+MAX_GUIDE_BYTES: int = 20_000_000
+"""Largest style-guide file (any format): a guide is a few pages, far below this."""
+
+MAX_GUIDE_CHARS: int = 2_000_000
+"""Most text a style guide may hold once read."""

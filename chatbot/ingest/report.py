@@ -27,10 +27,6 @@ class Report:
         self._warnings = 0
         self._dropped_warnings = 0
 
-    @property
-    def error_count(self) -> int:
-        return self._errors
-
     def error(self, message: str, location: str = "", field: str = "", code: str = "") -> None:
         self.findings.append(Finding("error", message, self.file, location, field, code))
         self._errors += 1

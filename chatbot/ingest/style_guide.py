@@ -2,8 +2,8 @@
 
 `read_style_guide` turns any supported file into one Markdown-ish text (headings as `#` lines,
 bullets as `- `) and refuses hostile or broken files with an InputError that says what to do.
-`chatbot.ingest.guide_rules` finds the checkable rules in that text and
-`chatbot.ingest.guide_prompt` condenses a system prompt from it.
+`chatbot.brand.guide_rules` finds the checkable rules in that text and
+`chatbot.brand.guide_prompt` condenses a system prompt from it.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from pypdf import PdfReader
 from pypdf.errors import DependencyError, FileNotDecryptedError, PyPdfError
 
 from chatbot.errors import InputError
+from chatbot.ingest import limits
+from chatbot.ingest.decoding import decode_bytes
 
 __all__ = ["GuideFormat", "StyleGuide", "read_style_guide"]
 
@@ -43,10 +45,9 @@ _FORMATS: dict[str, GuideFormat] = {
     ".docx": "docx",
 }
 
-# A style guide is a few pages. These limits are far above any real one and keep a hostile file
-# from costing more than a few seconds and a bounded amount of memory.
-_MAX_FILE_BYTES = 20_000_000
-_MAX_TEXT_CHARS = 2_000_000
+# A style guide is a few pages. These limits (and the file and text sizes in `limits`) are far
+# above any real one and keep a hostile file from costing more than a few seconds and a bounded
+# amount of memory.
 _MAX_PDF_PAGES = 200
 _PDF_SECONDS = 20.0
 _MAX_PAGE_CONTENT_BYTES = 5_000_000
@@ -107,7 +108,7 @@ def read_style_guide(path: Path) -> StyleGuide:
         text = _normalize_bullets(_decode_text(data, name, warnings), markdown=True)
     if not text.strip():
         raise InputError("has no text; is it the right file?", file=name)
-    if len(text) > _MAX_TEXT_CHARS:
+    if len(text) > limits.MAX_GUIDE_CHARS:
         raise _too_long(name)
     return StyleGuide(text=text, source=name, format=fmt, warnings=warnings)
 
@@ -117,9 +118,10 @@ def _read_bytes(path: Path) -> bytes:
         size = path.stat().st_size
         if not path.is_file():
             raise InputError("is not a file", file=path.name)
-        if size > _MAX_FILE_BYTES:
+        if size > limits.MAX_GUIDE_BYTES:
             raise InputError(
-                f"is {size / 1e6:.1f} MB; a style guide should be a few pages (limit 20 MB)",
+                f"is {size / 1e6:.1f} MB; a style guide should be a few pages "
+                f"(limit {limits.MAX_GUIDE_BYTES / 1e6:,.0f} MB)",
                 file=path.name,
             )
         data = path.read_bytes()
@@ -134,7 +136,8 @@ def _read_bytes(path: Path) -> bytes:
 
 def _too_long(name: str) -> InputError:
     return InputError(
-        "holds more than 2 MB of text; a style guide should be a few pages. "
+        f"holds more than {limits.MAX_GUIDE_CHARS / 1e6:,.0f} MB of text; a style guide should "
+        "be a few pages. "
         "Keep the voice and rules and leave out the rest",
         file=name,
     )
@@ -191,55 +194,14 @@ def _check_content_matches(fmt: GuideFormat, kind: _Kind, name: str) -> None:
 
 # -- text ------------------------------------------------------------------------------------
 
-_CONTROL_RE = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+_BINARY_ADVICE = "choose the style guide itself, saved as .md, .txt, .pdf or .docx"
 
 
 def _decode_text(data: bytes, name: str, warnings: list[str]) -> str:
-    text = _decode_with_bom(data, name)
-    if text is None:
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            text = _decode_cp1252(data, name)
-            warnings.append(
-                f"{name} is not UTF-8; it was read as Windows-1252 (cp1252). If any characters "
-                "look wrong, save the file as UTF-8 and read it again."
-            )
-    # Text with many control characters is a binary file that happens to decode.
-    if len(_CONTROL_RE.findall(text)) > max(5, len(text) // 100):
-        raise InputError(f"is not {_NOT_A['text']} (it looks like binary data)", file=name)
-    return text.replace("\r\n", "\n").replace("\r", "\n")
-
-
-def _decode_with_bom(data: bytes, name: str) -> str | None:
-    for bom, codec in (
-        (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16 LE: it starts with the same two bytes
-        (codecs.BOM_UTF32_BE, "utf-32"),
-        (codecs.BOM_UTF8, "utf-8-sig"),
-        (codecs.BOM_UTF16_LE, "utf-16"),
-        (codecs.BOM_UTF16_BE, "utf-16"),
-    ):
-        if data.startswith(bom):
-            try:
-                return data.decode(codec)
-            except UnicodeDecodeError as exc:
-                raise InputError(
-                    f"starts with a {codec.upper().replace('-SIG', '')} byte-order mark but is "
-                    f"not valid {codec.replace('-sig', '')} text (byte {exc.start}); "
-                    "save it as UTF-8",
-                    file=name,
-                ) from exc
-    return None
-
-
-def _decode_cp1252(data: bytes, name: str) -> str:
-    try:
-        return data.decode("cp1252")
-    except UnicodeDecodeError as exc:
-        raise InputError(
-            f"is neither UTF-8 nor Windows-1252 text (byte {exc.start}); save it as UTF-8",
-            file=name,
-        ) from exc
+    """Text as conversation files are decoded (`chatbot.ingest.decoding`), line endings unified."""
+    decoded = decode_bytes(data, name, advice=_BINARY_ADVICE)
+    warnings += [f"{name}, {where}: {message}" for message, where in decoded.warnings]
+    return decoded.text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 # Bullets as PDF and Word exports write them, including the private-use glyphs of Symbol and
@@ -299,7 +261,7 @@ def _pdf_text(data: bytes, name: str, warnings: list[str]) -> str:
             )
         text = _page_text(reader, number, name, warnings)
         total += len(text)
-        if total > _MAX_TEXT_CHARS:
+        if total > limits.MAX_GUIDE_CHARS:
             raise _too_long(name)
         texts.append(text)
     if not any(t.strip() for t in texts):
@@ -383,7 +345,7 @@ def _docx_text(data: bytes, name: str) -> str:
             new = _docx_block_lines(block, styles)
             lines += new
             total += sum(len(line) for line in new)
-            if total > _MAX_TEXT_CHARS:
+            if total > limits.MAX_GUIDE_CHARS:
                 raise _too_long(name)
             if time.monotonic() > deadline:
                 raise InputError(

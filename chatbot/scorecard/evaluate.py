@@ -13,13 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from chatbot.adapters import AdapterSetup, adapter_setup
-from chatbot.brand import BrandProfile
+from chatbot.brand.profile import BrandProfile
 from chatbot.config import TrainConfig
 from chatbot.engine import GenerationSettings
+from chatbot.engine.fewshot import as_messages
 from chatbot.errors import BrandVoiceError
-from chatbot.fewshot import as_messages
-from chatbot.jobs import Run, get_run, read_events
+from chatbot.feedback.votes import list_votes, tally
+from chatbot.runs.adapters import AdapterSetup, adapter_setup
+from chatbot.runs.jobs import Run, get_run
 from chatbot.scorecard.card import (
     REFERENCE,
     SYSTEMS,
@@ -45,7 +46,7 @@ from chatbot.scorecard.readability import text_stats
 from chatbot.scorecard.rules import RuleTally
 from chatbot.scorecard.style import MAX_POSITIVES, StyleClassifier
 from chatbot.training.data import BrandData, read_brand
-from chatbot.votes import list_votes, tally
+from chatbot.training.run_files import read_events
 from chatbot.workspace import Workspace
 
 if TYPE_CHECKING:

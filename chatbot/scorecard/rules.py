@@ -7,11 +7,11 @@ reply (for example a length rule with no bounds) is not counted for it, so a rat
 
 from __future__ import annotations
 
-from chatbot.brand import BrandRules
-from chatbot.rule_check import check_reply
+from chatbot.brand.profile import BrandRules
+from chatbot.brand.rule_check import check_reply
 from chatbot.scorecard.card import RuleRate
 
-__all__ = ["RuleTally", "tally_rules"]
+__all__ = ["RuleTally"]
 
 
 class RuleTally:
@@ -35,12 +35,3 @@ class RuleTally:
             overall.total += 1
             overall.passed += int(not failed)
         return failed
-
-
-def tally_rules(rules: BrandRules, replies: dict[str, list[str]]) -> RuleTally:
-    """Check every reply of every system (`replies`: system -> its replies)."""
-    tally = RuleTally(rules)
-    for system, texts in replies.items():
-        for text in texts:
-            tally.add(system, text)
-    return tally

@@ -13,7 +13,22 @@ CLI wrap it. A run folder holds:
 - `metrics.json`: losses before/after, tokens/s, duration, steps.
 """
 
-from chatbot.training.recipe import TrainingError
-from chatbot.training.run import train
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["train", "TrainingError"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use, not with the package: the job runner and the app read a run's events
+    # (`run_files`) without paying for torch and transformers.
+    if name == "train":
+        from chatbot.training.run import train
+
+        return train
+    if name == "TrainingError":
+        from chatbot.training.recipe import TrainingError
+
+        return TrainingError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -52,6 +52,8 @@ __all__ = [
 
 STOP_FILE = "STOP"
 PARENT_ENV = "BRANDVOICE_PARENT_PID"
+RANKS_LOCK_ENV = "BRANDVOICE_RANKS_LOCK"
+"""Where the job worker tells the ranks to find the lock they hold while they live."""
 """The process id a launcher or rank must die with (so it can tell if that died before it asked)."""
 # Ready accelerate configs shipped with the package (docs/scaling.md shows how to use them).
 CONFIGS_DIR = Path(__file__).resolve().parent / "accelerate_configs"
@@ -225,7 +227,7 @@ def train_processes(
     Raises `TrainingError` with the reason when a rank fails or dies.
     """
     from chatbot.training.recipe import TrainingError
-    from chatbot.training.run_files import EventLog
+    from chatbot.training.run_files import EventLog, read_events
 
     check_distributed(config)
     run_dir = Path(run_dir)
@@ -241,7 +243,7 @@ def train_processes(
     metrics = _read_metrics(run_dir)
     if proc.returncode == 0 and metrics is not None:
         return metrics
-    failed = [e for e in _events(run_dir) if e.get("state") == "failed"]
+    failed = [e for e in read_events(run_dir) if e.get("state") == "failed"]
     if failed and failed[-1].get("known"):  # a reason the user can act on (NaN, data, disk)
         raise TrainingError(failed[-1]["error"])
     # Otherwise a rank died and the others failed in a collective: say that, not their error.
@@ -250,7 +252,7 @@ def train_processes(
         f"{proc.returncode}: a rank crashed or was killed; see worker.log); resume it with "
         f"`brandvoice resume {run_dir.name}`"
     )
-    EventLog(run_dir / "events.jsonl").emit("failed", error=reason)
+    EventLog(run_dir).emit("failed", error=reason)
     raise TrainingError(reason)
 
 
@@ -259,12 +261,6 @@ def _read_metrics(run_dir: Path) -> dict | None:
         return json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-
-
-def _events(run_dir: Path) -> list[dict]:
-    from chatbot.jobs import read_events
-
-    return read_events(run_dir)
 
 
 @contextlib.contextmanager

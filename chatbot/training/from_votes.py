@@ -2,23 +2,21 @@
 
 A run from votes starts from the adapter people voted on (its parent) and learns which replies they
 preferred: with TRL's DPOTrainer (each vote a pair, chosen vs rejected) or KTOTrainer (each judged
-reply marked good or bad). The votes become rows through `chatbot.preferences`, with personal data
-redacted as in every vote export, and every prompt opens with the system prompt the parent was
-trained with. A fifth of the prompts is held out.
+reply marked good or bad). The votes become rows through `chatbot.feedback.preferences`, with
+personal data redacted as in every vote export, and every prompt opens with the system prompt the
+parent was trained with. A fifth of the prompts is held out.
 
-`start_from_votes` refuses when there are too few votes (saying how many more are needed) and
-queues the run through the job system like any training run; its config records `method` and
-`parent_run`, the run's lineage. The job's worker calls `train_from_votes`, which reads top to
-bottom: setup, fit, finish. Its metrics.json holds the usual figures plus the parent, the votes
-used, the held-out NLL of the brand's eval conversations for the parent ("before") and the new
-adapter ("after"), and how often each prefers the voted reply on the held-out votes (DPO).
-A run from votes takes minutes: a cancelled or failed one starts again from its parent when
-resumed.
+`chatbot.runs.from_votes.start_from_votes` queues such a run through the job system; its config
+records `method` and `parent_run`, the run's lineage. The job's worker calls `train_from_votes`
+here, which reads top to bottom: setup, fit, finish. Its metrics.json holds the usual figures plus
+the parent, the votes used, the held-out NLL of the brand's eval conversations for the parent
+("before") and the new adapter ("after"), and how often each prefers the voted reply on the held-out
+votes (DPO). A run from votes takes minutes: a cancelled or failed one starts again from its parent
+when resumed.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import zlib
@@ -29,10 +27,8 @@ from typing import Any
 
 import torch
 
-from chatbot.config import TrainConfig
-from chatbot.errors import BrandVoiceError
-from chatbot.jobs import Run, get_run, list_runs, start_run
-from chatbot.preferences import PreferenceRows, preference_rows
+from chatbot.config import TrainConfig, choices
+from chatbot.feedback.preferences import PreferenceRows, preference_rows
 from chatbot.storage import (
     atomic_dir,
     atomic_write_json,
@@ -52,49 +48,14 @@ from chatbot.training.recipe import TrainingError, learned_token_loss
 from chatbot.training.run import TrainingRun
 from chatbot.workspace import Workspace
 
-__all__ = [
-    "METHODS",
-    "MIN_VOTES",
-    "VotePlan",
-    "plan_from_votes",
-    "start_from_votes",
-    "train_from_votes",
-    "usable_votes",
-]
+__all__ = ["METHODS", "MIN_VOTES", "too_few_votes", "train_from_votes", "usable_votes", "VoteRun"]
 
-METHODS: tuple[str, ...] = ("dpo", "kto")
+METHODS: tuple[str, ...] = tuple(m for m in choices(TrainConfig, "method") if m != "sft")
 MIN_VOTES = 20
 """Usable votes (DPO: a side chosen; KTO: not a tie) a run from votes needs."""
 PREFERENCES_FILE = "preferences.jsonl"
 """The run's snapshot of its training rows (votes cast later do not change a run)."""
 _HELD_OUT = 0.2
-# What a run from votes changes from its parent's settings: preference learning moves a trained
-# adapter, so a gentler rate than SFT's, a short warm-up and small batches of pairs.
-_VOTE_SETTINGS: dict[str, Any] = {
-    "learning_rate": 1e-4,
-    "epochs": 3.0,
-    "max_steps": 0,
-    "batch_size": 4,
-    "gradient_accumulation": 1,
-    "warmup_ratio": 0.1,
-    "eval_every": 0,
-    "early_stopping_patience": 0,
-    "processes": 1,
-    "accelerate_config": "",
-}
-
-
-@dataclass(frozen=True)
-class VotePlan:
-    """What a run from votes will learn: the parent's votes as preference rows."""
-
-    parent: Run
-    method: str
-    data: PreferenceRows
-
-    @property
-    def usable(self) -> int:
-        return usable_votes(self.data)
 
 
 def usable_votes(data: PreferenceRows) -> int:
@@ -102,82 +63,18 @@ def usable_votes(data: PreferenceRows) -> int:
     return data.votes - sum(data.skipped.values())
 
 
-# ----------------------------------------------------------------------------------------------
-# Planning and starting (the CLI's and the app's side)
-# ----------------------------------------------------------------------------------------------
-
-
-def _parent(ws: Workspace, slug: str, run_id: str | None) -> Run:
-    """The run whose adapter was voted on: `run_id`, else the newest finished run with votes."""
-    from chatbot.votes import list_votes
-
-    if run_id:
-        run = get_run(ws, run_id)
-        if run.brand != slug:
-            raise BrandVoiceError(f"Run {run.id} belongs to brand '{run.brand}', not '{slug}'.")
-        if run.state != "succeeded" or not (run.run_dir / "adapter").is_dir():
-            raise BrandVoiceError(f"Run {run.id} is {run.state} and has no adapter to start from.")
-        return run
-    finished = [
-        r
-        for r in list_runs(ws, slug)
-        if r.state == "succeeded" and (r.run_dir / "adapter").is_dir()
-    ]
-    if not finished:
-        raise BrandVoiceError(
-            f"Brand '{slug}' has no finished training run to vote on yet; train one with "
-            f"`brandvoice train --brand {slug}`, then vote in the Compare tab."
-        )
-    voted = {v.run_id for v in list_votes(ws, slug)}
-    return next((r for r in finished if r.id in voted), finished[0])
-
-
-def plan_from_votes(
-    ws: Workspace, brand: str, method: str = "dpo", parent_run: str | None = None
-) -> VotePlan:
-    """The parent's votes as rows; BrandVoiceError saying how many more are needed if too few."""
-    if method not in METHODS:
-        raise BrandVoiceError(f"Unknown method {method!r}; use one of {', '.join(METHODS)}.")
-    slug = ws.find_brand(brand)
-    parent = _parent(ws, slug, parent_run)
-    plan = VotePlan(parent, method, preference_rows(ws, slug, method, run_id=parent.id))
-    if plan.usable < MIN_VOTES:
-        raise BrandVoiceError(_too_few(plan))
-    return plan
-
-
-def _too_few(plan: VotePlan) -> str:
-    missing = MIN_VOTES - plan.usable
-    left_out = ", ".join(f"{n} {why}" for why, n in sorted(plan.data.skipped.items()))
-    counted = "ties and 'both bad' do not count for DPO" if plan.method == "dpo" else "ties do not"
+def too_few_votes(parent_id: str, method: str, data: PreferenceRows) -> str:
+    """What to tell the user when the parent's votes make too few rows: how many more are needed."""
+    usable = usable_votes(data)
+    missing = MIN_VOTES - usable
+    left_out = ", ".join(f"{n} {why}" for why, n in sorted(data.skipped.items()))
+    counted = "ties and 'both bad' do not count for DPO" if method == "dpo" else "ties do not"
     return (
-        f"Run {plan.parent.id} has {plan.usable} usable vote(s) for {plan.method.upper()}"
-        + (f" ({plan.data.votes} in all; left out: {left_out})" if left_out else "")
+        f"Run {parent_id} has {usable} usable vote(s) for {method.upper()}"
+        + (f" ({data.votes} in all; left out: {left_out})" if left_out else "")
         + f"; training the next version needs at least {MIN_VOTES}. Vote on {missing} more "
         f"pair(s) of replies in the Compare tab ({counted})."
     )
-
-
-def start_from_votes(
-    ws: Workspace,
-    brand: str,
-    method: str = "dpo",
-    *,
-    parent_run: str | None = None,
-    overrides: list[str] | tuple[str, ...] = (),
-    start: Callable[..., Run] = start_run,
-) -> Run:
-    """Queue a run from votes (a job, like any training run); see the module doc.
-
-    The new run keeps its parent's settings (base model, quantization, LoRA shape, length, system
-    prompt policy) with `_VOTE_SETTINGS`, then `overrides` ("key=value", as `--set`) on top.
-    """
-    plan = plan_from_votes(ws, brand, method, parent_run)
-    parent = TrainConfig.from_yaml(plan.parent.run_dir / "config.yaml").to_dict()
-    values = {**parent, **_VOTE_SETTINGS, "method": method, "parent_run": plan.parent.id}
-    pairs = [f"{key}={json.dumps(value)}" for key, value in values.items()]
-    config = TrainConfig.from_preset(None, [*pairs, *overrides])
-    return start(ws, plan.parent.brand, config, preset=f"from votes ({method.upper()})")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -228,6 +125,19 @@ class _CountingCollator:
         return batch
 
 
+@dataclass(frozen=True)
+class _Parent:
+    """The run a run from votes starts from: same brand, its folder beside the new run's."""
+
+    id: str
+    brand: str
+    runs_dir: Path
+
+    @property
+    def run_dir(self) -> Path:
+        return self.runs_dir / self.id
+
+
 class VoteRun(TrainingRun):
     """The stages of `train_from_votes` (TrainingRun's events and failure handling)."""
 
@@ -250,7 +160,7 @@ class VoteRun(TrainingRun):
         config = self.config
         self.run_dir.mkdir(parents=True, exist_ok=True)
         config.to_yaml(self.run_dir / "config.yaml")
-        self.parent = get_run(self.ws, config.parent_run)
+        self.parent = _Parent(config.parent_run, self.brand_dir.name, self.ws.runs_dir())
         self.system_prompt = _read_text(self.parent.run_dir / "system_prompt.txt")
         # The new adapter is chatted with as its parent was.
         atomic_write_text(self.run_dir / "system_prompt.txt", self.system_prompt)
@@ -295,7 +205,7 @@ class VoteRun(TrainingRun):
             self.ws, self.parent.brand, self.config.method, run_id=self.parent.id
         )
         if usable_votes(data) < MIN_VOTES:
-            raise TrainingError(_too_few(VotePlan(self.parent, self.config.method, data)))
+            raise TrainingError(too_few_votes(self.parent.id, self.config.method, data))
         rows = [_with_system(row, self.system_prompt) for row in data.rows]
         atomic_write_jsonl(snapshot, rows)
         return rows

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _hold_ranks_lock() -> None:
     """Take the ranks lock named by the worker, held until this process ends (fd kept open)."""
-    from chatbot.jobs import RANKS_LOCK_ENV
+    from chatbot.training.distributed import RANKS_LOCK_ENV
 
     path = os.environ.get(RANKS_LOCK_ENV)
     if path:

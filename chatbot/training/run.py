@@ -85,7 +85,7 @@ class TrainingRun:
         self.run_dir, self.config, self.brand_dir, self.stop = run_dir, config, brand_dir, stop
         self.sync = RankSync()
         """The other ranks of a multi-process run (see distributed.py); only rank 0 writes."""
-        self.events = EventLog(run_dir / "events.jsonl", on_event, enabled=self.sync.is_main)
+        self.events = EventLog(run_dir, on_event, enabled=self.sync.is_main)
         self.checkpoints = CheckpointStore(run_dir / "checkpoints")
         self.started = time.time()
         self.sizes: dict[str, int] = {}
@@ -193,7 +193,7 @@ class TrainingRun:
         policy = self.config.system_prompt
         include = policy == "always" or (policy == "brand" and brand.system_prompt_mode == "always")
         if self.sync.is_main:
-            # What the tuned model must be chatted with (chatbot.adapters reads it), whatever
+            # What the tuned model must be chatted with (chatbot.runs.adapters reads it), whatever
             # brand.yaml says later.
             atomic_write_text(
                 self.run_dir / "system_prompt.txt", brand.system_prompt if include else ""

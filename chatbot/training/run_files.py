@@ -1,13 +1,16 @@
 """What a training run writes into its folder while it runs: events and resumable checkpoints.
 
-`events.jsonl` gets one JSON object a line, flushed as training goes, so another process can
-follow it. `checkpoints/checkpoint-<step>/` folders are built in a temporary sibling and renamed
-into place with a `COMPLETE` marker written last, once every file is on the disk; only complete ones
-count, the newest few are kept.
+`events.jsonl` gets one JSON object a line (an `Event`), flushed as training goes, so another
+process can follow it; `read_events` reads them back, here beside the writer, so the job runner, the
+app and the scorecard read what training writes without knowing the file.
+`checkpoints/checkpoint-<step>/` folders are built in a temporary sibling and renamed into place
+with a `COMPLETE` marker written last, once every file is on the disk; only complete ones count, the
+newest few are kept.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import re
@@ -16,10 +19,22 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypedDict
 
 from chatbot.storage import atomic_dir, atomic_write_text, fsync_path, fsync_tree
 
-__all__ = ["EventLog", "CheckpointStore", "EVENT_FIELDS", "COMPLETE_MARKER", "is_disk_full"]
+__all__ = [
+    "COMPLETE_MARKER",
+    "CheckpointStore",
+    "EVENTS_FILE",
+    "EVENT_FIELDS",
+    "Event",
+    "EventLog",
+    "is_disk_full",
+    "read_events",
+]
+
+EVENTS_FILE = "events.jsonl"
 
 EVENT_FIELDS = (
     "time",
@@ -33,25 +48,51 @@ EVENT_FIELDS = (
     "tokens_per_s",
     "eta_s",
 )
+
+
+class Event(TypedDict, total=False):
+    """One line of `events.jsonl`. Every `EVENT_FIELDS` name is present (null when not known)."""
+
+    time: float
+    state: str
+    """running, evaluating, checkpoint, succeeded, failed or cancelled."""
+    step: int | None
+    total_steps: int | None
+    epoch: float | None
+    loss: float | None
+    eval_loss: float | None
+    learning_rate: float | None
+    tokens_per_s: float | None
+    eta_s: float | None
+    error: str
+    """Why a run failed (state "failed" only)."""
+    known: bool
+    """The failure is one the user can act on (bad data, NaN loss, a full disk)."""
+
+
 COMPLETE_MARKER = "COMPLETE"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
 class EventLog:
-    """Appends events to `events.jsonl` (flushed per line) and hands each to `on_event`."""
+    """Appends events to the run's `events.jsonl` (flushed per line), hands each to `on_event`."""
 
     def __init__(
-        self, path: Path, on_event: Callable[[dict], None] | None = None, *, enabled: bool = True
+        self,
+        run_dir: Path,
+        on_event: Callable[[Event], None] | None = None,
+        *,
+        enabled: bool = True,
     ) -> None:
-        self.path = Path(path)
+        self.path = Path(run_dir) / EVENTS_FILE
         self.on_event = on_event
         self.enabled = enabled
         """False in the other ranks of a multi-process run: only rank 0 writes events."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
-    def emit(self, state: str, **values: object) -> dict:
+    def emit(self, state: str, **values: object) -> Event:
         """Record one event; fields not given are null, extra fields (e.g. `error`) are kept."""
-        event = {name: None for name in EVENT_FIELDS}
+        event: Event = {name: None for name in EVENT_FIELDS}  # type: ignore[assignment]
         event.update(values, time=round(time.time(), 3), state=state)
         if not self.enabled:
             return event
@@ -61,6 +102,20 @@ class EventLog:
         if self.on_event is not None:
             self.on_event(event)
         return event
+
+
+def read_events(run_dir: Path) -> list[Event]:
+    """Every complete event line so far (a line being written is skipped, not an error)."""
+    path = Path(run_dir) / EVENTS_FILE
+    if not path.exists():
+        return []
+    events: list[Event] = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.endswith("\n"):
+                with contextlib.suppress(json.JSONDecodeError):
+                    events.append(json.loads(line))
+    return events
 
 
 class CheckpointStore:

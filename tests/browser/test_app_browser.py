@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from chatbot.config import TrainConfig
-from chatbot.jobs import Run, cancel_run, list_runs, start_run
-from chatbot.votes import list_votes
+from chatbot.feedback.votes import list_votes
+from chatbot.runs.jobs import Run, cancel_run, list_runs, start_run
 from chatbot.workspace import Workspace
 from ui import Services, launch
 

@@ -3,7 +3,7 @@
     read files -> deduplicate -> read style guide -> redact PII -> validate -> split -> write
 
 The style guide is optional: without one, the starting rules are read from the brand's own
-(redacted) replies by `chatbot.brand_from_replies`, and the report says so.
+(redacted) replies by `chatbot.brand.from_replies`, and the report says so.
 
 Nothing under `<workspace>/brands/<slug>/` changes unless the whole new version is good: the folder
 is rebuilt beside the old one and swapped in at the end.
@@ -19,24 +19,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from chatbot.brand import BrandProfile
-from chatbot.brand_from_replies import derive_profile
+from chatbot.brand.from_replies import derive_profile
+from chatbot.brand.guide_prompt import condense_system_prompt
+from chatbot.brand.guide_rules import extract_rules
+from chatbot.brand.profile import BrandProfile
 from chatbot.config import PrepareConfig
 from chatbot.errors import BrandVoiceError
 from chatbot.ingest import deduplicate, read_conversations
-from chatbot.ingest.guide_prompt import condense_system_prompt
-from chatbot.ingest.guide_rules import extract_rules
 from chatbot.ingest.style_guide import read_style_guide
-from chatbot.privacy import Redactor
-from chatbot.storage import atomic_dir, atomic_write_json, atomic_write_jsonl, atomic_write_text
-from chatbot.types import Conversation, Finding
-from chatbot.validation import (
+from chatbot.prepare.privacy import Redactor
+from chatbot.prepare.validation import (
     TokenCounter,
     ValidationLimits,
     ValidationReport,
     data_size_advice,
     validate,
 )
+from chatbot.storage import atomic_dir, atomic_write_json, atomic_write_jsonl, atomic_write_text
+from chatbot.types import Conversation, Finding
 from chatbot.workspace import Workspace, slugify
 
 __all__ = ["prepare", "PrepareResult", "RulesSource", "split_train_eval"]
@@ -297,9 +297,7 @@ def prepare(
     if progress:
         progress("redacting", len(convs), len(convs))
 
-    limits = ValidationLimits(
-        min_conversations=config.min_conversations, max_tokens=config.max_tokens
-    )
+    limits = ValidationLimits.from_config(config)
     if progress:
         progress("validating", 0, 1)
     report = validate(convs, findings, count_tokens=count_tokens, limits=limits)

@@ -25,9 +25,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from chatbot.errors import BrandVoiceError
-from chatbot.jobs import Run, get_run, list_runs, read_events
+from chatbot.runs.jobs import Run, get_run, list_runs
 from chatbot.storage import atomic_dir
-from chatbot.training.run_files import COMPLETE_MARKER, CheckpointStore
+from chatbot.training.run_files import COMPLETE_MARKER, CheckpointStore, read_events
 from chatbot.workspace import Workspace
 
 __all__ = ["Preview", "newest_preview", "brand_previews", "pin_newest_preview"]

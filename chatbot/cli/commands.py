@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,10 +17,12 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.text import Text
 
+from chatbot.config import DEFAULT_PRESET, PRESETS, TrainConfig, choices
 from chatbot.errors import BrandVoiceError
+from chatbot.types import ChatMode, ExportFormat, GgufQuant, PreferenceKind, PromptStyle
 
 if TYPE_CHECKING:
-    from chatbot.reply_length import ReplyBounds
+    from chatbot.engine.reply_length import ReplyBounds
     from chatbot.workspace import Workspace
 
 __all__ = ["main"]
@@ -46,14 +49,14 @@ def _add_allowed_hosts(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
-    from chatbot.cli_report import print_prepare_result, rich_progress
+    from chatbot.cli.report import print_prepare_result, rich_progress
     from chatbot.config import PrepareConfig
-    from chatbot.prepare import prepare
-    from chatbot.validation import tokenizer_counter
+    from chatbot.prepare.pipeline import prepare
+    from chatbot.prepare.validation import tokenizer_counter
     from chatbot.workspace import Workspace
 
     ws = Workspace.open(args.workspace)
-    overrides: dict = {"skip_invalid": args.skip_invalid}
+    overrides: dict = {"skip_invalid": args.skip_invalid, "preset": args.preset}
     if args.no_redact:
         overrides["redact_pii"] = False
     if args.column_map:
@@ -105,7 +108,7 @@ def _cmd_model_fetch(args: argparse.Namespace) -> int:
 
 
 def _cmd_brands(args: argparse.Namespace) -> int:
-    from chatbot.cli_report import print_brands
+    from chatbot.cli.report import print_brands
     from chatbot.workspace import Workspace
 
     print_brands(Workspace.open(args.workspace))
@@ -113,9 +116,9 @@ def _cmd_brands(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from chatbot.cli_report import follow_run
+    from chatbot.cli.report import follow_run
     from chatbot.config import TrainConfig
-    from chatbot.jobs import start_run
+    from chatbot.runs.jobs import start_run
     from chatbot.training.estimate import estimate_run
     from chatbot.workspace import Workspace
 
@@ -139,9 +142,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train_from_votes(ws, args: argparse.Namespace) -> int:  # noqa: ANN001 - a Workspace
-    from chatbot.adapters import parent_of
-    from chatbot.cli_report import follow_run
-    from chatbot.training.from_votes import start_from_votes
+    from chatbot.cli.report import follow_run
+    from chatbot.runs.adapters import parent_of
+    from chatbot.runs.from_votes import start_from_votes
 
     run = start_from_votes(ws, args.brand, args.method, overrides=list(args.set or []))
     parent = parent_of(run)
@@ -151,8 +154,8 @@ def _train_from_votes(ws, args: argparse.Namespace) -> int:  # noqa: ANN001 - a 
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
-    from chatbot.cli_report import print_runs
-    from chatbot.jobs import list_runs
+    from chatbot.cli.report import print_runs
+    from chatbot.runs.jobs import list_runs
     from chatbot.workspace import Workspace
 
     ws = Workspace.open(args.workspace)
@@ -161,7 +164,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
 
 
 def _cmd_cancel(args: argparse.Namespace) -> int:
-    from chatbot.jobs import cancel_run
+    from chatbot.runs.jobs import cancel_run
     from chatbot.workspace import Workspace
 
     run = cancel_run(Workspace.open(args.workspace), args.run, timeout=args.timeout)
@@ -170,8 +173,8 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
-    from chatbot.cli_report import follow_run
-    from chatbot.jobs import resume_run
+    from chatbot.cli.report import follow_run
+    from chatbot.runs.jobs import resume_run
     from chatbot.workspace import Workspace
 
     ws = Workspace.open(args.workspace)
@@ -181,9 +184,9 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
 
 def _cmd_chat(args: argparse.Namespace) -> int:
-    from chatbot.adapters import adapter_setup, latest_adapter_run
-    from chatbot.chat_cli import run_chat
+    from chatbot.cli.chat import run_chat
     from chatbot.engine import ChatEngine, GenerationSettings
+    from chatbot.runs.adapters import adapter_setup, latest_adapter_run
     from chatbot.workspace import Workspace
 
     ws = Workspace.open(args.workspace)
@@ -208,8 +211,8 @@ def _cmd_chat(args: argparse.Namespace) -> int:
 
 def _brand_bounds(ws: Workspace, run_id: str, tokenizer: object) -> ReplyBounds:
     """The run's brand's reply bounds, said in one line: its length cap and its sign-off."""
-    from chatbot.jobs import get_run
-    from chatbot.reply_length import REPLY_CAP_FACTOR, brand_reply_bounds
+    from chatbot.engine.reply_length import REPLY_CAP_FACTOR, brand_reply_bounds
+    from chatbot.runs.jobs import get_run
 
     bounds = brand_reply_bounds(ws.brand_dir(get_run(ws, run_id).brand), tokenizer)
     if bounds.lengths is not None:
@@ -250,8 +253,8 @@ def _cmd_ui(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from chatbot.cli_report import print_regressions, print_scorecard, rich_progress
-    from chatbot.jobs import get_run
+    from chatbot.cli.report import print_regressions, print_scorecard, rich_progress
+    from chatbot.runs.jobs import get_run
     from chatbot.scorecard import compare_scorecards, evaluate, load_scorecard, write_report
     from chatbot.workspace import Workspace
 
@@ -281,7 +284,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from chatbot.check import DraftChecker, check_drafts, read_drafts, write_report
-    from chatbot.cli_report import print_check, print_check_batch, rich_progress
+    from chatbot.cli.report import print_check, print_check_batch, rich_progress
     from chatbot.workspace import Workspace
 
     ws = Workspace.open(args.workspace)
@@ -309,7 +312,7 @@ def _default_report(ws, brand: str) -> Path:  # noqa: ANN001 - a Workspace
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from chatbot.cli_report import rich_progress
+    from chatbot.cli.report import rich_progress
     from chatbot.export import export_run
     from chatbot.workspace import Workspace
 
@@ -319,7 +322,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         result = export_run(ws, args.run, args.format, out, progress=progress, quant=args.quant)
     print(f"Exported run {result.run_id} ({result.format}): {result.path}")
     if result.format == "gguf":
-        from chatbot.cli_report import print_gguf_verification
+        from chatbot.cli.report import print_gguf_verification
 
         print_gguf_verification(result)
     else:
@@ -332,8 +335,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_import_adapter(args: argparse.Namespace) -> int:
-    from chatbot.cli_report import rich_progress
-    from chatbot.importing import import_adapter
+    from chatbot.cli.report import rich_progress
+    from chatbot.export.importing import import_adapter
     from chatbot.workspace import Workspace
 
     ws = Workspace.open(args.workspace)
@@ -357,7 +360,7 @@ def _cmd_import_adapter(args: argparse.Namespace) -> int:
 
 
 def _cmd_export_votes(args: argparse.Namespace) -> int:
-    from chatbot.preferences import export_votes
+    from chatbot.feedback.preferences import export_votes
     from chatbot.workspace import Workspace
 
     ws = Workspace.open(args.workspace)
@@ -373,10 +376,10 @@ def _cmd_export_votes(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from chatbot.adapters import adapter_setup, latest_adapter_run
     from chatbot.engine import ChatEngine, GenerationSettings
-    from chatbot.jobs import get_run
-    from chatbot.serve import API_KEY_ENV, check_bind, read_api_key, serve
+    from chatbot.runs.adapters import adapter_setup, latest_adapter_run
+    from chatbot.runs.jobs import get_run
+    from chatbot.serving.server import API_KEY_ENV, check_bind, read_api_key, serve
     from chatbot.workspace import Workspace
 
     if args.api_key is not None:
@@ -452,6 +455,13 @@ def _build_parser() -> argparse.ArgumentParser:
         help="model whose tokenizer counts tokens (default: the built-in default)",
     )
     p.add_argument("--no-tokens", action="store_true", help="skip token counting")
+    p.add_argument(
+        "--preset",
+        default=DEFAULT_PRESET,
+        choices=list(PRESETS),
+        help="the training preset to check conversation lengths against "
+        f"(default: {DEFAULT_PRESET})",
+    )
     p.set_defaults(func=_cmd_prepare)
 
     p = sub.add_parser("model", help="manage base models")
@@ -464,16 +474,17 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--brand", required=True)
     p.add_argument(
         "--preset",
-        default="quick",
-        choices=["quick", "balanced", "thorough"],
-        help="quick: minutes on a laptop CPU; balanced; thorough (default: quick)",
+        default=DEFAULT_PRESET,
+        choices=list(PRESETS),
+        help=f"quick: minutes on a laptop CPU; balanced; thorough (default: {DEFAULT_PRESET})",
     )
     p.add_argument("--base-model", default=None, help="hub id or local folder (default: built-in)")
     p.add_argument(
         "--quantization",
-        choices=["nf4", "none"],
+        choices=choices(TrainConfig, "quantization"),
         default=None,
-        help="nf4 = QLoRA (default); none = plain LoRA on a bf16/fp32 base",
+        help=f"nf4 = QLoRA, none = plain LoRA on a bf16/fp32 base (default: "
+        f"{TrainConfig.quantization})",
     )
     p.add_argument("--config", metavar="YAML", help="a YAML file of settings to override")
     p.add_argument(
@@ -491,9 +502,10 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--distributed",
-        choices=["ddp", "fsdp", "deepspeed"],
+        choices=choices(TrainConfig, "distributed"),
         default=None,
-        help="how N processes share the work: ddp (default), fsdp or deepspeed (CUDA only)",
+        help="how N processes share the work: ddp, fsdp or deepspeed (CUDA only; default: "
+        f"{TrainConfig.distributed})",
     )
     p.add_argument(
         "--accelerate-config",
@@ -508,8 +520,8 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--method",
-        choices=["dpo", "kto"],
-        default="dpo",
+        choices=typing.get_args(PreferenceKind),
+        default=typing.get_args(PreferenceKind)[0],
         help="with --from-votes: dpo (pairs, default) or kto (each reply good or bad)",
     )
     p.add_argument("--detach", action="store_true", help="start and return; do not follow")
@@ -543,7 +555,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", help="a run id instead of the brand's newest")
     p.add_argument(
         "--mode",
-        choices=["tuned", "base", "prompted", "fewshot"],
+        choices=typing.get_args(ChatMode),
         default="tuned",
         help="tuned (default), base, prompted (base + the brand's style prompt) or fewshot "
         "(prompted + examples of the brand's replies)",
@@ -612,15 +624,15 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="run id (a unique prefix is enough)")
     p.add_argument(
         "--format",
-        choices=["adapter", "merged", "gguf"],
-        default="adapter",
+        choices=typing.get_args(ExportFormat),
+        default=typing.get_args(ExportFormat)[0],
         help="adapter: LoRA adapter zip (PEFT, vLLM); merged: base + adapter in bf16 (a folder); "
         "gguf: one GGUF file + Ollama Modelfile (llama.cpp, Ollama)",
     )
     p.add_argument(
         "--quant",
-        choices=["f16", "q8_0", "q4_k_m"],
-        default="f16",
+        choices=typing.get_args(GgufQuant),
+        default=typing.get_args(GgufQuant)[0],
         help="GGUF type: f16 (default), q8_0 (half the size), q4_k_m (needs llama-cpp-python)",
     )
     p.add_argument(
@@ -642,7 +654,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--quantization",
-        choices=["none", "nf4"],
+        choices=choices(TrainConfig, "quantization"),
         default="none",
         help="how chat loads the base for it: none (default) or nf4 (4-bit, as in QLoRA)",
     )
@@ -651,13 +663,17 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export-votes", help="Compare votes as DPO or KTO training data (JSONL)")
     _add_workspace(p)
     p.add_argument("--brand", required=True)
-    p.add_argument("--format", choices=["dpo", "kto"], default="dpo")
+    p.add_argument(
+        "--format",
+        choices=typing.get_args(PreferenceKind),
+        default=typing.get_args(PreferenceKind)[0],
+    )
     p.add_argument("--out", required=True, metavar="FILE", help="the .jsonl file to write")
     p.add_argument("--run", help="only the votes on this run's adapter")
     p.add_argument(
         "--style",
-        choices=["conversational", "standard"],
-        default="conversational",
+        choices=typing.get_args(PromptStyle),
+        default=typing.get_args(PromptStyle)[0],
         help="prompts as message lists (default) or plain strings",
     )
     p.set_defaults(func=_cmd_export_votes)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from chatbot.brand import BrandRules
-from chatbot.ingest.guide_rules import block_sentences, guide_blocks
+from chatbot.brand.guide_rules import block_sentences, guide_blocks
+from chatbot.brand.profile import BrandRules
 from chatbot.ingest.style_guide import StyleGuide
 
 __all__ = ["condense_system_prompt"]

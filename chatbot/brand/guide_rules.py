@@ -3,7 +3,8 @@
 `extract_rules` keeps only the rules it can check exactly (a quoted phrase, a number); anything
 else that reads like a rule is handed back in `unsure` for the user to decide, never guessed at.
 Headings give context ("Never", "Say this, not that"); "Do:"/"Don't:" lines are examples, not
-rules. What the rules mean is `chatbot.brand`; checking a reply is `chatbot.rule_check`.
+rules. What the rules mean is `chatbot.brand.profile`; checking a reply is
+`chatbot.brand.rule_check`.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from chatbot.brand import BrandRules, PreferredTerm
-from chatbot.emoji import find_emoji
+from chatbot.brand.emoji import find_emoji
+from chatbot.brand.profile import BrandRules, PreferredTerm
+from chatbot.brand.rule_check import rule_key
 from chatbot.ingest.style_guide import StyleGuide
-from chatbot.rule_check import rule_key
 
 __all__ = [
     "GuideExample",
@@ -30,7 +31,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class RuleSource:
-    """Where a rule came from: `rule` is the id `chatbot.rule_check.check_reply` reports."""
+    """Where a rule came from: `rule` is the id `chatbot.brand.rule_check.check_reply` reports."""
 
     rule: str
     line: int

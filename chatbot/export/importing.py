@@ -32,15 +32,15 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from chatbot.brand import BrandProfile
+from chatbot.brand.profile import BrandProfile
 from chatbot.config import TrainConfig
 from chatbot.errors import BrandVoiceError, ConfigError
 from chatbot.export.archive import TOKENIZER_FILES
 from chatbot.export.reload_check import MANIFEST, SYSTEM_PROMPT_FILE, sha256_file
+from chatbot.export.vllm_compat import VllmCheck, architecture_of, check_adapter, lora_module_names
 from chatbot.ingest.jsonsafe import JsonProblem, json_type, load_json
-from chatbot.jobs import Run, record_imported_run
 from chatbot.models import default_model_dir
-from chatbot.vllm_compat import VllmCheck, architecture_of, check_adapter, lora_module_names
+from chatbot.runs.jobs import Run, record_imported_run
 from chatbot.workspace import Workspace, slugify
 
 __all__ = ["ImportLimits", "ImportResult", "import_adapter", "PICKLE_SUFFIXES", "MAX_PROMPT_BYTES"]

@@ -12,8 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from chatbot.jobs import Run, cancel_run, follow_events, get_run
-from chatbot.prepare import PrepareResult
+from chatbot.prepare.pipeline import PrepareResult
+from chatbot.runs.jobs import Run, cancel_run, follow_events, get_run
 from chatbot.workspace import Workspace
 
 __all__ = [
@@ -293,7 +293,7 @@ def _print_sentences(check) -> None:  # noqa: ANN001 - a chatbot.check.DraftChec
             console.print(Text(f"  breaks {result.rule}: {result.detail}", style="red"))
 
 
-def _print_fixes(fixed) -> None:  # noqa: ANN001 - a chatbot.rule_fix.FixedReply
+def _print_fixes(fixed) -> None:  # noqa: ANN001 - a chatbot.brand.rule_fix.FixedReply
     if fixed.fixes:
         console.print(Text(f"Fixed by the brand's rules ({len(fixed.fixes)} changes):", "bold"))
         console.print(Text(fixed.text))

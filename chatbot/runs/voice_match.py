@@ -101,8 +101,8 @@ def _base_loss(metrics: dict) -> float | None:
 
 
 def run_voice_match(run: object) -> VoiceMatch | None:
-    """The voice match of a run (a `chatbot.jobs.Run`, or its folder); None when the run has not
-    finished with both held-out losses (running, cancelled, failed, or no eval split)."""
+    """The voice match of a run (a `chatbot.runs.jobs.Run`, or its folder); None when the run has
+    not finished with both held-out losses (running, cancelled, failed, or no eval split)."""
     run_dir = Path(getattr(run, "run_dir", run))  # type: ignore[arg-type]
     try:
         metrics = json.loads((run_dir / _METRICS).read_text(encoding="utf-8"))

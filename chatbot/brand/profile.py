@@ -1,8 +1,9 @@
 """The brand profile: the `brand.yaml` model and its validated load/save.
 
 A profile holds what the product knows about one brand's voice: its name, the system prompt, the
-checkable rules taken from the style guide (`chatbot.ingest.guide_rules` extracts them) and the
-privacy settings for its data. `chatbot.rule_check.check_reply` scores a reply against the rules.
+checkable rules taken from the style guide (`chatbot.brand.guide_rules` extracts them) and the
+privacy settings for its data. `chatbot.brand.rule_check.check_reply` scores a reply against the
+rules.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any, Literal
 
 import yaml
 
-from chatbot.emoji import emoji_key, find_emoji
+from chatbot.brand.emoji import emoji_key, find_emoji
 from chatbot.errors import ConfigError
 from chatbot.storage import atomic_write_yaml
 

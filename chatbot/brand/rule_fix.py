@@ -5,7 +5,7 @@ put at the start, the sign-off put at the end, exclamation marks beyond the limi
 stops, emoji the brand does not allow removed. Every change is listed (`Fix`), so a writer sees
 what changed and why. Nothing here invents wording: a rule no rule-made change can satisfy (reply
 length, a greeting with a placeholder and no term to fill it) is reported as left to the writer.
-Matching is `chatbot.rule_check`'s, so a fixed reply passes the rules it was fixed for.
+Matching is `chatbot.brand.rule_check`'s, so a fixed reply passes the rules it was fixed for.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from chatbot.brand import AddressRule, BrandRules, EmojiRule, PreferredTerm
-from chatbot.emoji import emoji_key, emoji_spans
-from chatbot.rule_check import (
+from chatbot.brand.emoji import emoji_key, emoji_spans
+from chatbot.brand.profile import AddressRule, BrandRules, EmojiRule, PreferredTerm
+from chatbot.brand.rule_check import (
     check_reply,
     greeting_patterns,
     normalize_text,

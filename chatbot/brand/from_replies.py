@@ -4,8 +4,8 @@ What the replies do consistently becomes a rule: a sign-off that ends most repli
 replies share ("Hello there," or "Hi <first name>,"), the emoji and exclamation marks they use (or
 never use) and their usual length. Each rule comes with a plain sentence saying what was seen, so
 a marketer can check it before training. The rules are the same `BrandRules` a style guide gives
-(`chatbot.ingest.guide_rules`), and the system prompt is condensed from them the same way
-(`chatbot.ingest.guide_prompt`). Replies should be redacted first: nothing personal may end up in
+(`chatbot.brand.guide_rules`), and the system prompt is condensed from them the same way
+(`chatbot.brand.guide_prompt`). Replies should be redacted first: nothing personal may end up in
 brand.yaml.
 """
 
@@ -18,10 +18,10 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from chatbot.brand import AddressRule, BrandProfile, BrandRules, EmojiRule, LengthRule
-from chatbot.emoji import emoji_key, emoji_spans, find_emoji
-from chatbot.ingest.guide_prompt import condense_system_prompt
-from chatbot.rule_check import normalize_text, split_signoff
+from chatbot.brand.emoji import emoji_key, emoji_spans, find_emoji
+from chatbot.brand.guide_prompt import condense_system_prompt
+from chatbot.brand.profile import AddressRule, BrandProfile, BrandRules, EmojiRule, LengthRule
+from chatbot.brand.rule_check import normalize_text, split_signoff
 from chatbot.types import Conversation
 
 __all__ = ["DerivedRules", "brand_replies", "derive_profile", "derive_rules"]

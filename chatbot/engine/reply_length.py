@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from chatbot.brand import BrandProfile
+from chatbot.brand.profile import BrandProfile
 from chatbot.engine.settings import GenerationSettings
 from chatbot.errors import InputError
 from chatbot.storage import atomic_write_json

@@ -13,9 +13,9 @@ system message is accepted only when it is that same prompt (what a client writt
 and refused otherwise, since the model was not trained to follow another. `temperature`, `top_p`,
 `max_tokens`/`max_completion_tokens`, `seed` and vLLM's `repetition_penalty` are honoured;
 `n` > 1, `stop` and tools are refused rather than ignored. What a request leaves out comes from
-`defaults` (the CLI passes the brand's reply-length cap and sign-off, see `chatbot.reply_length`).
-Token counts in `usage` come from re-tokenising the prompt and reply text, so they can be off by a
-token or two.
+`defaults` (the CLI passes the brand's reply-length cap and sign-off, see
+`chatbot.engine.reply_length`). Token counts in `usage` come from re-tokenising the prompt and reply
+text, so they can be off by a token or two.
 
 `serve` runs it with uvicorn: on 127.0.0.1 unless an API key is set, which every request must then
 send as `Authorization: Bearer KEY`. The key comes from $BRANDVOICE_API_KEY or a file, never from
@@ -24,9 +24,9 @@ one model (the engine's queue); when too many wait, the API answers 429 with `Re
 OpenAI clients retry on.
 
 Before a request reaches the model: its Host must be a name this server answers to and a browser's
-Origin its own (`chatbot.http_guard`), the body at most `MAX_BODY_BYTES` (413 otherwise, at once)
-and the conversation at most `MAX_MESSAGES` messages. A client that hangs up stops its reply: a
-request still waiting leaves the line, a running one stops after the current token, so the model
+Origin its own (`chatbot.serving.http_guard`), the body at most `MAX_BODY_BYTES` (413 otherwise, at
+once) and the conversation at most `MAX_MESSAGES` messages. A client that hangs up stops its reply:
+a request still waiting leaves the line, a running one stops after the current token, so the model
 is free for the next request.
 """
 
@@ -52,7 +52,7 @@ from starlette.exceptions import HTTPException
 
 from chatbot.engine import GenerationSettings, StopFlag
 from chatbot.errors import BrandVoiceError, BusyError
-from chatbot.http_guard import LOOPBACK, RequestGuard, allowed_hosts, is_loopback
+from chatbot.serving.http_guard import LOOPBACK, RequestGuard, allowed_hosts, is_loopback
 
 __all__ = [
     "ServeBackend",
@@ -180,7 +180,7 @@ def create_app(
     """The API over `backend`, answering as model `model_id`; see the module doc.
 
     `host` is the address it listens on and `allowed` further host names it answers to (see
-    `chatbot.http_guard.allowed_hosts`).
+    `chatbot.serving.http_guard.allowed_hosts`).
     """
     defaults = defaults or GenerationSettings()
     app = FastAPI(title="brandvoice", docs_url=None, redoc_url=None, openapi_url=None)

@@ -108,7 +108,9 @@ def record_vote(ws: Workspace, vote: Vote) -> Vote:
 
 def _redacted(ws: Workspace, vote: Vote) -> Vote:
     """The vote with personal data in its prompt, replies and history replaced by placeholders."""
-    from chatbot.preferences import brand_redactor  # it reads votes: imported here, not above
+    from chatbot.feedback.preferences import (
+        brand_redactor,  # it reads votes: imported here, not above
+    )
 
     redactor = brand_redactor(ws, vote.brand)
 

@@ -24,13 +24,14 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from chatbot.brand import BrandProfile
+from chatbot.brand.profile import BrandProfile
 from chatbot.errors import BrandVoiceError
-from chatbot.privacy import Redactor
+from chatbot.feedback.votes import Vote, list_votes
+from chatbot.prepare.privacy import Redactor
 from chatbot.storage import atomic_write_jsonl
-from chatbot.votes import Vote, list_votes
+from chatbot.types import PreferenceKind, PromptStyle
 from chatbot.workspace import Workspace
 
 __all__ = [
@@ -43,8 +44,6 @@ __all__ = [
     "brand_redactor",
 ]
 
-PreferenceKind = Literal["dpo", "kto"]
-PromptStyle = Literal["conversational", "standard"]
 Message = dict[str, str]
 
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from chatbot.brand import BrandProfile
+from chatbot.brand.profile import BrandProfile
 from chatbot.config import TrainConfig
+from chatbot.engine.fewshot import Example, fewshot_candidates
 from chatbot.errors import BrandVoiceError
-from chatbot.fewshot import Example, fewshot_candidates
-from chatbot.jobs import Run, get_run, list_runs
+from chatbot.runs.jobs import Run, get_run, list_runs
 from chatbot.training.data import DataError, read_brand
 from chatbot.workspace import Workspace
 
@@ -34,7 +34,7 @@ class AdapterSetup:
     """The prompt the tuned side gets: the one its training conversations carried, else ""."""
     fewshot_examples: tuple[Example, ...] = ()
     """Candidate example exchanges for "base + style prompt + examples", from the training split
-    only (`chatbot.fewshot`)."""
+    only (`chatbot.engine.fewshot`)."""
 
 
 def latest_adapter_run(ws: Workspace, brand: str) -> Run:

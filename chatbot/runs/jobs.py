@@ -32,6 +32,7 @@ from pathlib import Path
 from chatbot.config import TrainConfig
 from chatbot.errors import BrandVoiceError
 from chatbot.storage import atomic_write_text
+from chatbot.training.run_files import Event, read_events
 from chatbot.workspace import PRIVATE_UMASK, Workspace
 
 __all__ = [
@@ -53,8 +54,6 @@ MAX_QUEUED = 4
 """Runs that may wait for the workspace at once; a further start is refused."""
 RANKS_LOCK = "training.ranks.lock"
 """The workspace file every rank of a multi-process run holds a shared lock on while it lives."""
-RANKS_LOCK_ENV = "BRANDVOICE_RANKS_LOCK"
-"""Where the worker tells its ranks to find `RANKS_LOCK`."""
 
 
 @dataclass
@@ -156,7 +155,7 @@ def list_runs(ws: Workspace, brand: str | None = None) -> list[Run]:
 def _spawn_worker(ws: Workspace, run: Run, resume: bool) -> int:
     fd = os.open(run.run_dir / "worker.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     log = os.fdopen(fd, "ab")  # handed to the child process
-    cmd = [sys.executable, "-m", "chatbot.jobs", "--workspace", str(ws.root), run.id]
+    cmd = [sys.executable, "-m", "chatbot.runs.jobs", "--workspace", str(ws.root), run.id]
     if resume:
         cmd.append("--resume")
     # The log is for diagnosis: no download or loading progress bars in it.
@@ -332,21 +331,7 @@ def wait_for_run(ws: Workspace, run_id: str, timeout: float | None = None) -> Ru
         time.sleep(0.25)
 
 
-def read_events(run_dir: Path) -> list[dict]:
-    """Every complete event line so far (a line being written is skipped, not an error)."""
-    path = Path(run_dir) / "events.jsonl"
-    if not path.exists():
-        return []
-    events = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if line.endswith("\n"):
-                with contextlib.suppress(json.JSONDecodeError):
-                    events.append(json.loads(line))
-    return events
-
-
-def follow_events(ws: Workspace, run_id: str, poll: float = 0.5) -> Iterator[dict]:
+def follow_events(ws: Workspace, run_id: str, poll: float = 0.5) -> Iterator[Event]:
     """Yield a run's events as they are written, until the run ends."""
     seen = 0
     while True:
@@ -392,7 +377,7 @@ def _run_worker(ws: Workspace, run_id: str, resume: bool) -> int:
         _set_state(ws, run_id, "running", started=time.time(), pid=os.getpid())
         # Imported only now: a queued worker waits without torch's time and memory.
         from chatbot.training import TrainingError, train
-        from chatbot.training.distributed import train_processes
+        from chatbot.training.distributed import RANKS_LOCK_ENV, train_processes
 
         os.environ[RANKS_LOCK_ENV] = str(ws.root / RANKS_LOCK)  # for the ranks, if any
         config = TrainConfig.from_yaml(run.run_dir / "config.yaml")
@@ -425,7 +410,7 @@ def _run_worker(ws: Workspace, run_id: str, resume: bool) -> int:
 def _main(argv: list[str] | None = None) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m chatbot.jobs", description="training worker")
+    p = argparse.ArgumentParser(prog="python -m chatbot.runs.jobs", description="training worker")
     p.add_argument("--workspace", required=True)
     p.add_argument("run_id")
     p.add_argument("--resume", action="store_true")

@@ -11,6 +11,14 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from chatbot.config import (
+    FIRST_TASTE_CONVERSATIONS,
+    MIN_CONVERSATIONS,
+    PRESETS,
+    RECOMMENDED_CONVERSATIONS,
+    PrepareConfig,
+    TrainConfig,
+)
 from chatbot.types import Conversation, Finding
 
 __all__ = [
@@ -23,15 +31,6 @@ __all__ = [
     "data_size_advice",
     "validate",
 ]
-
-# How many conversations a brand needs: the one place these figures live. The prepare report,
-# the CLI and the app all word their advice through `data_size_advice`.
-MIN_CONVERSATIONS = 10
-"""Fewer cannot be trained on: there is nothing to learn a voice from."""
-FIRST_TASTE_CONVERSATIONS = 50
-"""Enough for a first taste of the voice: the tuned model picks up greetings and sign-offs."""
-RECOMMENDED_CONVERSATIONS = 300
-"""A few hundred: enough for a voice that holds up across topics."""
 
 
 def data_size_advice(n_conversations: int, minimum: int = MIN_CONVERSATIONS) -> str | None:
@@ -63,20 +62,36 @@ def data_size_advice(n_conversations: int, minimum: int = MIN_CONVERSATIONS) -> 
 TokenCounter = Callable[[Sequence[Conversation]], tuple[list[int], list[int]]]
 
 
+_DEFAULT = PrepareConfig()
+
+
 @dataclass
 class ValidationLimits:
-    min_conversations: int = MIN_CONVERSATIONS
+    """What the data is checked against. The limits `prepare` sets come from its `PrepareConfig`
+    (`from_config`), whose defaults are these: one source for each."""
+
+    min_conversations: int = _DEFAULT.min_conversations
     """Fewer conversations than this is an error: there is nothing to learn a voice from."""
     recommended_conversations: int = RECOMMENDED_CONVERSATIONS
     """Fewer than this is a warning worded by `data_size_advice`."""
-    max_tokens: int = 1024
+    max_tokens: int = _DEFAULT.training_length
     """The training length: longer examples are cut during training (a warning)."""
+    preset: str = ""
+    """The preset `max_tokens` is the length of, named in the warning ("": set by hand)."""
     min_reply_words: int = 2
     """Assistant replies shorter than this are flagged as very short."""
     max_reply_words: int = 400
     """Assistant replies longer than this are flagged as very long."""
     max_listed: int = 20
     """At most this many warnings of one kind are listed; the rest are counted."""
+
+    @classmethod
+    def from_config(cls, config: PrepareConfig) -> ValidationLimits:
+        return cls(
+            min_conversations=config.min_conversations,
+            max_tokens=config.training_length,
+            preset="" if config.max_tokens else config.preset,
+        )
 
 
 @dataclass
@@ -157,13 +172,29 @@ def _reply_length_warnings(
     )
 
 
+def _too_long(tokens: int, limits: ValidationLimits) -> str:
+    """What to say about a conversation training will cut: where its end goes, and the fix."""
+    if not limits.preset:
+        return (
+            f"conversation is about {tokens} tokens; training reads the first {limits.max_tokens}, "
+            "so the end of it will not be learned: split it or train with a larger max_length"
+        )
+    lengths = {name: TrainConfig.from_preset(name).max_length for name in PRESETS}
+    fits = sorted((n, name) for name, n in lengths.items() if n >= tokens)
+    fix = f"split it or pick the {fits[0][1]} preset" if fits else "split it"
+    return (
+        f"conversation is about {tokens} tokens; the {limits.preset} preset reads the first "
+        f"{limits.max_tokens}, so the end of it will not be learned: {fix}"
+    )
+
+
 def _token_warnings(
     convs: Sequence[Conversation], totals: list[int], limits: ValidationLimits
 ) -> list[Finding]:
     over = [
         Finding(
             "warning",
-            f"{n} tokens, over the training length of {limits.max_tokens}: it will be cut",
+            _too_long(n, limits),
             c.source,
             c.location,
             "",

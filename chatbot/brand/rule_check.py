@@ -2,7 +2,7 @@
 `locate_breaks` says where in the reply each broken rule shows.
 
 It knows nothing about models or how the reply was produced; what the rules are is
-`chatbot.brand.BrandRules`, and `chatbot.ingest.guide_rules` finds them in a style guide.
+`chatbot.brand.profile.BrandRules`, and `chatbot.brand.guide_rules` finds them in a style guide.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
-from chatbot.brand import AddressRule, BrandRules, EmojiRule, LengthRule, PreferredTerm
-from chatbot.emoji import emoji_key, emoji_spans, find_emoji
+from chatbot.brand.emoji import emoji_key, emoji_spans, find_emoji
+from chatbot.brand.profile import AddressRule, BrandRules, EmojiRule, LengthRule, PreferredTerm
 
 __all__ = [
     "RuleResult",
