@@ -9,7 +9,62 @@ from chatbot.adapters import parent_of
 from chatbot.jobs import Run
 from chatbot.models import default_model_dir
 
-__all__ = ["base_model_label", "duration_text", "when_text", "run_label"]
+__all__ = [
+    "base_model_label",
+    "duration_text",
+    "when_text",
+    "run_label",
+    "BASE_MODEL_HELP",
+    "PREVIEW_MODEL_NOTE",
+    "is_builtin",
+    "hardware_text",
+]
+
+# Stronger base models the product supports, with what they need (docs/scaling.md's memory
+# table: the 4-bit base for training, the bf16 base for serving).
+_STRONGER = (
+    ("HuggingFaceTB/SmolLM2-1.7B-Instruct", "a GPU with 4 GB of memory to train and to serve"),
+    ("mistralai/Mistral-7B-Instruct-v0.3", "a GPU with 8 GB to train, 16 GB to serve"),
+    ("meta-llama/Llama-3.1-8B-Instruct", "a GPU with 12 GB to train, 24 GB to serve"),
+)
+_HARDWARE = {
+    "SmolLM2-135M": "any computer: about 0.3 GB of memory, no GPU needed",
+    "SmolLM2-1.7B": "a GPU with 4 GB of memory (or a fast CPU server, slowly)",
+    "Mistral-7B": "a GPU with 16 GB of memory (for example an NVIDIA L4 or A10)",
+    "Llama-3.1-8B": "a GPU with 16–24 GB of memory (for example an NVIDIA L4 or A10)",
+    "Llama-2-13B": "a GPU with 32 GB of memory or more",
+    "Llama-3.1-70B": "several large GPUs (about 140 GB of GPU memory in all)",
+}
+
+BASE_MODEL_HELP = (
+    "The built-in model is a small **preview**: it learns the tone quickly, even on a laptop, "
+    "but it can invent facts and policies. For a chatbot that faces customers, train on a "
+    "stronger base model on a machine with a GPU, by giving its name here:\n\n"
+    + "\n".join(f"- `{hub}`: {need}" for hub, need in _STRONGER)
+    + "\n\nFrom the command line: `brandvoice train --brand NAME --set base_model=NAME`. "
+    "The first run downloads the model once."
+)
+PREVIEW_MODEL_NOTE = (
+    "**About the built-in model.** It is a small preview model (135 million parameters): it "
+    "picks up your tone, but it can make up facts, prices and policies. Use it to judge the "
+    "voice, not the answers. For customers, train on a stronger base model on a GPU machine "
+    "(Train tab, *Details: base model*), for example Llama-3.1-8B-Instruct or "
+    "Mistral-7B-Instruct, which need a GPU with 8–12 GB to train and 16–24 GB to serve."
+)
+
+
+def is_builtin(base: str) -> bool:
+    """Whether `base` is the built-in preview model."""
+    return base in ("", "default") or Path(base) == default_model_dir() or "SmolLM2-135M" in base
+
+
+def hardware_text(base: str) -> str:
+    """What a machine needs to serve `base`, in words (empty when not known)."""
+    name = "SmolLM2-135M" if is_builtin(base) else base
+    for key, need in _HARDWARE.items():
+        if key.lower() in name.lower():
+            return need
+    return ""
 
 
 def base_model_label(base: str) -> str:
