@@ -83,6 +83,8 @@ def train_view(services: Services, slug: str | None, run_id: str | None = None) 
     busy = any(r.state in ACTIVE_STATES for r in runs)
     if run is None:
         return TrainView(status_html=_no_runs(), can_start=True)
+    if run.state == "succeeded" and (run.run_dir / "adapter" / "adapter_config.json").exists():
+        services.start_quick_scorecard(run.id, run.run_dir)  # so the Scorecard tab is not empty
     events = read_events(run.run_dir)
     return TrainView(
         run_id=run.id,
