@@ -149,8 +149,9 @@ def _header(name: str) -> str:
     return (
         f"# Brand profile for {name.splitlines()[0] if name else 'this brand'}\n"
         "# This file is yours to edit: change the system prompt, remove or adjust a rule, or\n"
-        "# add one. The rules were read from the style guide and may be incomplete. Every field\n"
-        "# is checked when the profile is loaded; a problem is reported with its field name.\n"
+        "# add one. The rules were read from the style guide (without one, from the brand's own\n"
+        "# replies) and may be incomplete. Every field is checked when the profile is loaded; a\n"
+        "# problem is reported with its field name.\n"
     )
 
 

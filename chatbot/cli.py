@@ -67,7 +67,7 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
             ws,
             args.brand,
             [Path(f) for f in args.conversations],
-            Path(args.style_guide),
+            Path(args.style_guide) if args.style_guide else None,
             config,
             count_tokens=counter,
             progress=progress,
@@ -427,7 +427,12 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="conversation files: OpenAI JSONL, ShareGPT, CSV/TSV, transcripts, Zendesk",
     )
-    p.add_argument("--style-guide", required=True, metavar="FILE", help=".md, .txt, .pdf or .docx")
+    p.add_argument(
+        "--style-guide",
+        metavar="FILE",
+        help=".md, .txt, .pdf or .docx (optional: without one, the rules are derived from the "
+        "brand's replies in the conversations)",
+    )
     p.add_argument(
         "--column",
         dest="column_map",

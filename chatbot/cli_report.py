@@ -105,10 +105,16 @@ def print_prepare_result(result: PrepareResult) -> None:
     for sample in data["pii"].get("samples", [])[:5]:
         console.print(Text(f"  before: {sample['before']}", style="dim"))
         console.print(Text(f"  after:  {sample['after']}"))
-    if data["warnings"]:
-        console.print(
-            _findings_table(f"Warnings ({len(data['warnings'])})", data["warnings"], "yellow")
-        )
+    if data.get("data_size_advice") and data["ok"]:
+        console.print(Text(data["data_size_advice"], style="bold yellow"))
+    # The data-size advice, printed above, is also a warning: listed once is enough.
+    warnings = [w for w in data["warnings"] if w.get("code") != "few"]
+    if warnings:
+        console.print(_findings_table(f"Warnings ({len(warnings)})", warnings, "yellow"))
+    if data.get("rules_note"):
+        console.print(Text(data["rules_note"], style="bold"))
+        for line in data.get("rules_found", []):
+            console.print(Text(f"  - {line}"))
     if data["rules_unsure"]:
         console.print(Text("Guide lines left for you to turn into rules in brand.yaml:", "bold"))
         for line in data["rules_unsure"]:

@@ -19,6 +19,7 @@ import yaml
 
 from chatbot.errors import ConfigError
 from chatbot.storage import atomic_write_text
+from chatbot.validation import MIN_CONVERSATIONS
 
 __all__ = ["PrepareConfig", "TrainConfig", "PRESETS", "DEFAULT_PRESET"]
 
@@ -34,8 +35,9 @@ class PrepareConfig:
     """At least this many held-out conversations, however small the data."""
     seed: int = 0
     """Seed of the fixed train/eval split."""
-    min_conversations: int = 10
-    """Fewer usable conversations than this is an error."""
+    min_conversations: int = MIN_CONVERSATIONS
+    """Fewer usable conversations than this is an error (`chatbot.validation` holds the figures
+    behind the data-size advice)."""
     max_tokens: int = 1024
     """Training length: conversations longer than this get a warning (they are cut in training)."""
     redact_pii: bool | None = None

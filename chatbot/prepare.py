@@ -2,6 +2,9 @@
 
     read files -> deduplicate -> read style guide -> redact PII -> validate -> split -> write
 
+The style guide is optional: without one, the starting rules are read from the brand's own
+(redacted) replies by `chatbot.brand_from_replies`, and the report says so.
+
 Nothing under `<workspace>/brands/<slug>/` changes unless the whole new version is good: the folder
 is rebuilt beside the old one and swapped in at the end.
 """
@@ -14,8 +17,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from chatbot.brand import BrandProfile
+from chatbot.brand_from_replies import derive_profile
 from chatbot.config import PrepareConfig
 from chatbot.errors import BrandVoiceError
 from chatbot.ingest import deduplicate, read_conversations
@@ -25,12 +30,34 @@ from chatbot.ingest.style_guide import read_style_guide
 from chatbot.privacy import Redactor
 from chatbot.storage import atomic_dir, atomic_write_json, atomic_write_jsonl, atomic_write_text
 from chatbot.types import Conversation, Finding
-from chatbot.validation import TokenCounter, ValidationLimits, ValidationReport, validate
+from chatbot.validation import (
+    TokenCounter,
+    ValidationLimits,
+    ValidationReport,
+    data_size_advice,
+    validate,
+)
 from chatbot.workspace import Workspace, slugify
 
-__all__ = ["prepare", "PrepareResult", "split_train_eval"]
+__all__ = ["prepare", "PrepareResult", "RulesSource", "split_train_eval"]
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
+RulesSource = Literal["guide", "conversations", "kept"]
+"""Where brand.yaml's rules came from this time: the style guide given, the brand's replies (no
+guide given), or the brand's existing brand.yaml, kept as it was (no guide given)."""
+
+_RULES_NOTES: dict[str, str] = {
+    "guide": "",
+    "conversations": (
+        "No style guide was given, so the rules were derived from the brand's own replies in "
+        "the conversations. Check them in brand.yaml before training; a style guide, given "
+        "later, replaces them."
+    ),
+    "kept": (
+        "No style guide was given, so the brand's existing brand.yaml (your rules and system "
+        "prompt) was kept as it is."
+    ),
+}
 
 
 @dataclass
@@ -44,6 +71,16 @@ class PrepareResult:
     pii: dict = field(default_factory=dict)
     rules_unsure: list[str] = field(default_factory=list)
     split: dict[str, int] = field(default_factory=dict)
+    data_size_advice: str | None = None
+    """Whether there are enough conversations, in one plain sentence; None when plenty."""
+    rules_source: RulesSource = "guide"
+    rules_found: list[str] = field(default_factory=list)
+    """With rules derived from the conversations: one plain sentence per rule found."""
+
+    @property
+    def rules_note(self) -> str:
+        """One plain sentence on where the rules came from; empty when from the style guide."""
+        return _RULES_NOTES[self.rules_source]
 
     @property
     def ok(self) -> bool:
@@ -56,8 +93,12 @@ class PrepareResult:
             "ok": self.ok,
             "formats": self.formats,
             "split": self.split,
+            "data_size_advice": self.data_size_advice,
             "pii": self.pii,
             "rules_unsure": self.rules_unsure,
+            "rules_source": self.rules_source,
+            "rules_note": self.rules_note,
+            "rules_found": self.rules_found,
             **self.report.to_dict(),
         }
 
@@ -125,11 +166,65 @@ def _load_profile(
     return profile, guide.text, list(extraction.unsure)
 
 
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _kept_without_guide(brand_dir: Path) -> BrandProfile | None:
+    """The brand's existing brand.yaml when it is the user's to keep: read from a style guide,
+    or edited since prepare derived it. One derived and left as written is derived afresh."""
+    existing = brand_dir / "brand.yaml"
+    if not existing.exists():
+        return None
+    try:
+        previous = json.loads((brand_dir / "report.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        previous = {}
+    derived = previous.get("derived_profile_sha256") if isinstance(previous, dict) else None
+    if derived is not None and derived == _digest(existing.read_bytes()):
+        return None
+    return BrandProfile.load(existing)
+
+
+@dataclass
+class _Profile:
+    profile: BrandProfile
+    source: RulesSource
+    guide_text: str | None
+    unsure: list[str]
+
+
+def _setup_profile(
+    brand_dir: Path, brand: str, style_guide: Path | None, config: PrepareConfig
+) -> _Profile:
+    """The profile whose privacy settings redact the data. Without a guide and without a
+    brand.yaml to keep, its rules are derived after redaction (`_derive_rules`)."""
+    if style_guide is not None:
+        profile, guide_text, unsure = _load_profile(brand_dir, brand, style_guide, config)
+        return _Profile(profile, "guide", guide_text, unsure)
+    kept = _kept_without_guide(brand_dir)
+    old_guide = brand_dir / "style_guide.md"
+    guide_text = old_guide.read_text("utf-8") if kept and old_guide.exists() else None
+    profile = kept or BrandProfile(name=brand)
+    if config.redact_pii is not None:
+        profile.privacy.redact_pii = config.redact_pii
+    return _Profile(profile, "kept" if kept else "conversations", guide_text, [])
+
+
+def _derive_rules(setup: _Profile, convs: list[Conversation], result: PrepareResult) -> None:
+    """Rules from the brand's redacted replies, when no guide was given and none is kept."""
+    if setup.source != "conversations":
+        return
+    derived, found = derive_profile(convs, setup.profile.name)
+    derived.privacy = setup.profile.privacy
+    setup.profile = derived
+    result.rules_found = found.found
+
+
 def _write_brand(
     ws: Workspace,
     slug: str,
-    profile: BrandProfile,
-    guide_text: str,
+    setup: _Profile,
     convs: list[Conversation],
     train: list[Conversation],
     evals: list[Conversation],
@@ -137,17 +232,22 @@ def _write_brand(
 ) -> Path:
     target = ws.brand_dir(slug)
     previous_yaml = target / "brand.yaml"
+    profile, extra = setup.profile, {}
     with atomic_dir(target) as tmp:
         atomic_write_jsonl(tmp / "conversations.jsonl", (c.to_record() for c in convs))
         atomic_write_jsonl(tmp / "train.jsonl", ({"messages": c.to_messages()} for c in train))
         atomic_write_jsonl(tmp / "eval.jsonl", ({"messages": c.to_messages()} for c in evals))
-        atomic_write_text(tmp / "style_guide.md", guide_text)
+        if setup.guide_text is not None:
+            atomic_write_text(tmp / "style_guide.md", setup.guide_text)
         if previous_yaml.exists():
             # Regenerated rules replace the old file; the user's previous edits stay recoverable.
             (tmp / "brand.previous.yaml").write_bytes(previous_yaml.read_bytes())
         profile.save(tmp / "brand.yaml")
+        if setup.source == "conversations":
+            # Lets the next prepare without a guide tell an edited brand.yaml (kept) from this one.
+            extra["derived_profile_sha256"] = _digest((tmp / "brand.yaml").read_bytes())
         result.brand_dir = target
-        atomic_write_json(tmp / "report.json", result.to_dict() | {"created": time.time()})
+        atomic_write_json(tmp / "report.json", result.to_dict() | extra | {"created": time.time()})
     ws.record_brand(slug, profile.name, len(convs), len(train), len(evals))
     return target
 
@@ -156,7 +256,7 @@ def prepare(
     workspace: Workspace,
     brand: str,
     conversation_files: Sequence[Path],
-    style_guide: Path,
+    style_guide: Path | None = None,
     config: PrepareConfig | None = None,
     *,
     count_tokens: TokenCounter | None = None,
@@ -164,6 +264,8 @@ def prepare(
 ) -> PrepareResult:
     """Prepare a brand. Returns the report; writes the brand folder only when there are no errors.
 
+    Without `style_guide`, the rules are derived from the brand's replies (an existing brand.yaml
+    that was edited, or came from a guide, is kept instead); `PrepareResult.rules_note` says which.
     Raises InputError for a file that cannot be read at all; per-record problems are in the report.
     """
     config = config or PrepareConfig()
@@ -175,7 +277,8 @@ def prepare(
     brand_dir = workspace.brand_dir(slug)
 
     convs, findings, formats = _read_all(conversation_files, config, brand, progress)
-    profile, guide_text, unsure = _load_profile(brand_dir, brand, style_guide, config)
+    setup = _setup_profile(brand_dir, brand, style_guide, config)
+    profile = setup.profile
 
     if progress:
         progress("redacting", 0, len(convs))
@@ -215,11 +318,14 @@ def prepare(
         report=report,
         formats=formats,
         pii=redaction.summary(),
-        rules_unsure=unsure,
+        rules_unsure=setup.unsure,
+        rules_source=setup.source,
+        data_size_advice=data_size_advice(len(convs), limits.min_conversations),
     )
+    _derive_rules(setup, convs, result)
     if not report.ok:
         return result
     train, evals = split_train_eval(convs, config.eval_fraction, config.min_eval, config.seed)
     result.split = {"train": len(train), "eval": len(evals)}
-    _write_brand(workspace, slug, profile, guide_text, convs, train, evals, result)
+    _write_brand(workspace, slug, setup, convs, train, evals, result)
     return result

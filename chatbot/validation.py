@@ -13,7 +13,51 @@ import numpy as np
 
 from chatbot.types import Conversation, Finding
 
-__all__ = ["ValidationReport", "ValidationLimits", "validate", "TokenCounter"]
+__all__ = [
+    "FIRST_TASTE_CONVERSATIONS",
+    "MIN_CONVERSATIONS",
+    "RECOMMENDED_CONVERSATIONS",
+    "TokenCounter",
+    "ValidationLimits",
+    "ValidationReport",
+    "data_size_advice",
+    "validate",
+]
+
+# How many conversations a brand needs: the one place these figures live. The prepare report,
+# the CLI and the app all word their advice through `data_size_advice`.
+MIN_CONVERSATIONS = 10
+"""Fewer cannot be trained on: there is nothing to learn a voice from."""
+FIRST_TASTE_CONVERSATIONS = 50
+"""Enough for a first taste of the voice: the tuned model picks up greetings and sign-offs."""
+RECOMMENDED_CONVERSATIONS = 300
+"""A few hundred: enough for a voice that holds up across topics."""
+
+
+def data_size_advice(n_conversations: int, minimum: int = MIN_CONVERSATIONS) -> str | None:
+    """One plain sentence on whether `n_conversations` are enough; None when they are plenty.
+
+    `minimum` is the prepare setting's minimum (`PrepareConfig.min_conversations`).
+    """
+    n = n_conversations
+    recommended = f"a few hundred ({RECOMMENDED_CONVERSATIONS} or more) are recommended"
+    if n < minimum:
+        return (
+            f"Only {n} conversation{'s' * (n != 1)}: at least {minimum} are needed to train. "
+            f"Add more sample conversations; {recommended}."
+        )
+    if n < FIRST_TASTE_CONVERSATIONS:
+        return (
+            f"{n} conversations: enough to train, but the voice will be learned only roughly. "
+            f"{FIRST_TASTE_CONVERSATIONS} give a first taste of it; {recommended}."
+        )
+    if n < RECOMMENDED_CONVERSATIONS:
+        return (
+            f"{n} conversations: enough for a first taste of the voice. For a voice that holds "
+            f"up, add more: {recommended}."
+        )
+    return None
+
 
 # (token count of every whole conversation, assistant tokens of every conversation)
 TokenCounter = Callable[[Sequence[Conversation]], tuple[list[int], list[int]]]
@@ -21,10 +65,10 @@ TokenCounter = Callable[[Sequence[Conversation]], tuple[list[int], list[int]]]
 
 @dataclass
 class ValidationLimits:
-    min_conversations: int = 10
+    min_conversations: int = MIN_CONVERSATIONS
     """Fewer conversations than this is an error: there is nothing to learn a voice from."""
-    recommended_conversations: int = 50
-    """Fewer than this is a warning: the voice will be learned only roughly."""
+    recommended_conversations: int = RECOMMENDED_CONVERSATIONS
+    """Fewer than this is a warning worded by `data_size_advice`."""
     max_tokens: int = 1024
     """The training length: longer examples are cut during training (a warning)."""
     min_reply_words: int = 2
@@ -132,24 +176,11 @@ def _token_warnings(
 
 
 def _count_warnings(n: int, limits: ValidationLimits) -> tuple[list[Finding], list[Finding]]:
+    advice = data_size_advice(n, limits.min_conversations)
     if n < limits.min_conversations:
-        return [
-            Finding(
-                "error",
-                f"only {n} usable conversation(s); at least "
-                f"{limits.min_conversations} are needed to learn a voice",
-                code="too_few",
-            )
-        ], []
-    if n < limits.recommended_conversations:
-        return [], [
-            Finding(
-                "warning",
-                f"{n} conversations: {limits.recommended_conversations}+ "
-                "give a noticeably better voice",
-                code="few",
-            )
-        ]
+        return [Finding("error", advice or "", code="too_few")], []
+    if n < limits.recommended_conversations and advice:
+        return [], [Finding("warning", advice, code="few")]
     return [], []
 
 

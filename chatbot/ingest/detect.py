@@ -208,7 +208,7 @@ def _plan_text(text: str, file: str, suffix: str, options: ReadOptions) -> Plan:
     recognised = layout is not None and layout.recognised(brands)
     if layout is not None and (options.column_map is not None or recognised):
         return Plan("table", lambda r: read_table(text, layout, r, options.column_map, brands))
-    labels = SpeakerLabels.build(brands, options.customer_labels)
+    labels = SpeakerLabels.build(brands, options.customer_labels).with_other_speaker(text)
     if looks_like_transcript(text, labels):
         return Plan("transcript", lambda report: read_transcript(text, labels, report))
     if layout is not None and (layout.consistent or suffix in _TABLE_SUFFIXES):

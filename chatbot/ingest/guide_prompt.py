@@ -42,6 +42,8 @@ def _rule_sentences(rules: BrandRules) -> list[str]:
         out.append(f'Start every reply with "{address.greeting}"{name}.')
     elif address.term:
         out.append(f'Address the customer as "{address.term}".')
+    elif address.allow_first_name:
+        out.append("Address the customer by their first name.")
     if rules.banned_phrases:
         out.append(f"Never say {_quoted_list(rules.banned_phrases, 8)}.")
     if rules.preferred_terms:
@@ -60,7 +62,7 @@ def _limit_sentences(rules: BrandRules) -> list[str]:
         out.append("Use no emoji.")
     elif emoji.max_per_reply is not None or emoji.allowed:
         most = f"at most {_spell(emoji.max_per_reply)} " if emoji.max_per_reply else ""
-        only = f" (only {' or '.join(emoji.allowed)})" if emoji.allowed else ""
+        only = f", and only {' or '.join(emoji.allowed)}" if emoji.allowed else ""
         out.append(f"Use {most}emoji{only}.")
     if rules.max_exclamations is not None:
         n = rules.max_exclamations
@@ -95,17 +97,18 @@ def _words(text: str) -> int:
     return len(text.split())
 
 
-def condense_system_prompt(guide: StyleGuide, rules: BrandRules, brand_name: str) -> str:
+def condense_system_prompt(guide: StyleGuide | None, rules: BrandRules, brand_name: str) -> str:
     """A compact system prompt (at most ~120 words) from the guide's opening and its rules.
 
     The rules always go in; the guide's opening sentences fill what room is left, those that
-    describe the voice first, then kept in the guide's order.
+    describe the voice first, then kept in the guide's order. Without a guide (rules read from
+    the brand's replies) the prompt is the opening line and the rules.
     """
     name = brand_name.strip()
     opening = f"You are the customer-care voice of {name}{'' if name.endswith('.') else '.'}"
     rule_text = _rule_sentences(rules)
     room = _PROMPT_WORDS - _words(opening) - sum(_words(r) for r in rule_text)
-    intro = _intro_sentences(guide)
+    intro = _intro_sentences(guide) if guide is not None else []
     ranked = sorted(range(len(intro)), key=lambda i: (not _VOICE_RE.search(intro[i]), i))
     chosen = []
     for i in ranked:

@@ -365,19 +365,35 @@ def _quotes_in(sentence: GuideSentence, group: str) -> list[str]:
     return [sentence.quotes[int(i)] for i in re.findall(r"\ue000(\d+)\ue001", group)]
 
 
+_EXCEPT_RE = re.compile(r"\b(?:except(?: for)?|but|apart from|other than|besides|save for)\b")
+# "Emoji: only ☕, and never more than one.": the number ends the sentence, the noun went before.
+_TRAILING_MAX_RE = re.compile(
+    rf"\b{_AT_MOST}\s+({_NUM})(?:\s+(?:per|in|a|each)\s+(?:repl(?:y|ies)|messages?|"
+    r"responses?|answers?))?\s*[.!]?$"
+)
+
+
 def _emoji_rule(s: GuideSentence, ctx: _Context, c: _Collector) -> bool:
     named = re.search(rf"\b(?:{_EMOJI_NOUN})\b", s.masked)
     if not named and ctx != "emoji":
         return False
     count = _max_count(s.masked, _EMOJI_NOUN if named else None)
+    if count is None and named:
+        trailing = _TRAILING_MAX_RE.search(s.masked)
+        count = _number(trailing.group(1)) if trailing else None
+    listed = list(dict.fromkeys(find_emoji(s.text)))
+    if count == 0 and listed and _EXCEPT_RE.search(s.masked):
+        # "No emoji except ☕": not a ban but an allow-list; one of them in a reply at most.
+        count = 1
     found = False
     if count is not None:
         found = c.set(c.rules.emoji, "max_per_reply", count, "emoji", s)
     # "only 🫖 or 🍵": the emoji named in a sentence that limits them are the allowed ones.
-    listed = find_emoji(s.text)
-    limits = re.search(r"\b(?:only|allowed|stick to|limited to)\b", s.masked)
+    limits = re.search(r"\b(?:only|allowed|stick to|limited to)\b", s.masked) or _EXCEPT_RE.search(
+        s.masked
+    )
     if listed and limits and count != 0 and not c.rules.emoji.allowed:
-        c.rules.emoji.allowed = list(dict.fromkeys(listed))
+        c.rules.emoji.allowed = listed
         c.source("emoji", s)
         found = True
     return found
@@ -465,7 +481,17 @@ def _greeting_rule(s: GuideSentence, ctx: _Context, c: _Collector) -> bool:
     return True
 
 
+_USE_FIRST_NAME_RE = re.compile(
+    r"^(?:(?:always|please)\s+)?(?:use|address|call|greet)\b.*?\b(?:first|given) names?\b"
+)
+
+
 def _address_rule(s: GuideSentence, ctx: _Context, c: _Collector) -> bool:
+    if not s.quotes and _USE_FIRST_NAME_RE.match(s.masked):
+        # "Use the customer's first name": the name may stand in wherever the customer is named.
+        c.rules.address_customer.allow_first_name = True
+        c.source("address", s)
+        return True
     if not s.quotes or _NEGATIVE_START_RE.match(s.masked) or not _ADDRESS_RE.search(s.masked):
         return False
     address = c.rules.address_customer
@@ -611,7 +637,9 @@ def _extract_sentence(s: GuideSentence, ctx: _Context, c: _Collector, in_list: b
     if not found:
         found = any(extractor(s, ctx, c) for extractor in _PHRASE_EXTRACTORS)
     rule_section = in_list and ctx in ("never", "never_list", "always", "terms", "emoji")
-    if not found and (_DIRECTIVE_RE.match(s.masked) or rule_section):
+    # "Emoji are fine in moderation": about emoji, so a rule of a kind, but no number to check.
+    about_emoji = re.search(rf"\b(?:{_EMOJI_NOUN})\b", s.masked) is not None
+    if not found and (_DIRECTIVE_RE.match(s.masked) or rule_section or about_emoji):
         c.unsure(s)
 
 

@@ -15,12 +15,18 @@ Customer, User, Client, Human, Visitor, Guest, Caller, Q, plus `customer_labels`
 side: Agent, Assistant, Support, Bot, AI, Rep, A, plus each of `brand_names` and any label that
 starts with one ("Kettlebird Support"). System: System. A conversation's location is the line
 where it starts. Timestamps or other prefixes before the label are not recognised.
+
+A transcript between the customer and one other named speaker ("Customer:" / "Maple Bakery:",
+or "Customer:" / "Jo:") reads that speaker as the brand, whatever name the brand was given:
+`SpeakerLabels.with_other_speaker` finds it. A label counts as a speaker there only when it
+starts about as many lines as the customer's, so a "Tip:" line inside a reply is not one.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from chatbot.ingest.normalize import clean_text, finish_conversation
 from chatbot.ingest.records import short
@@ -55,6 +61,27 @@ class SpeakerLabels:
         roles.update({label.casefold(): "user" for label in customers})
         brand_keys = tuple(b.casefold() for b in brands)
         return cls(roles, brand_keys, (*_ASSISTANT_LABELS, *brands), customers)
+
+    def with_other_speaker(self, text: str) -> SpeakerLabels:
+        """These labels, plus the one speaker beside the customer as the brand when the text is
+        a two-party transcript whose other speaker has no known label ("Customer:" / "Jo:")."""
+        customer, others, known_assistant = 0, Counter[str](), False
+        for line in _lines(text)[:_DETECT_LINES]:
+            label, _ = _label_and_text(line)
+            if label is None or len(label.split()) > 3:
+                continue
+            role = self.role_of(label)
+            customer += role == "user"
+            known_assistant |= role == "assistant"
+            if role is None:
+                others[label] += 1
+        # Turns alternate, so the brand starts about as many lines as the customer does.
+        speakers = [name for name, n in others.items() if 2 * n >= customer]
+        if customer == 0 or known_assistant or len(speakers) != 1:
+            return self
+        name = speakers[0]
+        roles = {**self.roles, name.casefold(): "assistant"}
+        return replace(self, roles=roles, assistant_names=(*self.assistant_names, name))
 
     def role_of(self, label: str) -> Role | None:
         key = label.casefold()
