@@ -22,6 +22,7 @@ from chatbot.errors import BrandVoiceError, ConfigError
 from chatbot.jobs import Run, list_runs
 from chatbot.prepare import prepare
 from chatbot.storage import read_jsonl
+from chatbot.validation import FIRST_TASTE_CONVERSATIONS, RECOMMENDED_CONVERSATIONS
 from ui import rules_form
 from ui.errors import problem_html, shown_in
 from ui.rules_form import EMOJI_CHOICES, RulesForm
@@ -232,6 +233,8 @@ def _ok_status(name: str, report: dict, trained: Run | None = None) -> str:
             f"{split.get('train', 0)} conversations for training, {split.get('eval', 0)} held "
             "out to check the result. Next: the **Train** tab.",
         ]
+    if report.get("data_size_advice"):
+        lines.append(f"**How much data:** {html.escape(report['data_size_advice'])}")
     if formats:
         lines.append(f"Read: {formats}.")
     if warnings:
@@ -249,12 +252,13 @@ def _failed_status(report: dict, skip: bool = False) -> str:
         "once read, as they may hold personal data."
     )
     if skip:
-        left = report.get("stats", {}).get("conversations")
-        kept = f"only {left} conversation(s) are left" if left is not None else "too few are left"
+        advice = report.get("data_size_advice") or (
+            f"Too few conversations are left: at least {PrepareConfig().min_conversations} are "
+            "needed."
+        )
         return head + (
-            f"*Skip broken records* is on, so the {n} broken record(s) below were left out, but "
-            f"then {kept}: at least {PrepareConfig().min_conversations} are needed. Fix the "
-            "lines named below, or add more conversations." + tail
+            f"*Skip broken records* is on, so the {n} broken record(s) below were left out. "
+            f"{html.escape(advice)} Fix the lines named below, or add more conversations." + tail
         )
     return head + (
         f"{n} problem(s) below must be fixed first, or tick *Skip broken records* to leave "
@@ -566,9 +570,10 @@ def _results_column(name: gr.Textbox, heading: gr.Markdown) -> tuple:
         empty = gr.Markdown(
             empty_state(
                 "No brand prepared yet",
-                "Upload a few hundred sample conversations (and your style guide, if you have "
-                "one), then press <b>Check and prepare</b>. The report, the personal-data "
-                "summary and the voice rules appear here.",
+                f"Upload your sample conversations ({RECOMMENDED_CONVERSATIONS} or more are "
+                f"recommended; {FIRST_TASTE_CONVERSATIONS} give a first taste) and your style "
+                "guide if you have one, then press <b>Check and prepare</b>. The report, the "
+                "personal-data summary and the voice rules appear here.",
             )
         )
         with gr.Column(visible=False) as results:
