@@ -13,7 +13,6 @@ The handlers are plain functions over `Services`; `build` only lays them out.
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,11 +32,11 @@ from chatbot.vllm_compat import max_lora_rank_for
 from ui.errors import shown_in
 from ui.services import Services
 from ui.text import (
-    PREVIEW_MODEL_NOTE,
     base_model_label,
     duration_text,
     hardware_text,
     is_builtin,
+    preview_note_html,
     run_label,
 )
 from ui.theme import empty_state
@@ -285,18 +284,7 @@ def model_note(services: Services, run_id: str | None) -> str:
     """The honest note on the built-in preview model, for runs trained on it."""
     if not run_id:
         return ""
-    run = get_run(services.workspace, run_id)
-    return (
-        f'<div class="bv-note">{_md_inline(PREVIEW_MODEL_NOTE)}</div>'
-        if is_builtin(run.base_model)
-        else ""
-    )
-
-
-def _md_inline(text: str) -> str:
-    """**bold** and *italic* of a trusted text, as HTML (inside a div Markdown leaves alone)."""
-    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
-    return re.sub(r"\*(.+?)\*", r"<i>\1</i>", text)
+    return preview_note_html() if is_builtin(get_run(services.workspace, run_id).base_model) else ""
 
 
 def serving_text(services: Services, run_id: str | None) -> str:

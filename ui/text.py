@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ __all__ = [
     "run_label",
     "BASE_MODEL_HELP",
     "PREVIEW_MODEL_NOTE",
+    "preview_note_html",
     "is_builtin",
     "hardware_text",
 ]
@@ -51,6 +53,13 @@ PREVIEW_MODEL_NOTE = (
     "(Train tab, *Details: base model*), for example Llama-3.1-8B-Instruct or "
     "Mistral-7B-Instruct, which need a GPU with 8–12 GB to train and 16–24 GB to serve."
 )
+
+
+def preview_note_html() -> str:
+    """PREVIEW_MODEL_NOTE as a note block (an HTML block is not read as Markdown)."""
+    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", PREVIEW_MODEL_NOTE)
+    text = re.sub(r"\*(.+?)\*", r"<i>\1</i>", text)
+    return f'<div class="bv-note" role="note">{text}</div>'
 
 
 def is_builtin(base: str) -> bool:
