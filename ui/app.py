@@ -28,7 +28,7 @@ from starlette.middleware import Middleware
 from chatbot.errors import BrandVoiceError
 from chatbot.http_guard import RequestGuard, allowed_hosts, is_loopback
 from ui import brand_tab, check_tab, compare_tab, export_tab, scorecard_tab, train_tab
-from ui.errors import user_errors
+from ui.errors import shown_in
 from ui.services import Services
 from ui.theme import CSS, PRODUCT_NAME, header_html, make_theme
 from ui.uploads import UPLOADS, UploadQuota, app_upload_dir, remove_upload_dir
@@ -96,7 +96,8 @@ def build_app(services: Services) -> gr.Blocks:
             with gr.Tab("Export", id="export") as export:
                 export_tab.build(services, brand, export)
 
-        refresh = user_errors(lambda slug: _brand_picker_update(services, slug))
+        # A broken workspace on load: the header says so, the page stays usable.
+        refresh = shown_in(lambda slug: _brand_picker_update(services, slug), outputs=2, at=1)
         app.load(refresh, brand, [brand, header], show_progress="hidden")
         brand.change(
             lambda slug: header_html(_name(brand_tab.brand_choices(services), slug)),

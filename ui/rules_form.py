@@ -108,7 +108,8 @@ def _terms(text: str, problems: list[str]) -> list[PreferredTerm]:
         match = _TERM_RE.match(line)
         if not match:
             problems.append(
-                f'Preferred terms, line {n} ("{line[:40]}"): write it as "tea parcel, not package"'
+                f'Say this, not that, line {n} ("{line[:40]}"): write it as '
+                '"tea parcel, not package"'
             )
             continue
         terms.append(PreferredTerm(use=match[1].strip("\"'“”"), instead_of=match[2].strip("\"'“”")))
@@ -151,7 +152,7 @@ def rules_of(form: RulesForm, base: BrandRules | None = None) -> BrandRules:
         ),
     )
     if problems:
-        raise ConfigError(problems, source="the rules form")
+        raise ConfigError(problems, source="the voice rules")
     return rules
 
 
