@@ -783,11 +783,11 @@ def _wire_warm_up(services: Services, w: _Widgets, brand: gr.Dropdown) -> None:
     def on_run(slug: str | None, run_id: str | None) -> tuple:
         """A run chosen (or the brand's newest, on a brand change): its length cap, warmed."""
         if not slug or not run_id or run_id.startswith(PREVIEW):  # a preview loads on request
-            return gr.skip(), gr.skip(), model_note(services, run_id)
+            return gr.skip(), gr.skip(), model_note(services, run_id), gr.skip()
         cap = reply_bounds(services, slug, run_id).max_new_tokens
         services.start_warm_up(slug, run_id)
         length = gr.update(value=min(cap, _MAX_NEW_TOKENS_SLIDER)) if cap else gr.skip()
-        return length, gr.Timer(active=True), model_note(services, run_id)
+        return length, gr.Timer(active=True), model_note(services, run_id), gr.skip()
 
     quiet: dict = {"show_progress": "hidden"}
     w.warm_timer.tick(on_tick, None, [w.warm_note, w.warm_timer], **quiet)

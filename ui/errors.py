@@ -91,7 +91,7 @@ def plain_words(message: str) -> str:
 
 def problem_html(message: str, *, title: str = "Please check") -> str:
     """A message block for a gr.Markdown/gr.HTML next to the cause (escaped; lines kept)."""
-    text = html.escape(plain_words(message)).replace("\n", "<br>")
+    text = html.escape(plain_words(message), quote=False).replace("\n", "<br>")
     return f'<div class="bv-problem" role="alert"><b>{html.escape(title)}</b><br>{text}</div>'
 
 

@@ -121,7 +121,7 @@ def _emoji(form: RulesForm, problems: list[str]) -> EmojiRule:
     if form.emoji_policy == "none":
         return EmojiRule(max_per_reply=0, allowed=[])
     most = _count(form.emoji_max, "Most emoji per reply", problems, least=1)
-    if form.emoji_policy == "limit" and most is None and not problems:
+    if form.emoji_policy == "limit" and most is None and form.emoji_max in (None, ""):
         problems.append("Most emoji per reply: give a number (1 or more), or choose Any emoji")
     return EmojiRule(max_per_reply=most if form.emoji_policy == "limit" else None, allowed=allowed)
 
