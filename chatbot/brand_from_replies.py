@@ -34,7 +34,7 @@ _MIN_REPLIES = 5
 """Fewer replies than this say too little about a habit to make it a rule."""
 _GREETING_WORDS = ("hi", "hello", "hey", "dear", "good morning", "good afternoon", "good evening")
 _NOT_NAMES = {"there", "friend", "friends", "team", "all", "everyone", "folks", "again", "you"}
-_OPENER_RE = re.compile(r"\A\s*(?P<opener>[^\n,.!?:;]{1,40}?)(?P<mark>[,!:]|\s[—–-])")
+_OPENER_RE = re.compile(r"\A\s*(?P<opener>[^\n,.!?:;]{1,40}?)(?P<mark>[,!:])")
 _SIGNOFF_SPLIT_RE = re.compile(r"(?<=[.!?…])\s+|\n+")
 _TOKEN_RE = re.compile(r"\w+(?:'\w+)*")
 _NAME_RE = re.compile(r"[A-ZÀ-ÖØ-Þ][\w'-]*")
@@ -118,36 +118,29 @@ def _named(opener: str) -> str | None:
 
 
 def _address(replies: Sequence[str], found: list[str]) -> AddressRule:
+    # Counted without their mark ("Hello there," and "Hello there!" are one opener), which is
+    # then the one most replies use.
     openers: Counter[str] = Counter()
     named: Counter[str] = Counter()
-    spelled: dict[str, str] = {}
+    marks: dict[str, Counter[str]] = {}
     for reply in replies:
         opening = _opener(reply)
         if opening is None:
             continue
         opener, mark = opening
         greeting = _named(opener)
-        if greeting is not None:
-            key = greeting.casefold()
-            named[key] += 1
-            spelled.setdefault(key, f"{greeting} <first name>{mark}")
-        else:
-            key = opener.casefold() + mark
-            openers[key] += 1
-            spelled.setdefault(key, opener + mark)
+        key = ("\0" + greeting if greeting is not None else opener).casefold()
+        (named if greeting is not None else openers)[key] += 1
+        spelled = f"{greeting} <first name>" if greeting is not None else opener
+        marks.setdefault(key, Counter())[spelled + mark] += 1
     total = len(replies)
-    top = openers.most_common(1)[0] if openers else ("", 0)
-    by_name = named.most_common(1)[0] if named else ("", 0)
-    if top[1] >= _MOST * total:
-        found.append(f'Greeting: {_share(top[1], total)} open with "{spelled[top[0]]}".')
-        return AddressRule(greeting=spelled[top[0]])
-    if by_name[1] >= _MOST * total:
-        greeting = spelled[by_name[0]]
-        found.append(
-            f'Greeting: {_share(by_name[1], total)} open with "{greeting}" (the customer\'s '
-            "first name)."
-        )
-        return AddressRule(greeting=greeting, allow_first_name=True)
+    for counter, by_name in ((openers, False), (named, True)):
+        key, count = counter.most_common(1)[0] if counter else ("", 0)
+        if count >= _MOST * total:
+            greeting = marks[key].most_common(1)[0][0]
+            name = " (the customer's first name)" if by_name else ""
+            found.append(f'Greeting: {_share(count, total)} open with "{greeting}"{name}.')
+            return AddressRule(greeting=greeting, allow_first_name=by_name)
     if sum(named.values()) >= _MOST * total:
         found.append(
             f"First name: {_share(sum(named.values()), total)} greet the customer by first name."

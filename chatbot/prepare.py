@@ -55,7 +55,8 @@ _RULES_NOTES: dict[str, str] = {
     ),
     "kept": (
         "No style guide was given, so the brand's existing brand.yaml (your rules and system "
-        "prompt) was kept as it is."
+        "prompt) was kept as it is. To read the rules from the conversations again, delete "
+        "brand.yaml and prepare again."
     ),
 }
 

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from chatbot.brand import BrandProfile, BrandRules
+from chatbot.brand import AddressRule, BrandProfile, BrandRules
 from chatbot.brand_from_replies import derive_profile, derive_rules
 from chatbot.cli import main
 from chatbot.prepare import prepare
 from chatbot.rule_check import check_reply
 from chatbot.types import Conversation, Turn
+from chatbot.voice_match import run_voice_match
 from chatbot.workspace import Workspace
 
 ASSETS = Path(__file__).parent / "assets" / "brand"
@@ -87,6 +89,36 @@ def test_no_shared_habit_is_no_rule() -> None:
     assert rules.required_signoff is None
     assert rules.address_customer.greeting is None
     assert rules.emoji.max_per_reply == 1 and rules.emoji.allowed == ["📷", "😊"]
+
+
+def test_openers_count_alike_whatever_their_mark() -> None:
+    replies = [
+        "Hello there, your lamp ships today.",
+        "Hello there! Good news: it is back in stock.",
+        "Hello there, the shade is linen.",
+        "Hello there, we open at nine.",
+        "Sure, the bulb is E14.",
+    ]
+    derived = derive_rules(replies)
+    assert derived.rules.address_customer == AddressRule(greeting="Hello there,")
+    assert 'Greeting: 4 of 5 replies open with "Hello there,"' in derived.found[0]
+
+
+def test_first_names_under_different_greetings() -> None:
+    replies = [
+        "Hi Maya, your parcel left today.",
+        "Hello Tom, the refund is on its way.",
+        "Hey Sam, yes, we ship to Ireland.",
+        "Dear Ana, thank you for the photo.",
+        "Hi Leo, the kettle is back in stock.",
+    ]
+    derived = derive_rules(replies)
+    assert derived.rules.address_customer == AddressRule(allow_first_name=True)
+    assert "5 of 5 replies greet the customer by first name" in derived.found[0]
+    prompt = derive_profile(
+        [Conversation([Turn("user", "?"), Turn("assistant", r)]) for r in replies], "Acme"
+    )[0].system_prompt
+    assert "Address the customer by their first name." in prompt
 
 
 def test_too_few_replies_give_no_rules() -> None:
@@ -200,6 +232,12 @@ def test_a_brand_without_a_guide_trains_and_chats(tmp_path: Path, tiny_model_dir
         assert (not torch.equal(after[name].detach(), value)) == (name in lora), name
     metrics = run.finish()
     assert metrics["state"] == "succeeded"
+    # The run's held-out losses, before and after, read as a voice match.
+    match = run_voice_match(run_dir)
+    assert match is not None
+    assert match.ratio == pytest.approx(
+        math.exp(metrics["eval_loss_before"] - metrics["eval_loss_after"])
+    )
     # The derived system prompt is the one trained with and chatted with.
     prompt = (run_dir / "system_prompt.txt").read_text(encoding="utf-8")
     assert prompt == BrandProfile.load(brand_dir / "brand.yaml").system_prompt
