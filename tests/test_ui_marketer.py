@@ -275,3 +275,14 @@ def test_going_live_names_the_files_the_command_and_the_hardware(services: Servi
     strong = _run(services.workspace, brand, base="meta-llama/Llama-3.1-8B-Instruct")
     assert export_tab.model_note(services, strong) == ""
     assert "16–24 GB" in export_tab.going_live(services, strong)[0]
+
+
+def test_a_finished_run_shows_its_voice_match_not_its_loss(services: Services, brand: str):
+    run_id = _run(services.workspace, brand)
+    run_dir = services.workspace.runs_dir() / run_id
+    (run_dir / "metrics.json").write_text(
+        json.dumps({"eval_loss_before": 2.0, "eval_loss_after": 1.0})
+    )
+    view = train_tab.train_view(services, brand, run_id)
+    assert "Voice match: 2.7×" in view.status_html and "picked up the voice" in view.status_html
+    assert "loss" not in view.status_html.lower()

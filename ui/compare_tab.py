@@ -43,7 +43,7 @@ from chatbot.training.from_votes import MIN_VOTES, start_from_votes, usable_vote
 from chatbot.votes import Verdict, Vote, list_votes, record_vote, tally
 from ui.errors import shown_in
 from ui.services import ChatBackend, EngineSpec, Services, WarmUp
-from ui.text import is_builtin, preview_note_html, run_label
+from ui.text import is_preview_sized, preview_note_html, run_label
 from ui.theme import empty_state
 
 __all__ = [
@@ -757,7 +757,7 @@ def model_note(services: Services, run_id: str | None) -> str:
     if not run_id:
         return ""
     run = get_run(services.workspace, run_id.removeprefix(PREVIEW))
-    if not is_builtin(run.base_model):
+    if not is_preview_sized(run.base_model):
         return ""
     return preview_note_html()
 

@@ -36,6 +36,7 @@ from ui.text import (
     duration_text,
     hardware_text,
     is_builtin,
+    is_preview_sized,
     preview_note_html,
     run_label,
 )
@@ -284,7 +285,11 @@ def model_note(services: Services, run_id: str | None) -> str:
     """The honest note on the built-in preview model, for runs trained on it."""
     if not run_id:
         return ""
-    return preview_note_html() if is_builtin(get_run(services.workspace, run_id).base_model) else ""
+    return (
+        preview_note_html()
+        if is_preview_sized(get_run(services.workspace, run_id).base_model)
+        else ""
+    )
 
 
 def serving_text(services: Services, run_id: str | None) -> str:

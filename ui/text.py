@@ -19,6 +19,7 @@ __all__ = [
     "PREVIEW_MODEL_NOTE",
     "preview_note_html",
     "is_builtin",
+    "is_preview_sized",
     "hardware_text",
 ]
 
@@ -47,7 +48,8 @@ BASE_MODEL_HELP = (
     "The first run downloads the model once."
 )
 PREVIEW_MODEL_NOTE = (
-    "**About the built-in model.** It is a small preview model (135 million parameters): it "
+    "**About the built-in model.** It is a small preview model (135 million parameters), and "
+    "so is any base model under about a billion: it "
     "picks up your tone, but it can make up facts, prices and policies. Use it to judge the "
     "voice, not the answers. For customers, train on a stronger base model on a GPU machine "
     "(Train tab, *Details: base model*), for example Llama-3.1-8B-Instruct or "
@@ -62,14 +64,29 @@ def preview_note_html() -> str:
     return f'<div class="bv-note" role="note">{text}</div>'
 
 
+_SMALL_BYTES = 2_000_000_000
+"""Weights under this (about a billion parameters in 16 bits) make a preview-sized model."""
+
+
 def is_builtin(base: str) -> bool:
     """Whether `base` is the built-in preview model."""
     return base in ("", "default") or Path(base) == default_model_dir() or "SmolLM2-135M" in base
 
 
+def is_preview_sized(base: str) -> bool:
+    """Whether `base` is the built-in model, or a local model as small (the model note's case)."""
+    if is_builtin(base):
+        return True
+    folder = Path(base)
+    if not folder.is_absolute() or not folder.is_dir():
+        return False  # a hub id: the hardware table below speaks for it
+    weights = [p.stat().st_size for p in folder.iterdir() if p.suffix in (".safetensors", ".bin")]
+    return bool(weights) and sum(weights) < _SMALL_BYTES
+
+
 def hardware_text(base: str) -> str:
     """What a machine needs to serve `base`, in words (empty when not known)."""
-    name = "SmolLM2-135M" if is_builtin(base) else base
+    name = "SmolLM2-135M" if is_preview_sized(base) else base
     for key, need in _HARDWARE.items():
         if key.lower() in name.lower():
             return need

@@ -22,6 +22,7 @@ from chatbot.config import DEFAULT_PRESET, PRESETS, TrainConfig
 from chatbot.errors import BrandVoiceError
 from chatbot.jobs import Run, get_run, list_runs, read_events
 from chatbot.training.estimate import estimate_run
+from chatbot.voice_match import run_voice_match
 from ui.errors import problem_html, shown_in
 from ui.services import Services
 from ui.text import BASE_MODEL_HELP, base_model_label, duration_text, run_label, when_text
@@ -296,7 +297,7 @@ def _note(run: Run) -> str:
     if run.state == "failed":
         return f'<div class="bv-run-error">{html.escape(run.error or "The run failed.")}</div>'
     if run.state == "succeeded":
-        return (
+        return _voice_match_html(run) + (
             '<div class="bv-hint">Finished. A quick scorecard is being made on the '
             "<b>Scorecard</b> tab; chat with the tuned model on <b>Compare</b>, or hand it over "
             "on <b>Export</b>.</div>"
@@ -304,6 +305,19 @@ def _note(run: Run) -> str:
     if run.state == "cancelled":
         return '<div class="bv-hint">Cancelled; its last checkpoint is kept.</div>'
     return ""
+
+
+def _voice_match_html(run: Run) -> str:
+    """The finished run's voice match: one figure and what it means ("" when not measured)."""
+    match = run_voice_match(run)
+    if match is None:
+        return ""
+    style = "bv-good" if match.level == "picked_up" else "bv-note"
+    return (
+        f'<div class="{style} bv-voice-match" data-level="{match.level}">'
+        f"<b>Voice match: {html.escape(match.figure)}</b>. {html.escape(match.meaning)} "
+        "(Good: 2× or more.)</div>"
+    )
 
 
 def _no_brand() -> str:

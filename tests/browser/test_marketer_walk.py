@@ -125,11 +125,11 @@ def _rules(page: Page) -> None:
     page.get_by_role("tab", name="Voice rules").click()
     banned = page.get_by_label("Never say")
     expect(banned).to_be_visible()
-    banned.fill("no worries")
+    banned.press_sequentially("no worries", delay=20)  # typed, as a person does
     preview = page.locator("#bv-prompt-preview")
     expect(preview).to_contain_text('Never say "no worries"', timeout=20_000)
     terms = page.get_by_label("Say this, not that")
-    terms.fill("lamp shade")  # no "not ...": a mistake
+    terms.press_sequentially("lamp shade", delay=20)  # no "not ...": a mistake
     page.get_by_role("button", name="Save rules").click()
     message = page.locator("#bv-rules-message")
     expect(message).to_contain_text("Say this, not that, line 1", timeout=20_000)
@@ -138,7 +138,7 @@ def _rules(page: Page) -> None:
     expect(banned).to_have_value("no worries")
     _no_error_badges(page)
     _shot(page, "03-rules-mistake")
-    terms.fill("lamp shade, not lampshade")
+    terms.press_sequentially(", not lampshade", delay=20)
     expect(preview).to_contain_text('"lamp shade", not "lampshade"', timeout=20_000)
     page.get_by_role("button", name="Save rules").click()
     expect(message).to_contain_text("Saved", timeout=20_000)
