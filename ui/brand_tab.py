@@ -633,10 +633,16 @@ def _wire_rules(
         return (good, saved_text, prompt_html(view.prompt), *form)
 
     quiet: dict = {"show_progress": "hidden"}
-    for field_ in fields:
-        field_.input(
-            shown_in(preview, outputs=2, at=1), [brand, *fields], [out.prompt, saved], **quiet
-        )
+    # One listener for every field, and always the last edit: a keystroke made while the
+    # preview is being worked out is never dropped.
+    gr.on(
+        [field_.input for field_ in fields],
+        shown_in(preview, outputs=2, at=1),
+        [brand, *fields],
+        [out.prompt, saved],
+        trigger_mode="always_last",
+        **quiet,
+    )
     save.click(shown_in(save_form, outputs=2, at=0), [brand, *fields], [saved, out.rules])
     save_yaml.click(
         shown_in(save_text, outputs=3 + len(fields), at=0),

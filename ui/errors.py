@@ -46,7 +46,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 # Developer words in library messages, and what a marketer reads instead. Each pattern replaces
 # the phrase it matches; the rest of the message (file name, line) stays.
 _PLAIN: tuple[tuple[re.Pattern[str], str], ...] = tuple(
-    (re.compile(pattern, re.IGNORECASE), words)
+    (re.compile(pattern, re.IGNORECASE | re.MULTILINE), words)
     for pattern, words in (
         (
             r"looks like a binary file \([^)]*\), not text: export the conversations as "
@@ -78,6 +78,7 @@ _PLAIN: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"did not find expected key", "the indentation does not line up with the line above"),
         (r"UTF-16 without a byte-order mark", "UTF-16 text; save it as UTF-8"),
         (r"NUL (?:bytes|characters)", "unreadable characters"),
+        (r"^Invalid settings in ([^\n]+):", r"To fix in \1:"),
     )
 )
 
