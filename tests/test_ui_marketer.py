@@ -286,3 +286,15 @@ def test_a_finished_run_shows_its_voice_match_not_its_loss(services: Services, b
     view = train_tab.train_view(services, brand, run_id)
     assert "Voice match: 2.7×" in view.status_html and "picked up the voice" in view.status_html
     assert "loss" not in view.status_html.lower()
+
+
+def test_the_plain_summary_leads_with_the_verdict(monkeypatch: pytest.MonkeyPatch):
+    from chatbot.scorecard import Verdict
+
+    data = json.loads((ASSETS / "scorecard" / "scorecard.json").read_text(encoding="utf-8"))
+    card = Scorecard.from_dict(data)
+    assert "Worth using" not in scorecard_tab.plain_summary(card)  # no verdict: figures only
+    monkeypatch.setattr(scorecard_tab, "verdict", lambda _card: Verdict(True, True, "", []))
+    assert "Worth using" in scorecard_tab.plain_summary(card)
+    monkeypatch.setattr(scorecard_tab, "verdict", lambda _card: Verdict(False, False, "", []))
+    assert "Not better yet" in scorecard_tab.plain_summary(card)

@@ -215,7 +215,9 @@ def full_estimate(card: Scorecard) -> str:
 def plain_summary(card: Scorecard) -> str:
     """The scorecard in plain words: a verdict, then each figure with what good looks like."""
     found = verdict(card)
-    if found is not None and found.beat:
+    if found is None:  # too little measured to call it: the figures speak alone
+        lead = ""
+    elif found.ship:
         lead = (
             '<div class="bv-good"><b>Worth using.</b> The tuned model sounds more like your '
             "brand than the untuned model given your instructions.</div>"
@@ -337,8 +339,8 @@ def _layout() -> _Widgets:
             run = gr.Dropdown(label="Tuned model from run", choices=[], scale=3)
             start = gr.Button("Run full scorecard", variant="primary", scale=1)
         problem = gr.Markdown(elem_id="bv-scorecard-problem")
-        status = gr.Markdown()
-        plain = gr.Markdown()
+        status = gr.Markdown(elem_id="bv-scorecard-status")
+        plain = gr.Markdown(elem_id="bv-scorecard-summary")
         examples = gr.HTML(visible=False, css_template=_EXAMPLES_CSS, max_height=640)
         download = gr.File(label="Full report (HTML)", interactive=False, visible=False)
         with gr.Accordion("Details: all measures and settings", open=False):

@@ -175,8 +175,9 @@ def _compare(page: Page, services: Services) -> None:
 def _scorecard(page: Page) -> None:
     _tab(page, "Scorecard")
     # Made in the background once the run finished; no button pressed.
-    expect(page.get_by_text("Quick scorecard")).to_be_visible(timeout=180_000)
-    expect(page.get_by_text("Sounds like your brand")).to_be_visible()
+    status = page.locator("#bv-scorecard-status")
+    expect(status).to_contain_text("Quick scorecard:", timeout=180_000)
+    expect(page.locator("#bv-scorecard-summary")).to_contain_text("Sounds like your brand")
     expect(page.get_by_role("button", name="Run full scorecard")).to_be_visible()
     _shot(page, "07-scorecard")
 
