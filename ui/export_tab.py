@@ -267,7 +267,12 @@ def going_live(services: Services, run_id: str | None, fmt: str = "adapter") -> 
             f"vllm serve {hub} --enable-lora \\\n"
             f"  --lora-modules {run.brand}=./{folder} --max-lora-rank {rank}"
         )
-        files = f"`{zip_name}` (your voice) and the base model `{hub}` (downloaded by the command)"
+        fetched = (
+            "a folder on this machine: copy it across too"
+            if Path(hub).is_absolute()
+            else "downloaded by the command"
+        )
+        files = f"`{zip_name}` (your voice) and the base model `{hub}` ({fetched})"
         needs = "vLLM installed"
     steps = (
         "#### Going live, in three steps\n"
@@ -418,12 +423,12 @@ def _export_panel() -> _Panel:
             estimate = gr.HTML("")
             make = gr.Button(_BUTTON["adapter"], variant="primary")
             problem = gr.Markdown(elem_id="bv-export-problem")
-            note = gr.HTML("")
+            note = gr.HTML("", elem_id="bv-export-model-note")
         with gr.Column(scale=1):
             file = gr.File(
                 label="Your download", interactive=False, visible=False, elem_classes="bv-download"
             )
-            info = gr.Markdown()
+            info = gr.Markdown(elem_id="bv-export-info")
             steps = gr.Markdown()
             command = gr.Code(
                 label="Command (copy with the button at its top right)",

@@ -273,7 +273,8 @@ def _view(card: Scorecard, download: Path | None) -> ScorecardView:
         rows=rows,
         headlines=lines,
         charts=charts_html(card),
-        examples=examples_html(card, limit=EXAMPLES_SHOWN),
+        # The shared report says P(brand); on this page it reads as a plain label.
+        examples=examples_html(card, limit=EXAMPLES_SHOWN).replace("P(brand)", "brand-likeness"),
         download=download,
         status=status,
         plain=plain_summary(card),

@@ -184,15 +184,16 @@ def _scorecard(page: Page) -> None:
 
 def _export(page: Page) -> None:
     _tab(page, "Export")
-    expect(page.get_by_text("Estimated time")).to_be_visible(timeout=20_000)
+    expect(page.get_by_text("Estimated time")).to_be_visible(timeout=20_000)  # before it starts
     expect(page.get_by_text("Going live, in three steps")).to_be_visible()
+    _shot(page, "08-export-before")
     expect(page.locator("#bv-golive-command")).to_contain_text("vllm serve")
-    expect(page.get_by_text("About the built-in model")).to_be_visible()
+    expect(page.locator("#bv-export-model-note")).to_contain_text("small preview model")
     page.get_by_role("button", name="Create adapter zip").click()
     expect(page.locator(".bv-download a[download]").first).to_be_visible(timeout=240_000)
-    expect(page.get_by_text("is ready")).to_be_visible()
+    expect(page.locator("#bv-export-info")).to_contain_text("is ready")
     _no_error_badges(page)
-    _shot(page, "08-export")
+    _shot(page, "09-export-done")
 
 
 def test_a_marketer_walks_the_whole_app(
