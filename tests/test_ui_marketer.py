@@ -227,7 +227,7 @@ def test_a_finished_run_gets_a_quick_scorecard_by_itself(services: Services, bra
         time.sleep(0.05)
     assert services.quick_scorecard(run_id).state == "done"
     [(scored, kwargs)] = calls
-    assert scored == run_id and kwargs == QUICK_SCORECARD
+    assert scored == run_id and {k: kwargs[k] for k in QUICK_SCORECARD} == QUICK_SCORECARD
     card = scorecard_tab.saved_scorecard(services, run_id)
     assert "Quick scorecard" in card.status and "estimate" in card.status
     assert "Sounds like your brand" in card.plain and "Good:" in card.plain
@@ -298,3 +298,20 @@ def test_the_plain_summary_leads_with_the_verdict(monkeypatch: pytest.MonkeyPatc
     assert "Worth using" in scorecard_tab.plain_summary(card)
     monkeypatch.setattr(scorecard_tab, "verdict", lambda _card: Verdict(False, False, "", []))
     assert "Not better yet" in scorecard_tab.plain_summary(card)
+
+
+def test_a_scorecard_model_load_takes_turns_with_the_chat_model(services: Services):
+    """Two model loads at once can leave one with empty weights: a scorecard's load holds the
+    chat engine's lock from its first 'loading model' report to its last, and no longer."""
+    seen = []
+    with services.one_model_load(lambda *step: seen.append(step)) as report:
+        report("loading model", 0, 1)
+        assert services._engine_lock.locked()
+        report("loading model", 1, 1)
+        assert not services._engine_lock.locked()
+        report("replies", 1, 2)
+    assert seen == [("loading model", 0, 1), ("loading model", 1, 1), ("replies", 1, 2)]
+    with pytest.raises(RuntimeError), services.one_model_load() as report:
+        report("loading model", 0, 1)
+        raise RuntimeError("the load failed")
+    assert not services._engine_lock.locked()

@@ -58,6 +58,10 @@ WORKSPACE_UPLOAD_BYTES = 2 << 30
 UPLOAD_RETENTION = (900, 3600)
 
 
+SCREEN_READER_TEXTS = {"common.complete": "Done"}
+"""Texts Gradio's status announcements look up that its own English translations lack."""
+
+
 def _brand_picker_update(services: Services, current: str | None) -> tuple:
     choices = brand_tab.brand_choices(services)
     slugs = [slug for _, slug in choices]
@@ -162,6 +166,9 @@ def launch_options(
         "pwa": False,
         "theme": make_theme(),
         "css": CSS,
+        # Gradio 6.31 announces a finished action to screen readers as "common.complete", a
+        # key its English texts lack; this fills the gap.
+        "i18n": gr.I18n(en=SCREEN_READER_TEXTS),
         # Outermost first: a request from another site is refused before it can upload.
         "app_kwargs": {
             "middleware": [

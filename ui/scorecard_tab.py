@@ -403,8 +403,9 @@ def build(services: Services, brand: gr.Dropdown, tab: gr.Tab) -> None:
         def report(stage: str, done: int, total: int) -> None:
             progress((done, max(total, 1)), desc=stage)
 
-        with services.scorecard_lock:  # after a quick scorecard still being made
-            view = run_scorecard(services, run_id, int(prompts), int(tokens), report)
+        # After a quick scorecard still being made; its model load waits for the chat's.
+        with services.scorecard_lock, services.one_model_load(report) as guarded:
+            view = run_scorecard(services, run_id, int(prompts), int(tokens), guarded)
         return _show(view)
 
     def poll(run_id: str | None) -> tuple:

@@ -11,6 +11,7 @@ wait for loading; a chat request made meanwhile waits for the warm-up rather tha
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
@@ -330,15 +331,46 @@ class Services:
         worker.start()
         return worker
 
+    @contextlib.contextmanager
+    def one_model_load(
+        self, progress: Callable[[str, int, int], None] | None = None
+    ) -> Iterator[Callable[[str, int, int], None]]:
+        """A progress callback for `chatbot.scorecard.evaluate` that holds the chat engine's lock
+        while the scorecard loads its model.
+
+        Loading a model patches how torch creates weights for as long as it runs, for the whole
+        process; two loads at once (a scorecard's and the chat's) can leave one model with empty
+        weights. So loads take turns; generation afterwards runs side by side.
+        """
+        held: list[bool] = []
+
+        def report(stage: str, done: int, total: int) -> None:
+            if stage == "loading model" and done < total and not held:
+                self._engine_lock.acquire()
+                held.append(True)
+            elif stage == "loading model" and held:
+                self._engine_lock.release()
+                held.clear()
+            if progress is not None:
+                progress(stage, done, total)
+
+        try:
+            yield report
+        finally:
+            if held:
+                self._engine_lock.release()
+
     def _quick_scorecard(self, run_id: str, run_dir: Path) -> None:
         from chatbot.scorecard import write_report
 
         assert self.evaluate is not None
         started = self._quick[run_id].started
         try:
-            with self.scorecard_lock:
+            with self.scorecard_lock, self.one_model_load() as progress:
                 if not (run_dir / "scorecard.json").exists():  # not made meanwhile by hand
-                    card = self.evaluate(self.workspace, run_id, **QUICK_SCORECARD)
+                    card = self.evaluate(
+                        self.workspace, run_id, progress=progress, **QUICK_SCORECARD
+                    )
                     write_report(card, run_dir)
         # Any failure: the tab must not say "being made" for ever; it offers the full one.
         except Exception as exc:  # noqa: BLE001
