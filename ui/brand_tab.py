@@ -685,8 +685,12 @@ def build(services: Services, brand: gr.Dropdown, tab: gr.Tab) -> None:
         picker = (
             gr.update(choices=choices, value=view.slug) if view.slug else gr.update(choices=choices)
         )
+        shown = list(_show(view))
+        if not view.slug:  # nothing written: the brand on screen keeps its rules and heading
+            for component in (out.rules, out.heading, out.prompt, *out.form.all()):
+                shown[out.all().index(component)] = gr.skip()
         # The uploads were read and deleted.
-        return (*_show(view), picker, None, None, "")
+        return (*shown, picker, None, None, "")
 
     outputs = [*out.all(), brand, files, guide, problem]
     run.click(
