@@ -298,9 +298,9 @@ def _note(run: Run) -> str:
         return f'<div class="bv-run-error">{html.escape(run.error or "The run failed.")}</div>'
     if run.state == "succeeded":
         return _voice_match_html(run) + (
-            '<div class="bv-hint">Finished. A quick scorecard is being made on the '
-            "<b>Scorecard</b> tab; chat with the tuned model on <b>Compare</b>, or hand it over "
-            "on <b>Export</b>.</div>"
+            '<div class="bv-hint">Finished. A quick scorecard appears on the <b>Scorecard</b> '
+            "tab by itself; chat with the tuned model on <b>Compare</b>, or hand it over on "
+            "<b>Export</b>.</div>"
         )
     if run.state == "cancelled":
         return '<div class="bv-hint">Cancelled; its last checkpoint is kept.</div>'
@@ -397,7 +397,7 @@ def build(services: Services, brand: gr.Dropdown, tab: gr.Tab) -> None:
         preset, base, estimate, start, cancel, problem = _controls(services.default_base_model)
         with gr.Column(scale=3):
             runs = gr.Dropdown(label="Run", choices=[], visible=False, interactive=True)
-            status = gr.HTML(_no_brand())
+            status = gr.HTML(_no_brand(), elem_id="bv-train-status")
             with gr.Accordion("Details: learning curve and figures", open=False):
                 gr.Markdown(
                     "The curve shows how far the model's guesses are from your replies "

@@ -165,7 +165,8 @@ def _train(page: Page) -> None:
     page.get_by_role("button", name="Start training").click()
     progress = page.locator(".bv-progress")
     expect(progress).to_have_attribute("data-state", "succeeded", timeout=180_000)
-    status = page.locator(".bv-run-head").first
+    expect(page.locator(".bv-voice-match")).to_contain_text("Voice match")
+    status = page.locator("#bv-train-status")
     for word in ("eval loss", "tokens/s", "epoch"):  # technical terms only under Details
         expect(status).not_to_contain_text(word)
     _shot(page, "05-train")
