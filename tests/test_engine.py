@@ -159,6 +159,28 @@ def _drop_one_exchange_at_a_time(engine: ChatEngine, turns: list, limit: int) ->
         turns = turns[2:] if len(turns) > 2 else turns[-1:]
 
 
+def test_a_reply_as_long_as_the_window_is_asked_for_and_ends_where_the_window_does(
+    engine: ChatEngine,
+) -> None:
+    """Max new tokens as large as the model's window (the Compare slider allows it) is no error:
+    the conversation keeps at least half the window, and the reply stops at the window's end."""
+    window = chat_engine._context_length(engine.model)
+    settings = GenerationSettings(temperature=0.0, max_new_tokens=window)
+    messages = [{"role": "user", "content": "Tell me everything about lamps."}]
+    left, right = (
+        "".join(parts)
+        for parts in zip(
+            *engine.stream_pair(messages, "base", messages, "tuned", settings), strict=True
+        )
+    )
+    # Replies end with the window (re-encoding the text may count a few tokens more or less).
+    for reply in (left, right):
+        assert 0 < len(engine.tokenizer.encode(reply, add_special_tokens=False)) <= window
+    long_turn = [{"role": "user", "content": "lamp " * (window // 2 + 50)}]
+    with pytest.raises(BrandVoiceError, match="too long"):
+        engine.render_prompt(long_turn, "base", settings)
+
+
 def test_trimming_is_exact_and_tokenizes_each_turn_about_once(
     engine: ChatEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:

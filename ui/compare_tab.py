@@ -24,7 +24,8 @@ import copy
 import html
 import random
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 
@@ -660,6 +661,34 @@ def _layout() -> _Widgets:
     )
 
 
+FRAME_INTERVAL = 0.1
+"""Seconds between the frames sent to the browser while replies stream."""
+
+
+def paced(
+    frames: Iterable[CompareFrame], interval: float = FRAME_INTERVAL
+) -> Iterator[CompareFrame]:
+    """The frames worth sending: the first, the last, one whose Stop state changed, and the
+    newest one at most every `interval` seconds in between.
+
+    Each frame holds both replies in full, so a skipped frame loses nothing. A fast model (the
+    built-in one writes dozens of tokens a second per pane) would otherwise have the browser
+    re-render both chats for every token; on a small machine that left it too busy to take a click
+    on Stop.
+    """
+    last_sent, shown_stops = 0.0, None
+    pending: CompareFrame | None = None
+    for frame in frames:
+        now = time.monotonic()
+        if frame.done or frame.stopped != shown_stops or now - last_sent >= interval:
+            yield frame
+            last_sent, shown_stops, pending = now, frame.stopped, None
+        else:
+            pending = frame
+    if pending is not None:  # a stream that ends without a done frame (it failed) keeps its text
+        yield pending
+
+
 def _session(request: gr.Request | None) -> str:
     return (request.session_hash if request is not None else None) or ""
 
@@ -691,7 +720,7 @@ def _wire_chat(services: Services, w: _Widgets, brand: gr.Dropdown) -> None:
             frames = compare_stream(
                 services, slug, run_id, mode, text, left, right, matchup, _settings(*knobs), stops
             )
-            for frame in frames:
+            for frame in paced(frames):
                 yield (*_frame_outputs(frame, mode), "")  # the box empties once the message is sent
         finally:
             running.end(session, stops)

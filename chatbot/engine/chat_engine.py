@@ -33,7 +33,7 @@ import threading
 import typing
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -313,14 +313,18 @@ class ChatEngine:
         system = "" if mode == "base" else system
         template = self._tuned_template if mode == "tuned" else None
         lead = as_messages(self._fewshot) if mode == "fewshot" else []
-        limit = _context_length(self._model) - settings.max_new_tokens
+        window = _context_length(self._model)
+        # Room kept for the reply. A reply asked to be as long as the window would leave none for
+        # the conversation: at most half the window is kept free, and `_generate` ends a reply
+        # where the window does.
+        reserve = min(settings.max_new_tokens, window // 2)
+        limit = window - reserve
         turns, ids = self._fit(list(messages), system, template, limit, lead)
         if len(ids) > limit:
-            window = limit + settings.max_new_tokens
             raise BrandVoiceError(
                 f"The message is too long: its prompt takes {len(ids)} tokens and the reply up "
-                f"to {settings.max_new_tokens}, over the model's {window}. Shorten the "
-                "message or lower max new tokens."
+                f"to {reserve}, over the model's {window}. Shorten the message or lower max "
+                "new tokens."
             )
         shared = self._shared_prefix(system, template, lead)
         prefix = len(shared) if ids[: len(shared)] == shared else 0
@@ -523,6 +527,8 @@ class ChatEngine:
             inputs["adapter_names"] = [self._adapter if t else _NO_ADAPTER for t in step.tuned]
         # Seeded inside the turn, so no other request draws from the generator in between.
         torch.manual_seed(settings.seed)
+        room = _context_length(self._model) - max(len(p.ids) for p in prompts)
+        settings = replace(settings, max_new_tokens=max(1, min(settings.max_new_tokens, room)))
         with torch.inference_mode(), self._adapter_state(step.tuned):
             self._model.generate(
                 **inputs,
