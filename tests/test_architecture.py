@@ -28,7 +28,8 @@ LAYERS: dict[str, int] = {
     "check": 8,
     "export": 8,
     "serving": 9,
-    "cli": 10,
+    "service": 10,
+    "cli": 11,
 }
 """A unit imports only units of lower layers (the ground floor's modules also each other)."""
 

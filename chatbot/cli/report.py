@@ -225,7 +225,7 @@ def follow_run(ws: Workspace, run_id: str) -> int:
     if run.error:
         console.print(Text(run.error))
     if run.state == "succeeded":
-        console.print(Text(f"Adapter: {run.run_dir / 'adapter'}"))
+        console.print(Text(f"Adapter: {run.folder.adapter}"))
     return 0 if run.state == "succeeded" else 1
 
 

@@ -1,0 +1,388 @@
+"""The application layer: what the command line, the app and `serve` do, written once and typed.
+
+The faces (`chatbot.cli`, `ui`) call these functions and print or show what they return; they do
+not reach into the packages below. Each function is a thin, typed entry point over the library:
+
+- a workspace and its brands: `open_workspace`, `prepare_brand`, `token_counter`;
+- runs: `list_runs`, `get_run`, `usable_runs` (finished with an adapter, the one definition:
+  `Run.has_adapter`), `latest_usable_run`, `run_events`, `follow_events`, and each run's file
+  layout as a `RunFolder` (`Run.folder`);
+- jobs: `estimate_training`, `start_training`, `start_from_votes`, `cancel_training`,
+  `resume_training`;
+- chat: `run_setup`/`checkpoint_setup` (how a run's adapter is talked to), `load_engine` (the one
+  way to build a `ChatEngine` for a run), `reply_bounds`; `serve_run` for the HTTP face;
+- evaluation and the border: `score_run`, `load_checker`, `export_run`, `import_adapter`,
+  `export_votes`.
+
+Heavy libraries (torch, transformers) are imported inside the functions that need them, so a face
+that only lists runs starts at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from chatbot.config import PrepareConfig, TrainConfig
+from chatbot.runs import jobs
+from chatbot.runs.adapters import AdapterSetup, adapter_setup, build_engine, parent_of
+from chatbot.runs.adapters import checkpoint_setup as _checkpoint_setup
+from chatbot.runs.adapters import latest_adapter_run as _latest_adapter_run
+from chatbot.runs.adapters import usable_runs as _usable_runs
+from chatbot.runs.jobs import Run
+from chatbot.training.run_files import Event, RunFolder, read_events
+from chatbot.workspace import Workspace
+
+if TYPE_CHECKING:
+    from chatbot.check import DraftChecker
+    from chatbot.engine import ChatEngine, GenerationSettings
+    from chatbot.engine.reply_length import ReplyBounds
+    from chatbot.export import ExportResult
+    from chatbot.export.importing import ImportResult
+    from chatbot.feedback.preferences import PreferenceExport
+    from chatbot.prepare.pipeline import PrepareResult
+    from chatbot.prepare.validation import TokenCounter
+    from chatbot.scorecard import Regression, ReportFiles, Scorecard
+    from chatbot.training.estimate import RunEstimate
+
+__all__ = [
+    "AdapterSetup",
+    "Event",
+    "Run",
+    "RunFolder",
+    "Score",
+    "ServedModel",
+    "Workspace",
+    "cancel_training",
+    "checkpoint_setup",
+    "default_check_report",
+    "estimate_training",
+    "export_run",
+    "export_votes",
+    "follow_events",
+    "get_run",
+    "import_adapter",
+    "latest_usable_run",
+    "list_runs",
+    "load_checker",
+    "load_engine",
+    "load_served_model",
+    "open_workspace",
+    "parent_of",
+    "prepare_brand",
+    "reply_bounds",
+    "resume_training",
+    "run_events",
+    "run_setup",
+    "score_run",
+    "serve_run",
+    "start_from_votes",
+    "start_training",
+    "token_counter",
+    "usable_runs",
+]
+
+
+# -- the workspace and its brands ---------------------------------------------------------------
+
+
+def open_workspace(path: str | Path | None = None) -> Workspace:
+    """The workspace at `path` (default: $BRANDVOICE_WORKSPACE, else the user data folder)."""
+    return Workspace.open(path)
+
+
+def token_counter(base_model: str | None = None) -> TokenCounter:
+    """Counts tokens with the base model's tokenizer (None: the built-in default model)."""
+    from transformers import AutoTokenizer
+
+    from chatbot.models import resolve_base_model
+    from chatbot.prepare.validation import tokenizer_counter
+
+    return tokenizer_counter(AutoTokenizer.from_pretrained(resolve_base_model(base_model)))
+
+
+def prepare_brand(
+    ws: Workspace,
+    brand: str,
+    conversations: Sequence[Path],
+    style_guide: Path | None = None,
+    config: PrepareConfig | None = None,
+    *,
+    count_tokens: TokenCounter | None = None,
+    progress: Any = None,
+) -> PrepareResult:
+    """Check, clean, redact and split a brand's files; the report says what was found."""
+    from chatbot.prepare.pipeline import prepare
+
+    return prepare(
+        ws,
+        brand,
+        [Path(f) for f in conversations],
+        Path(style_guide) if style_guide else None,
+        config,
+        count_tokens=count_tokens,
+        progress=progress,
+    )
+
+
+# -- runs ---------------------------------------------------------------------------------------
+
+
+def list_runs(ws: Workspace, brand: str | None = None) -> list[Run]:
+    """Every run (of `brand`, a slug, when given), newest first."""
+    return jobs.list_runs(ws, brand)
+
+
+def get_run(ws: Workspace, run_id: str) -> Run:
+    """The run with this id or unique id prefix."""
+    return jobs.get_run(ws, run_id)
+
+
+def usable_runs(ws: Workspace, brand: str) -> list[Run]:
+    """The brand's runs finished with an adapter (`Run.has_adapter`), newest first."""
+    return _usable_runs(ws, brand)
+
+
+def latest_usable_run(ws: Workspace, brand: str) -> Run:
+    """The brand's newest run finished with an adapter; BrandVoiceError when it has none."""
+    return _latest_adapter_run(ws, brand)
+
+
+def run_events(run: Run) -> list[Event]:
+    """The run's training events so far (`events.jsonl`)."""
+    return read_events(run.run_dir)
+
+
+def follow_events(ws: Workspace, run_id: str) -> Iterator[Event]:
+    """The run's events as they are written, until it ends."""
+    return jobs.follow_events(ws, run_id)
+
+
+# -- training jobs ------------------------------------------------------------------------------
+
+
+def estimate_training(ws: Workspace, brand: str, config: TrainConfig) -> RunEstimate:
+    """How long training `brand` with `config` will take, roughly, and on what."""
+    from chatbot.training.estimate import estimate_run
+
+    return estimate_run(ws.brand_dir(ws.find_brand(brand)), config)
+
+
+def start_training(ws: Workspace, brand: str, config: TrainConfig, *, preset: str = "") -> Run:
+    """Queue a training run of `brand` in a background process; returns it at once."""
+    return jobs.start_run(ws, brand, config, preset=preset)
+
+
+def start_from_votes(
+    ws: Workspace,
+    brand: str,
+    method: str = "dpo",
+    *,
+    parent_run: str | None = None,
+    overrides: Sequence[str] = (),
+) -> Run:
+    """Queue the next version trained from the Compare votes on the brand's newest voted run."""
+    from chatbot.runs.from_votes import start_from_votes as start
+
+    return start(ws, brand, method, parent_run=parent_run, overrides=list(overrides))
+
+
+def cancel_training(ws: Workspace, run_id: str, *, timeout: float = 60.0) -> Run:
+    """Stop a run gracefully (it keeps its last checkpoint); kill it after `timeout` seconds."""
+    return jobs.cancel_run(ws, run_id, timeout=timeout)
+
+
+def resume_training(ws: Workspace, run_id: str) -> Run:
+    """Continue a failed or cancelled run from its newest complete checkpoint."""
+    return jobs.resume_run(ws, run_id)
+
+
+# -- chat ---------------------------------------------------------------------------------------
+
+
+def run_setup(
+    ws: Workspace, run_id: str | None = None, *, brand: str | None = None
+) -> AdapterSetup:
+    """How to talk to a run's adapter: `run_id`, else the newest usable run of `brand`."""
+    if run_id is None:
+        if brand is None:
+            raise ValueError("run_setup needs a run id or a brand")
+        run_id = latest_usable_run(ws, brand).id
+    return adapter_setup(ws, run_id)
+
+
+def checkpoint_setup(ws: Workspace, run_id: str, checkpoint: Path) -> AdapterSetup:
+    """As `run_setup`, for one of a running run's checkpoints (the preview while it trains)."""
+    return _checkpoint_setup(ws, run_id, checkpoint)
+
+
+def load_engine(setup: AdapterSetup, *, adapter: bool = True, fewshot: bool = True) -> ChatEngine:
+    """The chat engine for a run's adapter (`adapter=False`: its base model alone, no adapter)."""
+    return build_engine(setup, adapter=adapter, fewshot=fewshot)
+
+
+def reply_bounds(ws: Workspace, run_id: str, tokenizer: object) -> ReplyBounds:
+    """The run's brand's reply bounds: its length cap (from its replies) and its sign-off."""
+    from chatbot.engine.reply_length import brand_reply_bounds
+
+    return brand_reply_bounds(ws.brand_dir(get_run(ws, run_id).brand), tokenizer)
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A run's tuned model, loaded for the OpenAI-compatible API."""
+
+    engine: ChatEngine
+    setup: AdapterSetup
+    model_id: str
+    """The name clients ask for: the brand's slug."""
+    bounds: ReplyBounds
+    defaults: GenerationSettings
+    """The settings a request that sets none gets (the brand's reply bounds applied)."""
+
+
+def load_served_model(ws: Workspace, setup: AdapterSetup) -> ServedModel:
+    """Load a run's adapter for `serve_run` (no few-shot examples: the API chats "tuned" only)."""
+    from chatbot.engine import GenerationSettings
+
+    engine = load_engine(setup, fewshot=False)
+    bounds = reply_bounds(ws, setup.run_id, engine.tokenizer)
+    model_id = get_run(ws, setup.run_id).brand
+    return ServedModel(engine, setup, model_id, bounds, bounds.apply(GenerationSettings()))
+
+
+def serve_run(
+    model: ServedModel,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    api_key: str | None = None,
+    allowed: Sequence[str] = (),
+) -> None:
+    """Serve `model` as an OpenAI-compatible API until interrupted."""
+    from chatbot.serving.server import serve
+
+    serve(
+        model.engine,
+        model.model_id,
+        host,
+        port,
+        api_key=api_key,
+        defaults=model.defaults,
+        allowed=allowed,
+    )
+
+
+# -- scorecard, draft check, export -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Score:
+    """A run's scorecard, where its report was written, and (with `against`) what got worse."""
+
+    card: Scorecard
+    files: ReportFiles
+    older: Scorecard | None = None
+    regressions: tuple[Regression, ...] = ()
+
+
+def score_run(
+    ws: Workspace,
+    run_id: str,
+    *,
+    against: str | None = None,
+    progress: Any = None,
+    **settings: int,
+) -> Score:
+    """Score a run, write its report into its folder; with `against`, compare with that run.
+
+    `settings` are `ScorecardSettings` fields (max_prompts, max_new_tokens, ...); unset ones keep
+    its defaults. The older run's saved scorecard is reused; one is made (and saved) if it has none.
+    """
+    from chatbot.scorecard import compare_scorecards, evaluate, load_scorecard, write_report
+
+    card = evaluate(ws, run_id, progress=progress, **settings)
+    files = write_report(card, get_run(ws, card.run_id).run_dir)
+    if against is None:
+        return Score(card, files)
+    old_run = get_run(ws, against)
+    old = load_scorecard(old_run.run_dir)
+    if old is None:
+        old = evaluate(ws, old_run.id, progress=progress, **settings)
+        write_report(old, old_run.run_dir)
+    return Score(card, files, old, tuple(compare_scorecards(card, old)))
+
+
+def load_checker(
+    ws: Workspace,
+    *,
+    brand: str | None = None,
+    run_id: str | None = None,
+    engine: ChatEngine | None = None,
+    progress: Any = None,
+) -> DraftChecker:
+    """Set up checking drafts with a run (default: the brand's newest usable run)."""
+    from chatbot.check import DraftChecker
+
+    return DraftChecker.load(ws, brand=brand, run_id=run_id, engine=engine, progress=progress)
+
+
+def default_check_report(ws: Workspace, brand: str) -> Path:
+    """Where a batch check's report goes when no file is named: the workspace's exports/."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return ws.root / "exports" / f"check-{brand}-{stamp}.html"
+
+
+def export_run(
+    ws: Workspace,
+    run_id: str,
+    fmt: str = "adapter",
+    out: Path | None = None,
+    *,
+    quant: str = "f16",
+    progress: Any = None,
+) -> ExportResult:
+    """Export a run as an adapter zip, a merged model or GGUF, verified in a fresh process."""
+    from chatbot.export import export_run as export
+
+    return export(ws, run_id, fmt, out, progress=progress, quant=quant)
+
+
+def import_adapter(
+    ws: Workspace,
+    archive: Path,
+    brand: str | None = None,
+    *,
+    base_model: str | None = None,
+    quantization: str = "none",
+    progress: Any = None,
+) -> ImportResult:
+    """Add a LoRA adapter zip trained elsewhere as a finished run of a brand."""
+    from chatbot.export.importing import import_adapter as importing
+
+    return importing(
+        ws,
+        Path(archive),
+        brand,
+        base_model=base_model,
+        quantization=quantization,
+        progress=progress,
+    )
+
+
+def export_votes(
+    ws: Workspace,
+    brand: str,
+    out: Path,
+    kind: str = "dpo",
+    *,
+    run_id: str | None = None,
+    style: str = "conversational",
+) -> PreferenceExport:
+    """Write the brand's Compare votes as DPO or KTO data (JSONL), personal data replaced."""
+    from chatbot.feedback.preferences import export_votes as export
+
+    return export(ws, brand, Path(out), kind, run_id=run_id, style=style)
