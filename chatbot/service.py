@@ -15,7 +15,7 @@ not reach into the packages below. Each function is a thin, typed entry point ov
   `export_votes`.
 
 Heavy libraries (torch, transformers) are imported inside the functions that need them, so a face
-that only lists runs starts at once.
+that only lists runs starts at once (and `AdapterSetup` is loaded on first use).
 """
 
 from __future__ import annotations
@@ -28,16 +28,12 @@ from typing import TYPE_CHECKING, Any
 
 from chatbot.config import PrepareConfig, TrainConfig
 from chatbot.runs import jobs
-from chatbot.runs.adapters import AdapterSetup, adapter_setup, build_engine, parent_of
-from chatbot.runs.adapters import checkpoint_setup as _checkpoint_setup
-from chatbot.runs.adapters import latest_adapter_run as _latest_adapter_run
-from chatbot.runs.adapters import usable_runs as _usable_runs
 from chatbot.runs.jobs import Run
 from chatbot.training.run_files import Event, RunFolder, read_events
 from chatbot.workspace import Workspace
 
 if TYPE_CHECKING:
-    from chatbot.check import DraftChecker
+    from chatbot.check import Draft, DraftCheck, DraftChecker
     from chatbot.engine import ChatEngine, GenerationSettings
     from chatbot.engine.reply_length import ReplyBounds
     from chatbot.export import ExportResult
@@ -45,6 +41,7 @@ if TYPE_CHECKING:
     from chatbot.feedback.preferences import PreferenceExport
     from chatbot.prepare.pipeline import PrepareResult
     from chatbot.prepare.validation import TokenCounter
+    from chatbot.runs.adapters import AdapterSetup
     from chatbot.scorecard import Regression, ReportFiles, Scorecard
     from chatbot.training.estimate import RunEstimate
 
@@ -58,6 +55,7 @@ __all__ = [
     "Workspace",
     "cancel_training",
     "checkpoint_setup",
+    "check_drafts",
     "default_check_report",
     "estimate_training",
     "export_run",
@@ -73,6 +71,7 @@ __all__ = [
     "open_workspace",
     "parent_of",
     "prepare_brand",
+    "read_drafts",
     "reply_bounds",
     "resume_training",
     "run_events",
@@ -83,7 +82,16 @@ __all__ = [
     "start_training",
     "token_counter",
     "usable_runs",
+    "write_check_report",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "AdapterSetup":  # the type only: importing it loads the chat side's libraries
+        from chatbot.runs.adapters import AdapterSetup
+
+        return AdapterSetup
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # -- the workspace and its brands ---------------------------------------------------------------
@@ -143,17 +151,28 @@ def get_run(ws: Workspace, run_id: str) -> Run:
 
 def usable_runs(ws: Workspace, brand: str) -> list[Run]:
     """The brand's runs finished with an adapter (`Run.has_adapter`), newest first."""
-    return _usable_runs(ws, brand)
+    from chatbot.runs.adapters import usable_runs as usable
+
+    return usable(ws, brand)
 
 
 def latest_usable_run(ws: Workspace, brand: str) -> Run:
     """The brand's newest run finished with an adapter; BrandVoiceError when it has none."""
-    return _latest_adapter_run(ws, brand)
+    from chatbot.runs.adapters import latest_adapter_run
+
+    return latest_adapter_run(ws, brand)
 
 
 def run_events(run: Run) -> list[Event]:
     """The run's training events so far (`events.jsonl`)."""
     return read_events(run.run_dir)
+
+
+def parent_of(run: Run) -> str:
+    """The run whose adapter `run` started from ("" when none): a run from votes' parent."""
+    from chatbot.runs.adapters import parent_of as parent
+
+    return parent(run)
 
 
 def follow_events(ws: Workspace, run_id: str) -> Iterator[Event]:
@@ -211,16 +230,22 @@ def run_setup(
         if brand is None:
             raise ValueError("run_setup needs a run id or a brand")
         run_id = latest_usable_run(ws, brand).id
+    from chatbot.runs.adapters import adapter_setup
+
     return adapter_setup(ws, run_id)
 
 
 def checkpoint_setup(ws: Workspace, run_id: str, checkpoint: Path) -> AdapterSetup:
     """As `run_setup`, for one of a running run's checkpoints (the preview while it trains)."""
-    return _checkpoint_setup(ws, run_id, checkpoint)
+    from chatbot.runs.adapters import checkpoint_setup as setup
+
+    return setup(ws, run_id, checkpoint)
 
 
 def load_engine(setup: AdapterSetup, *, adapter: bool = True, fewshot: bool = True) -> ChatEngine:
     """The chat engine for a run's adapter (`adapter=False`: its base model alone, no adapter)."""
+    from chatbot.runs.adapters import build_engine
+
     return build_engine(setup, adapter=adapter, fewshot=fewshot)
 
 
@@ -328,6 +353,29 @@ def load_checker(
     from chatbot.check import DraftChecker
 
     return DraftChecker.load(ws, brand=brand, run_id=run_id, engine=engine, progress=progress)
+
+
+def read_drafts(source: Path) -> list[Draft]:
+    """The texts to check in a folder of .txt/.md files, a CSV, or one text file."""
+    from chatbot.check import read_drafts as read
+
+    return read(Path(source))
+
+
+def check_drafts(
+    checker: DraftChecker, drafts: list[Draft], progress: Any = None
+) -> list[tuple[Draft, DraftCheck]]:
+    """Check every draft (a batch audit: no suggested replies), worst score first."""
+    from chatbot.check import check_drafts as check
+
+    return check(checker, drafts, progress)
+
+
+def write_check_report(results: list[tuple[Draft, DraftCheck]], out: Path) -> Path:
+    """Write a batch check's report, CSV (a .csv path) or HTML, atomically; returns the path."""
+    from chatbot.check import write_report
+
+    return write_report(results, Path(out))
 
 
 def default_check_report(ws: Workspace, brand: str) -> Path:

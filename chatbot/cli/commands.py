@@ -244,23 +244,22 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from chatbot import service
-    from chatbot.check import check_drafts, read_drafts, write_report
     from chatbot.cli.report import print_check, print_check_batch, rich_progress
 
     ws = service.open_workspace(args.workspace)
     source = None if args.source == "-" else Path(args.source)
     batch = source is not None and (source.is_dir() or source.suffix.lower() == ".csv")
-    drafts = read_drafts(source) if source is not None else []
+    drafts = service.read_drafts(source) if source is not None else []
     text = sys.stdin.read() if source is None else drafts[0].text
     with rich_progress() as progress:
         checker = service.load_checker(ws, brand=args.brand, run_id=args.run, progress=progress)
         if batch:
-            results = check_drafts(checker, drafts, progress)
+            results = service.check_drafts(checker, drafts, progress)
     if not batch:
         print_check(checker.check(text, args.customer, suggest=not args.no_suggest))
         return 0
     out = Path(args.report) if args.report else service.default_check_report(ws, checker.run.brand)
-    print_check_batch(results, write_report(results, out))
+    print_check_batch(results, service.write_check_report(results, out))
     return 0
 
 
@@ -351,6 +350,22 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     allowed = args.allowed_host or ()
     service.serve_run(model, args.host, args.port, api_key=api_key, allowed=allowed)
     return 0
+
+
+_HINTS = {
+    "base_model": "--base-model MODEL",
+    "brand": "--brand NAME",
+    "conversations": "--conversations FILE",
+    "quant": "--quant f16 or --quant q8_0",
+    "prepare": "`brandvoice prepare --brand NAME --conversations FILE --style-guide FILE`",
+    "train": "`brandvoice train --brand NAME`",
+}
+"""How the command line gives what fixes an error (`BrandVoiceError.option`)."""
+
+
+def _hint(exc: BrandVoiceError) -> str:
+    hint = _HINTS.get(getattr(exc, "option", None) or "")
+    return f" (command line: {hint})" if hint else ""
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -657,7 +672,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return func(args)
     except BrandVoiceError as exc:
-        _err.print(Text("error: ", style="bold red") + Text(str(exc)))
+        _err.print(Text("error: ", style="bold red") + Text(str(exc) + _hint(exc)))
         return 2
     except KeyboardInterrupt:
         _err.print("interrupted")

@@ -64,8 +64,7 @@ def latest_adapter_run(ws: Workspace, brand: str) -> Run:
     if runs:
         return runs[0]
     raise BrandVoiceError(
-        f"Brand '{slug}' has no finished training run yet; "
-        f"train one with `brandvoice train --brand {slug}`."
+        f"Brand '{slug}' has no finished training run yet; train one first.", option="train"
     )
 
 

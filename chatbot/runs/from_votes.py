@@ -71,8 +71,9 @@ def _parent(ws: Workspace, slug: str, run_id: str | None) -> Run:
     finished = [r for r in list_runs(ws, slug) if r.has_adapter]
     if not finished:
         raise BrandVoiceError(
-            f"Brand '{slug}' has no finished training run to vote on yet; train one with "
-            f"`brandvoice train --brand {slug}`, then vote in the Compare tab."
+            f"Brand '{slug}' has no finished training run to vote on yet; train one first, "
+            "then vote in the Compare tab.",
+            option="train",
         )
     voted = {v.run_id for v in list_votes(ws, slug)}
     return next((r for r in finished if r.id in voted), finished[0])
