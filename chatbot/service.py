@@ -3,7 +3,9 @@
 The faces (`chatbot.cli`, `ui`) call these functions and print or show what they return; they do
 not reach into the packages below. Each function is a thin, typed entry point over the library:
 
-- a workspace and its brands: `open_workspace`, `prepare_brand`, `token_counter`;
+- a workspace and its brands: `open_workspace`, `prepare_brand`, `token_counter`, and what a
+  prepared brand's folder holds (`brand_profile`, `brand_yaml`/`save_brand_yaml`, `brand_report`,
+  `brand_conversations`, `brand_reply_bounds`), so no face opens those files itself;
 - runs: `list_runs`, `get_run`, `usable_runs` (finished with an adapter, the one definition:
   `Run.has_adapter`), `latest_usable_run`, `run_events`, `follow_events`, and each run's file
   layout as a `RunFolder` (`Run.folder`);
@@ -13,6 +15,10 @@ not reach into the packages below. Each function is a thin, typed entry point ov
   way to build a `ChatEngine` for a run), `reply_bounds`; `serve_run` for the HTTP face;
 - evaluation and the border: `score_run`, `load_checker`, `export_run`, `import_adapter`,
   `export_votes`.
+
+The library's types and helpers a face shows or fills in (`Scorecard`, `BrandProfile`, `Vote`,
+the HTTP guard, ...) are re-exported here by name (`_REEXPORTED`), so a face imports this module
+and the engine's types only.
 
 Heavy libraries (torch, transformers) are imported inside the functions that need them, so a face
 that only lists runs starts at once (and `AdapterSetup` is loaded on first use).
@@ -29,10 +35,11 @@ from typing import TYPE_CHECKING, Any
 from chatbot.config import PrepareConfig, TrainConfig
 from chatbot.runs import jobs
 from chatbot.runs.jobs import Run
-from chatbot.training.run_files import Event, RunFolder, read_events
+from chatbot.training.run_files import ADAPTER_CONFIG, Event, RunFolder, read_events
 from chatbot.workspace import Workspace
 
 if TYPE_CHECKING:
+    from chatbot.brand import BrandProfile
     from chatbot.check import Draft, DraftCheck, DraftChecker
     from chatbot.engine import ChatEngine, GenerationSettings
     from chatbot.engine.reply_length import ReplyBounds
@@ -45,6 +52,8 @@ if TYPE_CHECKING:
     from chatbot.scorecard import Regression, ReportFiles, Scorecard
     from chatbot.training.estimate import RunEstimate
 
+_BRAND_YAML = "brand.yaml"
+
 __all__ = [
     "AdapterSetup",
     "Event",
@@ -53,6 +62,12 @@ __all__ = [
     "Score",
     "ServedModel",
     "Workspace",
+    "adapter_config",
+    "brand_conversations",
+    "brand_profile",
+    "brand_reply_bounds",
+    "brand_report",
+    "brand_yaml",
     "cancel_training",
     "checkpoint_setup",
     "check_drafts",
@@ -76,6 +91,7 @@ __all__ = [
     "resume_training",
     "run_events",
     "run_setup",
+    "save_brand_yaml",
     "score_run",
     "serve_run",
     "start_from_votes",
@@ -86,12 +102,76 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name == "AdapterSetup":  # the type only: importing it loads the chat side's libraries
-        from chatbot.runs.adapters import AdapterSetup
+_REEXPORTED = {
+    # The library's types and helpers a face shows or fills in, loaded on first use (most of them
+    # pull in torch): `from chatbot.service import Scorecard` works without the face knowing where
+    # the type lives.
+    "AdapterSetup": "chatbot.runs.adapters",
+    "AddressRule": "chatbot.brand",
+    "BrandProfile": "chatbot.brand",
+    "BrandRules": "chatbot.brand",
+    "EmojiRule": "chatbot.brand",
+    "PreferredTerm": "chatbot.brand",
+    "condense_system_prompt": "chatbot.brand.guide_prompt",
+    "StyleGuide": "chatbot.ingest.style_guide",
+    "TokenCounter": "chatbot.prepare.validation",
+    "Draft": "chatbot.check",
+    "DraftCheck": "chatbot.check",
+    "DraftChecker": "chatbot.check",
+    "ExportResult": "chatbot.export",
+    "zip_adapter": "chatbot.export",
+    "DEFAULT_HUB_ID": "chatbot.export.base_model",
+    "max_lora_rank_for": "chatbot.export.vllm_compat",
+    "Verdict": "chatbot.feedback.votes",
+    "Vote": "chatbot.feedback.votes",
+    "list_votes": "chatbot.feedback.votes",
+    "record_vote": "chatbot.feedback.votes",
+    "tally": "chatbot.feedback.votes",
+    "preference_rows": "chatbot.feedback.preferences",
+    "MIN_VOTES": "chatbot.runs.from_votes",
+    "usable_votes": "chatbot.runs.from_votes",
+    "Preview": "chatbot.runs.preview",
+    "brand_previews": "chatbot.runs.preview",
+    "pin_newest_preview": "chatbot.runs.preview",
+    "VoiceMatch": "chatbot.runs.voice_match",
+    "run_voice_match": "chatbot.runs.voice_match",
+    "REFERENCE": "chatbot.scorecard",
+    "SYSTEMS": "chatbot.scorecard",
+    "Progress": "chatbot.scorecard",
+    "Scorecard": "chatbot.scorecard",
+    "ScorecardSettings": "chatbot.scorecard",
+    "charts_html": "chatbot.scorecard",
+    "evaluate": "chatbot.scorecard",
+    "examples_html": "chatbot.scorecard",
+    "headlines": "chatbot.scorecard",
+    "load_scorecard": "chatbot.scorecard",
+    "summary_rows": "chatbot.scorecard",
+    "verdict": "chatbot.scorecard",
+    "write_scorecard_report": "chatbot.scorecard:write_report",
+    "SYSTEM_NAMES": "chatbot.scorecard.report",
+    "RequestGuard": "chatbot.serving.http_guard",
+    "allowed_hosts": "chatbot.serving.http_guard",
+    "is_loopback": "chatbot.serving.http_guard",
+    "ASGIApp": "chatbot.serving.http_guard",
+    "Message": "chatbot.serving.http_guard",
+    "Receive": "chatbot.serving.http_guard",
+    "Scope": "chatbot.serving.http_guard",
+    "Send": "chatbot.serving.http_guard",
+}
 
-        return AdapterSetup
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    where = _REEXPORTED.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, _, attr = where.partition(":")
+    return getattr(importlib.import_module(module), attr or name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_REEXPORTED})
 
 
 # -- the workspace and its brands ---------------------------------------------------------------
@@ -136,6 +216,66 @@ def prepare_brand(
     )
 
 
+def brand_profile(ws: Workspace, brand: str) -> BrandProfile:
+    """The prepared brand's profile (`brand.yaml`), validated."""
+    from chatbot.brand import BrandProfile
+
+    return BrandProfile.load(ws.brand_dir(ws.find_brand(brand)) / _BRAND_YAML)
+
+
+def brand_yaml(ws: Workspace, slug: str) -> str:
+    """The text of the brand's `brand.yaml` as saved ("" when there is none)."""
+    path = ws.brand_dir(slug) / _BRAND_YAML
+    return path.read_text("utf-8") if path.exists() else ""
+
+
+def save_brand_yaml(ws: Workspace, slug: str, yaml_text: str) -> BrandProfile:
+    """Validate edited `brand.yaml` text and save it; ConfigError lists every problem (by field or
+    line) and leaves the file as it was."""
+    import tempfile
+
+    from chatbot.brand import BrandProfile
+    from chatbot.errors import BrandVoiceError, ConfigError
+
+    target = ws.brand_dir(slug) / _BRAND_YAML
+    if not target.parent.is_dir():
+        raise BrandVoiceError(f"Brand '{slug}' is not in this workspace any more.")
+    # BrandProfile.load holds the safe YAML reading (no aliases, size limit, line numbers), so the
+    # text goes through a file of the same name; errors then read "Invalid settings in brand.yaml".
+    with tempfile.TemporaryDirectory(prefix="brandvoice-rules-") as tmp:
+        path = Path(tmp) / _BRAND_YAML
+        path.write_text(yaml_text or "", encoding="utf-8")
+        try:
+            profile = BrandProfile.load(path)
+        except ConfigError as exc:
+            raise ConfigError(exc.problems, source=_BRAND_YAML) from None
+    profile.save(target)
+    return profile
+
+
+def brand_report(ws: Workspace, slug: str) -> dict:
+    """The report of the brand's last successful prepare (`report.json`; {} when none)."""
+    import json
+
+    path = ws.brand_dir(slug) / "report.json"
+    return json.loads(path.read_text("utf-8")) if path.exists() else {}
+
+
+def brand_conversations(ws: Workspace, slug: str, limit: int | None = None) -> list[dict]:
+    """The brand's prepared, redacted conversations (the first `limit`), as stored."""
+    from chatbot.storage import read_jsonl
+
+    path = ws.brand_dir(slug) / "conversations.jsonl"
+    return read_jsonl(path)[:limit] if path.exists() else []
+
+
+def brand_reply_bounds(ws: Workspace, slug: str, tokenizer: object) -> ReplyBounds:
+    """The brand's reply bounds (its length cap and sign-off), counted with `tokenizer`."""
+    from chatbot.engine.reply_length import brand_reply_bounds as bounds
+
+    return bounds(ws.brand_dir(slug), tokenizer)
+
+
 # -- runs ---------------------------------------------------------------------------------------
 
 
@@ -161,6 +301,13 @@ def latest_usable_run(ws: Workspace, brand: str) -> Run:
     from chatbot.runs.adapters import latest_adapter_run
 
     return latest_adapter_run(ws, brand)
+
+
+def adapter_config(run: Run) -> dict:
+    """The run's final adapter's PEFT config (`adapter_config.json`: rank, targets, base)."""
+    import json
+
+    return json.loads((run.folder.adapter / ADAPTER_CONFIG).read_text("utf-8"))
 
 
 def run_events(run: Run) -> list[Event]:
@@ -251,9 +398,7 @@ def load_engine(setup: AdapterSetup, *, adapter: bool = True, fewshot: bool = Tr
 
 def reply_bounds(ws: Workspace, run_id: str, tokenizer: object) -> ReplyBounds:
     """The run's brand's reply bounds: its length cap (from its replies) and its sign-off."""
-    from chatbot.engine.reply_length import brand_reply_bounds
-
-    return brand_reply_bounds(ws.brand_dir(get_run(ws, run_id).brand), tokenizer)
+    return brand_reply_bounds(ws, get_run(ws, run_id).brand, tokenizer)
 
 
 @dataclass(frozen=True)

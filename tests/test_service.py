@@ -170,3 +170,28 @@ def test_serve_answers_an_openai_request(trained: tuple[Path, str], monkeypatch,
     (answer,) = answers
     assert answer["model"] == SLUG
     assert isinstance(answer["choices"][0]["message"]["content"], str)
+
+
+def test_a_brand_folder_is_read_and_its_rules_saved_through_the_layer(tmp_path: Path):
+    from chatbot.errors import ConfigError
+
+    ws = prepared_brand(tmp_path)
+    saved = service.brand_yaml(ws, SLUG)
+    assert service.brand_profile(ws, BRAND).name == BRAND
+    assert service.brand_report(ws, SLUG)["brand"] == BRAND
+    rows = service.brand_conversations(ws, SLUG, limit=3)
+    assert len(rows) == 3 and all(r["messages"] for r in rows)
+    with pytest.raises(ConfigError, match="brand.yaml"):
+        service.save_brand_yaml(ws, SLUG, "name: [unclosed")
+    assert service.brand_yaml(ws, SLUG) == saved  # a refused edit leaves the file as it was
+    edited = saved.replace(f"name: {BRAND}", "name: Lumen Lamps Ltd")
+    assert service.save_brand_yaml(ws, SLUG, edited).name == "Lumen Lamps Ltd"
+    assert service.brand_profile(ws, SLUG).name == "Lumen Lamps Ltd"
+
+
+def test_library_names_are_reexported_on_first_use():
+    from chatbot.scorecard import Scorecard, write_report
+
+    assert service.Scorecard is Scorecard and service.write_scorecard_report is write_report
+    with pytest.raises(AttributeError):
+        service.no_such_name  # noqa: B018
