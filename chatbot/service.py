@@ -27,7 +27,7 @@ that only lists runs starts at once (and `AdapterSetup` is loaded on first use).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -87,6 +87,7 @@ __all__ = [
     "parent_of",
     "prepare_brand",
     "read_drafts",
+    "read_events",
     "reply_bounds",
     "resume_training",
     "run_events",
@@ -349,11 +350,20 @@ def start_from_votes(
     *,
     parent_run: str | None = None,
     overrides: Sequence[str] = (),
+    start: Callable[..., Run] | None = None,
 ) -> Run:
-    """Queue the next version trained from the Compare votes on the brand's newest voted run."""
-    from chatbot.runs.from_votes import start_from_votes as start
+    """Queue the next version trained from the Compare votes on `parent_run` (default: the brand's
+    newest voted run). `start` queues the run (default `start_training`; the app passes its own)."""
+    from chatbot.runs.from_votes import start_from_votes as queue
 
-    return start(ws, brand, method, parent_run=parent_run, overrides=list(overrides))
+    return queue(
+        ws,
+        brand,
+        method,
+        parent_run=parent_run,
+        overrides=list(overrides),
+        start=start or start_training,
+    )
 
 
 def cancel_training(ws: Workspace, run_id: str, *, timeout: float = 60.0) -> Run:
