@@ -229,12 +229,14 @@ def _print_trial(trial: int, started: float, events: list[dict]) -> None:
 
 def _first_message_child(args: argparse.Namespace) -> int:
     """What `brandvoice ui` does, then the brand's messages through the Compare handler."""
+    from chatbot.workspace import slugify
     from ui import Services, launch
     from ui.compare_tab import compare_setup, reply_bounds
 
     imported = time.time()
     services = Services.create(args.workspace)
-    warming = services.start_warm_up(args.brand)
+    slug = slugify(args.brand) if args.brand else None
+    warming = services.start_warm_up(slug)
     app = launch(services, port=_free_port(), block=False)
     if warming is not None:
         warming.join()
@@ -249,7 +251,7 @@ def _first_message_child(args: argparse.Namespace) -> int:
         seconds=state.seconds or 0.0,
         cpu=time.process_time(),
     )
-    slug = args.brand or services.workspace.brands()[0]["slug"]
+    slug = slug or services.workspace.brands()[0]["slug"]
     run_id = compare_setup(services, slug).run_id
     bounds = reply_bounds(services, slug, run_id)
     settings = GenerationSettings(max_new_tokens=bounds.max_new_tokens or 200)

@@ -322,13 +322,15 @@ def test_the_check_command(
     workspace: Workspace, checker: DraftChecker, tmp_path: Path, capsys
 ) -> None:  # noqa: ANN001
     draft = tmp_path / "draft.txt"
-    draft.write_text("Unfortunately the unit is late. Shine on, Lumen Lamps", encoding="utf-8")
+    draft.write_text("Unfortunately the unit is late!!! Shine on, Lumen Lamps", encoding="utf-8")
     ws = str(workspace.root)
     code = main(["check", "--workspace", ws, "--brand", "Lumen Lamps", str(draft), "--no-suggest"])
     out = capsys.readouterr().out
     assert code == 0 and "Brand score:" in out and "/100" in out
+    # Two marks too many, one rule: the sentence names it once.
+    assert " ".join(out.split()).count("(breaks exclamations:") == 1
     assert "banned_phrase:unfortunately" in out and "Fixed by the brand's rules" in out
-    assert "Hello there, the lamp is late." in out
+    assert "Hello there, the lamp is late! Shine on" in " ".join(out.split())
     folder = tmp_path / "batch"
     folder.mkdir()
     (folder / "one.md").write_text("Hello there. Shine on, Lumen Lamps", encoding="utf-8")

@@ -89,7 +89,7 @@ def test_running_a_scorecard_writes_the_report_and_shows_it(services: Services) 
     assert view.header[0] == "Measure" and view.rows[0][0].startswith("NLL")
     assert "<svg" in view.charts and "&lt;script&gt;" in view.examples
     assert "<script>" not in view.examples and "&lt;script&gt;" not in view.headlines
-    assert "2 held-out customer turns" in view.status
+    assert "2 customer messages" in view.status
 
     # Coming back shows the saved scorecard, and the run is marked as scored.
     again = saved_scorecard(services, RUN_ID)

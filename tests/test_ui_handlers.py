@@ -271,10 +271,21 @@ def test_reload_reattaches_to_the_running_job(services: Services, brand: str):
     assert "step 5 of 10" in view.status_html and "50%" in view.status_html
     assert "50s left" in view.status_html
     points = view.loss.dropna()
-    assert sorted(set(points["series"])) == ["eval", "train"]
     assert list(points[points.series == "train"]["step"]) == [2, 5]
-    assert list(points[points.series == "eval"]["loss"]) == [2.2]
+    # One held-out point is no curve: not drawn (it would only draw a misleading line).
+    assert list(points[points.series == "eval"]["loss"]) == []
+    assert sorted(set(view.loss["series"])) == ["eval", "train"]  # the series stays declared
     assert [row[1] for row in view.runs_table] == ["running", "succeeded"]
+    assert "Eval loss 2.200" in view.details and "lower is better" in view.details.lower()
+    assert "eval loss" not in view.status_html.lower()  # technical figures only in Details
+
+
+def test_eval_curve_is_drawn_from_three_points():
+    events = [{"step": s, "eval_loss": v} for s, v in ((2, 2.4), (4, 2.1))]
+    frame = train_tab.loss_frame(events).dropna()
+    assert frame[frame.series == "eval"].empty
+    frame = train_tab.loss_frame([*events, {"step": 6, "eval_loss": 1.9}]).dropna()
+    assert list(frame[frame.series == "eval"]["loss"]) == [2.4, 2.1, 1.9]
 
 
 def test_train_view_empty_states(services: Services, brand: str):

@@ -28,7 +28,7 @@ from starlette.middleware import Middleware
 from chatbot.errors import BrandVoiceError
 from chatbot.serving.http_guard import RequestGuard, allowed_hosts, is_loopback
 from ui import brand_tab, check_tab, compare_tab, export_tab, scorecard_tab, train_tab
-from ui.errors import user_errors
+from ui.errors import shown_in
 from ui.services import Services
 from ui.theme import CSS, PRODUCT_NAME, header_html, make_theme
 from ui.uploads import UPLOADS, UploadQuota, app_upload_dir, remove_upload_dir
@@ -56,6 +56,10 @@ WORKSPACE_UPLOAD_BYTES = 2 << 30
 # for at most this long: (how often to sweep, how old a file may get), in seconds. Prepare deletes
 # the files it has read at once, and the app deletes its folder when it stops.
 UPLOAD_RETENTION = (900, 3600)
+
+
+SCREEN_READER_TEXTS = {"common.complete": "Done"}
+"""Texts Gradio's status announcements look up that its own English translations lack."""
 
 
 def _brand_picker_update(services: Services, current: str | None) -> tuple:
@@ -96,7 +100,8 @@ def build_app(services: Services) -> gr.Blocks:
             with gr.Tab("Export", id="export") as export:
                 export_tab.build(services, brand, export)
 
-        refresh = user_errors(lambda slug: _brand_picker_update(services, slug))
+        # A broken workspace on load: the header says so, the page stays usable.
+        refresh = shown_in(lambda slug: _brand_picker_update(services, slug), outputs=2, at=1)
         app.load(refresh, brand, [brand, header], show_progress="hidden")
         brand.change(
             lambda slug: header_html(_name(brand_tab.brand_choices(services), slug)),
@@ -161,6 +166,9 @@ def launch_options(
         "pwa": False,
         "theme": make_theme(),
         "css": CSS,
+        # Gradio 6.31 announces a finished action to screen readers as "common.complete", a
+        # key its English texts lack; this fills the gap.
+        "i18n": gr.I18n(en=SCREEN_READER_TEXTS),
         # Outermost first: a request from another site is refused before it can upload.
         "app_kwargs": {
             "middleware": [

@@ -29,7 +29,7 @@ from chatbot.check.batch import read_drafts
 from chatbot.errors import BrandVoiceError
 from chatbot.runs.adapters import adapter_setup
 from chatbot.runs.jobs import Run, get_run, list_runs
-from ui.errors import user_errors
+from ui.errors import shown_in
 from ui.services import EngineSpec, Services
 from ui.text import run_label
 from ui.theme import empty_state
@@ -416,13 +416,16 @@ def build(services: Services, brand: gr.Dropdown, tab: gr.Tab) -> None:
 
     quiet: dict = {"show_progress": "hidden"}
     outputs = [w.notice, w.panel, w.run]
-    brand.change(user_errors(refresh), brand, outputs, **quiet)
-    tab.select(user_errors(refresh), [brand, w.run], outputs, **quiet)
+    shown = shown_in(refresh, outputs=len(outputs), at=0)
+    brand.change(shown, brand, outputs, **quiet)
+    tab.select(shown, [brand, w.run], outputs, **quiet)
     # The check shares the chat model with the Compare tab: they take turns.
     engine = {"concurrency_id": "chat-engine", "concurrency_limit": 1}
-    w.check.click(user_errors(on_check), [w.run, w.draft, w.customer], w.results(), **engine)
+    results = w.results()
+    checked = shown_in(on_check, outputs=len(results), at=0)  # said where the score goes
+    w.check.click(checked, [w.run, w.draft, w.customer], results, **engine)
     w.audit.click(
-        user_errors(on_audit),
+        shown_in(on_audit, outputs=3, at=0),
         [w.run, w.files],
         [w.batch_status, w.batch_table, w.report],
         **engine,

@@ -41,9 +41,9 @@ from chatbot.feedback.votes import Verdict, Vote, list_votes, record_vote, tally
 from chatbot.runs.from_votes import MIN_VOTES, start_from_votes, usable_votes
 from chatbot.runs.jobs import Run, get_run, list_runs
 from chatbot.runs.preview import brand_previews, pin_newest_preview
-from ui.errors import user_errors
+from ui.errors import shown_in
 from ui.services import ChatBackend, EngineSpec, Services, WarmUp
-from ui.text import run_label
+from ui.text import is_preview_sized, preview_note_html, run_label
 from ui.theme import empty_state
 
 __all__ = [
@@ -454,6 +454,8 @@ class _Widgets:
     """The tab's components; each wiring helper below takes the ones it needs from here."""
 
     notice: gr.HTML
+    model_note: gr.HTML
+    """The honest note on the built-in preview model, when the chosen run is trained on it."""
     warm_note: gr.Markdown
     warm_timer: gr.Timer
     panel: gr.Column
@@ -501,19 +503,35 @@ class _Widgets:
 
 def _settings_inputs() -> list[gr.components.Component]:
     d = GenerationSettings()
-    with gr.Accordion("Generation settings", open=False), gr.Row():
-        temperature = gr.Slider(0.0, 1.5, value=d.temperature, step=0.05, label="Temperature")
-        top_p = gr.Slider(0.1, 1.0, value=d.top_p, step=0.05, label="Top-p")
+    with gr.Accordion("Details: reply settings", open=False), gr.Row():
+        temperature = gr.Slider(
+            0.0,
+            1.5,
+            value=d.temperature,
+            step=0.05,
+            label="Variety (temperature)",
+            info="0: the same reply every time; about 0.7: natural; above 1: erratic.",
+        )
+        top_p = gr.Slider(
+            0.1,
+            1.0,
+            value=d.top_p,
+            step=0.05,
+            label="Word choice (top-p)",
+            info="Lower keeps to the most likely words.",
+        )
         max_new = gr.Slider(
             16,
             _MAX_NEW_TOKENS_SLIDER,
             value=d.max_new_tokens,
             step=1,
-            label="Max new tokens",
-            info="Starts at this brand's usual longest reply (1.5× its 95th percentile). "
-            "Every reply also ends after the brand's sign-off.",
+            label="Longest reply (tokens)",
+            info="A token is about ¾ of a word. Starts at this brand's usual longest reply; "
+            "every reply also ends after the brand's sign-off.",
         )
-        seed = gr.Number(value=d.seed, precision=0, label="Seed")
+        seed = gr.Number(
+            value=d.seed, precision=0, label="Seed", info="The same seed gives the same replies."
+        )
     return [temperature, top_p, max_new, seed]
 
 
@@ -587,6 +605,7 @@ def _chat_pane(label: str, side: str) -> tuple[gr.HTML, gr.Chatbot, gr.Button]:
 
 def _layout() -> _Widgets:
     notice = gr.HTML(_no_brand_notice())
+    model_note = gr.HTML("", elem_id="bv-compare-model-note")
     warm_note = gr.Markdown(visible=False, elem_classes="bv-hint")
     warm_timer = gr.Timer(1.0)
     with gr.Column(visible=False) as panel:
@@ -619,6 +638,7 @@ def _layout() -> _Widgets:
         summary = gr.Markdown(elem_classes="bv-hint")
     return _Widgets(
         notice,
+        model_note,
         warm_note,
         warm_timer,
         panel,
@@ -646,6 +666,7 @@ def _session(request: gr.Request | None) -> str:
 
 def _wire_chat(services: Services, w: _Widgets, brand: gr.Dropdown) -> None:
     outputs = [*w.conversation(), w.message]
+    note_at = outputs.index(w.vote_note)
     running = _RunningTurns()
 
     def on_send(
@@ -659,9 +680,10 @@ def _wire_chat(services: Services, w: _Widgets, brand: gr.Dropdown) -> None:
         request: gr.Request,
         *knobs: float,
     ) -> Iterator[tuple]:
-        if not (text or "").strip():  # an empty box is not worth an error
-            gr.Warning("Type a message for both assistants first.")
-            yield tuple(gr.skip() for _ in outputs)
+        if not (text or "").strip():  # said under the panes; nothing else changes
+            skipped = [gr.skip() for _ in outputs]
+            skipped[note_at] = "Type a message for both assistants first."
+            yield tuple(skipped)
             return
         session = _session(request)
         stops = running.begin(session)
@@ -677,7 +699,7 @@ def _wire_chat(services: Services, w: _Widgets, brand: gr.Dropdown) -> None:
     inputs = [brand, w.run, w.mode, w.message, w.left, w.right, w.matchup, *w.settings]
     for trigger in (w.send.click, w.message.submit):
         trigger(
-            user_errors(on_send),
+            shown_in(on_send, outputs=len(outputs), at=note_at),
             inputs,
             outputs,
             # One model answers at a time; a second chat waits its turn in the queue.
@@ -725,7 +747,19 @@ def _wire_votes(services: Services, w: _Widgets, brand: gr.Dropdown) -> None:
     inputs = [brand, w.run, w.left, w.right, w.matchup]
     outputs = [w.left_title, w.right_title, w.matchup, w.vote_note, w.reveal, w.summary, *w.votes]
     for verdict, button in zip(VERDICT_BUTTONS, w.votes, strict=True):
-        button.click(user_errors(partial(on_vote, verdict)), inputs, outputs)
+        button.click(
+            shown_in(partial(on_vote, verdict), outputs=len(outputs), at=3), inputs, outputs
+        )
+
+
+def model_note(services: Services, run_id: str | None) -> str:
+    """The note on the built-in preview model for a run trained on it ("" otherwise)."""
+    if not run_id:
+        return ""
+    run = get_run(services.workspace, run_id.removeprefix(PREVIEW))
+    if not is_preview_sized(run.base_model):
+        return ""
+    return preview_note_html()
 
 
 def warm_up_note(state: WarmUp) -> str:
@@ -749,15 +783,20 @@ def _wire_warm_up(services: Services, w: _Widgets, brand: gr.Dropdown) -> None:
     def on_run(slug: str | None, run_id: str | None) -> tuple:
         """A run chosen (or the brand's newest, on a brand change): its length cap, warmed."""
         if not slug or not run_id or run_id.startswith(PREVIEW):  # a preview loads on request
-            return gr.skip(), gr.skip()
+            return gr.skip(), gr.skip(), model_note(services, run_id), gr.skip()
         cap = reply_bounds(services, slug, run_id).max_new_tokens
         services.start_warm_up(slug, run_id)
         length = gr.update(value=min(cap, _MAX_NEW_TOKENS_SLIDER)) if cap else gr.skip()
-        return length, gr.Timer(active=True)
+        return length, gr.Timer(active=True), model_note(services, run_id), gr.skip()
 
     quiet: dict = {"show_progress": "hidden"}
     w.warm_timer.tick(on_tick, None, [w.warm_note, w.warm_timer], **quiet)
-    w.run.change(user_errors(on_run), [brand, w.run], [w.max_new_tokens, w.warm_timer], **quiet)
+    w.run.change(
+        shown_in(on_run, outputs=4, at=3),
+        [brand, w.run],
+        [w.max_new_tokens, w.warm_timer, w.model_note, w.warm_note],
+        **quiet,
+    )
 
 
 def _wire_setup(services: Services, w: _Widgets, brand: gr.Dropdown, tab: gr.Tab) -> None:
@@ -775,8 +814,9 @@ def _wire_setup(services: Services, w: _Widgets, brand: gr.Dropdown, tab: gr.Tab
 
     outputs = [w.notice, w.panel, w.run, w.summary]
     quiet: dict = {"show_progress": "hidden"}
-    brand.change(user_errors(refresh), brand, outputs, **quiet)
-    tab.select(user_errors(refresh), [brand, w.run], outputs, **quiet)
+    shown = shown_in(refresh, outputs=len(outputs), at=3)
+    brand.change(shown, brand, outputs, **quiet)
+    tab.select(shown, [brand, w.run], outputs, **quiet)
     w.run.change(partial(vote_summary, services), [brand, w.run], w.summary, **quiet)
     _wire_preview_refresh(services, w, brand)
 
@@ -799,11 +839,14 @@ def preview_refresh(services: Services, slug: str | None, current: str | None) -
 
 def _wire_preview_refresh(services: Services, w: _Widgets, brand: gr.Dropdown) -> None:
     def tick(slug: str | None, current: str | None) -> object:
-        found = preview_refresh(services, slug, current)
+        try:
+            found = preview_refresh(services, slug, current)
+        except BrandVoiceError:  # a run removed meanwhile: the next tick or a click says more
+            return gr.skip()
         return gr.skip() if found is None else gr.update(**found)
 
     timer = gr.Timer(PREVIEW_REFRESH_S)
-    timer.tick(user_errors(tick), [brand, w.run], w.run, show_progress="hidden")
+    timer.tick(tick, [brand, w.run], w.run, show_progress="hidden")
 
 
 def _wire_next_version(services: Services, w: _Widgets, brand: gr.Dropdown) -> None:
@@ -813,12 +856,15 @@ def _wire_next_version(services: Services, w: _Widgets, brand: gr.Dropdown) -> N
         started = gr.Markdown()
 
     def show(slug: str | None, run_id: str | None) -> dict:
-        return gr.update(visible=next_version_ready(services, slug, run_id))
+        try:
+            return gr.update(visible=next_version_ready(services, slug, run_id))
+        except BrandVoiceError:  # nothing to offer; the summary line says what is wrong
+            return gr.update(visible=False)
 
     # The summary line changes after every vote and with the run chosen.
-    w.summary.change(user_errors(show), [brand, w.run], train, show_progress="hidden")
+    w.summary.change(show, [brand, w.run], train, show_progress="hidden")
     on_train = partial(train_next_version, services)
-    train.click(user_errors(on_train), [brand, w.run], started)
+    train.click(shown_in(on_train, outputs=1, at=0), [brand, w.run], started)
 
 
 def build(services: Services, brand: gr.Dropdown, tab: gr.Tab) -> None:

@@ -13,6 +13,7 @@ The handlers are plain functions over `Services`; `build` only lays them out.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +26,20 @@ from chatbot.export.base_model import DEFAULT_HUB_ID
 from chatbot.export.importing import import_adapter
 from chatbot.export.vllm_compat import max_lora_rank_for
 from chatbot.feedback.preferences import export_votes
+from chatbot.models import default_model_dir
 from chatbot.runs.jobs import Run, get_run, list_runs
-from ui.errors import user_errors
+from chatbot.storage import atomic_write_json
+from ui.errors import shown_in
 from ui.services import Services
-from ui.text import base_model_label, run_label
+from ui.text import (
+    base_model_label,
+    duration_text,
+    hardware_text,
+    is_builtin,
+    is_preview_sized,
+    preview_note_html,
+    run_label,
+)
 from ui.theme import empty_state
 
 __all__ = [
@@ -38,6 +49,9 @@ __all__ = [
     "export_adapter",
     "export_package",
     "serving_text",
+    "export_estimate",
+    "going_live",
+    "model_note",
     "import_archive",
     "export_preferences",
     "build",
@@ -46,11 +60,17 @@ __all__ = [
 Progress = Callable[[str, int, int], None]
 
 FORMAT_CHOICES: list[tuple[str, str]] = [
-    ("Adapter zip: small, for PEFT or vLLM on the base model", "adapter"),
-    ("Merged model zip: base + adapter in one bf16 model", "merged"),
-    ("GGUF for llama.cpp and Ollama (F16), with a Modelfile", "gguf-f16"),
-    ("GGUF, 8-bit (Q8_0): half the size", "gguf-q8_0"),
+    ("Small add-on (the usual choice): your voice, to put on the base model", "adapter"),
+    ("Complete model: base model and voice in one, larger", "merged"),
+    ("For Ollama on a laptop or server", "gguf-f16"),
+    ("For Ollama, half the size (slightly less exact)", "gguf-q8_0"),
 ]
+# How much longer than an adapter zip each format takes (merging, converting, reading back).
+_FORMAT_WORK = {"adapter": 1.0, "merged": 1.6, "gguf-f16": 2.2, "gguf-q8_0": 2.4}
+# Until this workspace has timed an export: fixed costs (starting the checking process, loading
+# libraries) and time per GB of base model, each loaded twice (the check reply and the check).
+_FIXED_S, _PER_GB_S = 90.0, 60.0
+_TIMINGS = ".export-timings.json"
 _BUTTON = {
     "adapter": "Create adapter zip",
     "merged": "Create merged model zip",
@@ -110,6 +130,54 @@ def export_adapter(services: Services, run_id: str | None) -> tuple[Path, str]:
     )
 
 
+def _model_bytes(base_model: str) -> int | None:
+    """The size of the base model's weight files, when it is on this machine (None: unknown)."""
+    folder = default_model_dir() if base_model in ("", "default") else Path(base_model)
+    if not folder.is_dir():
+        return None  # a hub id: not looked up, so nothing is downloaded for an estimate
+    sizes = [p.stat().st_size for p in folder.iterdir() if p.suffix in (".safetensors", ".bin")]
+    return sum(sizes) or None
+
+
+def _timings(services: Services) -> dict:
+    path = services.exports_dir / _TIMINGS
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _remember_time(services: Services, fmt: str, seconds: float, size: int | None) -> None:
+    """Keep the measured seconds per GB of base model, so the next estimate is this machine's."""
+    data = _timings(services)
+    data[fmt] = {"seconds": round(seconds, 1), "gb": round((size or 0) / 1e9, 3)}
+    atomic_write_json(services.exports_dir / _TIMINGS, data)
+
+
+def export_estimate(services: Services, run_id: str | None, fmt: str) -> str:
+    """How long an export will take, said before it starts (an estimate, and labelled one)."""
+    if not run_id:
+        return ""
+    run = get_run(services.workspace, run_id)
+    size = _model_bytes(run.base_model)
+    measured = _timings(services).get(fmt)
+    if isinstance(measured, dict) and measured.get("seconds"):
+        was_gb = float(measured.get("gb") or 0)
+        scale = (size / 1e9) / was_gb if size and was_gb else 1.0
+        seconds = float(measured["seconds"]) * max(scale, 0.5)
+        basis = "from the last export of this kind on this machine"
+    else:
+        gb = (size or 2e9) / 1e9
+        seconds = (_FIXED_S + _PER_GB_S * 2 * gb) * _FORMAT_WORK.get(fmt, 1.0)
+        basis = "from the base model's size" if size else "a rough guess: base model size unknown"
+    return (
+        f'<div class="bv-hint">Estimated time: <b>about {duration_text(seconds)}</b> ({basis}). '
+        "The file is checked by loading it again before it is offered, which takes most of "
+        "that time. You can use the other tabs meanwhile.</div>"
+    )
+
+
 def export_package(
     services: Services, run_id: str | None, fmt: str, progress: Progress | None = None
 ) -> tuple[Path, str]:
@@ -120,7 +188,9 @@ def export_package(
     out = services.exports_dir / f"{run.brand}-{run.id}-{fmt}.zip"
     kind, _, quant = fmt.partition("-")  # "gguf-q8_0": a GGUF of that type
     extra = {"quant": quant} if quant else {}
+    started = time.monotonic()
     result = export_run(services.workspace, run.id, kind, out, progress=progress, **extra)
+    _remember_time(services, fmt, time.monotonic() - started, _model_bytes(run.base_model))
     return result.path, _describe_result(run, result)
 
 
@@ -142,22 +212,89 @@ def _describe_result(run: Run, result: ExportResult) -> str:
     if result.format == "gguf":
         return _describe_gguf(run, result)
     size = result.path.stat().st_size / 1e6
-    what = "LoRA adapter" if result.format == "adapter" else "merged model (bf16 safetensors)"
+    what = (
+        "your brand's voice (an add-on to the base model)"
+        if result.format == "adapter"
+        else ("the complete tuned model")
+    )
     how = (
         "Load it with PEFT: `PeftModel.from_pretrained(base_model, unzipped_folder)`."
         if result.format == "adapter"
         else "Load it with transformers: `AutoModelForCausalLM.from_pretrained(unzipped_folder)`."
     )
     lines = [
-        f"**{result.path.name}** ({size:.1f} MB): the {what} of run `{run.id}`, trained on the "
-        f"{base_model_label(run.base_model)} base model. {how}",
+        f"✓ **{result.path.name}** ({size:.1f} MB) is ready: {what}, checked by loading it "
+        "again. The steps below say what to do with it.",
         "",
-        f"✓ Verified: a fresh process loaded it and reproduced the tuned model's first "
-        f"{len(result.check.token_ids)} greedy tokens. `manifest.json` holds every file's "
-        "SHA-256; `README.md` is the model card.",
+        f"<details><summary>Details</summary>\n\nThe {result.format} of run `{run.id}`, trained "
+        f"on the {base_model_label(run.base_model)} base model. {how} A fresh process loaded it "
+        f"and reproduced the tuned model's first {len(result.check.token_ids)} greedy tokens. "
+        "`manifest.json` holds every file's SHA-256; `README.md` is the model card.\n\n"
+        "</details>",
     ]
     lines += [f"- ⚠ {warning}" for warning in result.warnings]
     return "\n".join(lines)
+
+
+def going_live(services: Services, run_id: str | None, fmt: str = "adapter") -> tuple[str, str]:
+    """The three steps to hand the model to whoever runs the chatbot: (steps markdown, command).
+
+    The command is the one they run, for the chosen format; it is shown in a copyable box.
+    """
+    if not run_id:
+        return "", ""
+    run = get_run(services.workspace, run_id)
+    hub = DEFAULT_HUB_ID if is_builtin(run.base_model) else run.base_model
+    folder = f"{run.brand}-voice"
+    zip_name = f"{run.brand}-{run.id}-{fmt}.zip"
+    hardware = hardware_text(run.base_model) or "see the model's own page for its memory needs"
+    if fmt.startswith("gguf"):
+        command = f"unzip {zip_name} -d {folder} && cd {folder}\n"
+        command += f"ollama create {run.brand} -f Modelfile\nollama run {run.brand}"
+        files = f"`{zip_name}` (the model, with its instructions built in)"
+        needs = "[Ollama](https://ollama.com) installed"
+    elif fmt == "merged":
+        command = (
+            f"unzip {zip_name} -d {folder}\nvllm serve ./{folder} --served-model-name {run.brand}"
+        )
+        files = f"`{zip_name}` (the complete model)"
+        needs = "vLLM installed"
+    else:
+        config = json.loads((run.run_dir / "adapter" / "adapter_config.json").read_text("utf-8"))
+        rank = max_lora_rank_for(int(config.get("r") or 0)) or 16
+        command = (
+            f"unzip {zip_name} -d {folder}\n"
+            f"vllm serve {hub} --enable-lora \\\n"
+            f"  --lora-modules {run.brand}=./{folder} --max-lora-rank {rank}"
+        )
+        fetched = (
+            "a folder on this machine: copy it across too"
+            if Path(hub).is_absolute()
+            else "downloaded by the command"
+        )
+        files = f"`{zip_name}` (your voice) and the base model `{hub}` ({fetched})"
+        needs = "vLLM installed"
+    steps = (
+        "#### Going live, in three steps\n"
+        f"1. **Download** {files} with the button above.\n"
+        "2. **Hand it to whoever runs your chatbot** (your developer or IT), with this note: "
+        f"*the base model is `{hub}`; it needs {hardware}; send the text of "
+        "`system_prompt.txt` from the zip as the first (system) message of every chat.*\n"
+        f"3. **They run this command** on that machine ({needs}); the chatbot then answers "
+        f"in your voice under the model name `{run.brand}`:"
+    )
+    return steps, command
+
+
+def model_note(services: Services, run_id: str | None) -> str:
+    """The honest note on the built-in preview model, for runs trained on it."""
+    if not run_id:
+        return ""
+    return (
+        preview_note_html()
+        if is_preview_sized(get_run(services.workspace, run_id).base_model)
+        else ""
+    )
 
 
 def serving_text(services: Services, run_id: str | None) -> str:
@@ -225,6 +362,7 @@ def export_preferences(
 
 def _show(view: ExportView, services: Services) -> tuple:
     has = bool(view.run_choices)
+    steps, command = going_live(services, view.run_id)
     return (
         gr.update(choices=view.run_choices, value=view.run_id),
         gr.update(value=view.notice, visible=not has),
@@ -232,16 +370,20 @@ def _show(view: ExportView, services: Services) -> tuple:
         gr.update(value=None, visible=False),
         "",
         serving_text(services, view.run_id),
+        export_estimate(services, view.run_id, "adapter"),
+        steps,
+        gr.update(value=command, visible=bool(command)),
+        model_note(services, view.run_id),
+        gr.update(value="adapter"),
+        "",
     )
 
 
 def _describe() -> str:
     return (
-        "#### Export for production\n"
-        "The adapter holds what training learned: a few megabytes of LoRA weights that sit on "
-        "top of the base model. Each export carries the weights, the tokenizer with its chat "
-        "template, the system prompt the model was trained with, `brand.yaml`, a model card and "
-        "a manifest of SHA-256 hashes, and is checked in a fresh process before it is offered."
+        "#### Hand over your brand's voice\n"
+        "Training made a small add-on to the base model that holds your brand's voice. Pick "
+        "what to create; each file is checked by loading it again before it is offered."
     )
 
 
@@ -256,69 +398,154 @@ def _reporter(progress: gr.Progress, stages: dict[str, str]) -> Progress:
     return report
 
 
-def _export_panel() -> tuple:
+@dataclass
+class _Panel:
+    panel: gr.Row
+    run: gr.Dropdown
+    fmt: gr.Radio
+    make: gr.Button
+    estimate: gr.HTML
+    problem: gr.Markdown
+    file: gr.File
+    info: gr.Markdown
+    steps: gr.Markdown
+    command: gr.Code
+    note: gr.HTML
+    serving: gr.Markdown
+
+
+def _export_panel() -> _Panel:
     with gr.Row(visible=False, equal_height=False) as panel:
         with gr.Column(scale=1, elem_classes="bv-card"):
             gr.Markdown(_describe())
-            run = gr.Dropdown(label="Trained run", choices=[], interactive=True)
-            fmt = gr.Radio(FORMAT_CHOICES, value="adapter", label="What to export")
+            run = gr.Dropdown(label="Trained model", choices=[], interactive=True)
+            fmt = gr.Radio(FORMAT_CHOICES, value="adapter", label="What to create")
+            estimate = gr.HTML("")
             make = gr.Button(_BUTTON["adapter"], variant="primary")
+            problem = gr.Markdown(elem_id="bv-export-problem")
+            note = gr.HTML("", elem_id="bv-export-model-note")
         with gr.Column(scale=1):
             file = gr.File(
                 label="Your download", interactive=False, visible=False, elem_classes="bv-download"
             )
-            info = gr.Markdown()
-            serving = gr.Markdown()
-    return panel, run, fmt, make, file, info, serving
+            info = gr.Markdown(elem_id="bv-export-info")
+            steps = gr.Markdown()
+            command = gr.Code(
+                label="Command (copy with the button at its top right)",
+                language="shell",
+                interactive=False,
+                visible=False,
+                wrap_lines=True,
+                elem_id="bv-golive-command",
+            )
+            with gr.Accordion("Details: other ways to serve it", open=False):
+                serving = gr.Markdown()
+    return _Panel(
+        panel, run, fmt, make, estimate, problem, file, info, steps, command, note, serving
+    )
 
 
 def _import_and_votes() -> tuple:
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, elem_classes="bv-card"):
             gr.Markdown(
-                "#### Import an adapter\nA PEFT LoRA adapter zip trained elsewhere "
-                "(`adapter_model.safetensors` + `adapter_config.json`; pickled `.bin` files are "
-                "refused) becomes a run of the selected brand."
+                "#### Bring in a voice trained elsewhere\nAn adapter zip made by brandvoice or "
+                "by your developers becomes a trained model of the selected brand."
             )
             archive = gr.File(label="Adapter zip", file_types=[".zip"], type="filepath")
             load = gr.Button("Import adapter")
             imported = gr.Markdown()
+            with gr.Accordion("Details", open=False):
+                gr.Markdown(
+                    "A PEFT LoRA adapter (`adapter_model.safetensors` + `adapter_config.json`). "
+                    "Pickled `.bin` weights are refused: they can run code when loaded.",
+                    elem_classes="bv-hint",
+                )
         with gr.Column(scale=1, elem_classes="bv-card"):
             gr.Markdown(
-                "#### Preference data from your votes\nThe Compare tab's votes as training data "
-                "for TRL: DPO (chosen vs rejected; ties and both-bad left out) or KTO (each reply "
-                "marked good or bad). Personal data is redacted."
+                "#### Your votes, for your developers\nThe choices you made on Compare, as a "
+                "file developers can train on further. Personal data is replaced."
             )
-            kind = gr.Radio([("DPO", "dpo"), ("KTO", "kto")], value="dpo", label="Format")
-            votes = gr.Button("Create preference file")
-            votes_file = gr.File(label="Preference data", interactive=False, visible=False)
+            kind = gr.Radio(
+                [("Pairs: better vs worse reply", "dpo"), ("Each reply marked good or bad", "kto")],
+                value="dpo",
+                label="Format",
+            )
+            votes = gr.Button("Create votes file")
+            votes_file = gr.File(label="Votes file", interactive=False, visible=False)
             votes_info = gr.Markdown()
+            with gr.Accordion("Details", open=False):
+                gr.Markdown(
+                    "JSON Lines in TRL's conversational format: pairs for `DPOTrainer` (ties and "
+                    "both-bad left out), single replies for `KTOTrainer`.",
+                    elem_classes="bv-hint",
+                )
     return archive, load, imported, kind, votes, votes_file, votes_info
 
 
 def build(services: Services, brand: gr.Dropdown, tab: gr.Tab) -> None:
     """Lay out the Export tab inside `tab`; `brand` is the app-wide brand picker."""
     notice = gr.HTML(export_choices(services, None).notice)
-    panel, run, fmt, make, file, info, serving = _export_panel()
+    p = _export_panel()
     archive, load, imported, kind, votes, votes_file, votes_info = _import_and_votes()
+    quiet: dict = {"show_progress": "hidden"}
 
-    refresh = user_errors(lambda slug: _show(export_choices(services, slug), services))
-    outputs = [run, notice, panel, file, info, serving]
-    brand.change(refresh, brand, outputs, show_progress="hidden")
-    tab.select(refresh, brand, outputs, show_progress="hidden")
-    run.change(
-        user_errors(lambda run_id: serving_text(services, run_id)),
-        run,
-        serving,
-        show_progress="hidden",
+    outputs = [
+        p.run,
+        notice,
+        p.panel,
+        p.file,
+        p.info,
+        p.serving,
+        p.estimate,
+        p.steps,
+        p.command,
+        p.note,
+        p.fmt,
+        p.problem,
+    ]
+    refresh = shown_in(
+        lambda slug: _show(export_choices(services, slug), services),
+        outputs=len(outputs),
+        at=len(outputs) - 1,
     )
-    fmt.change(lambda f: gr.update(value=_BUTTON.get(f, _BUTTON["adapter"])), fmt, make)
+    brand.change(refresh, brand, outputs, **quiet)
+    tab.select(refresh, brand, outputs, **quiet)
+
+    def on_choice(run_id: str | None, chosen: str) -> tuple:
+        steps, command = going_live(services, run_id, chosen)
+        return (
+            serving_text(services, run_id),
+            export_estimate(services, run_id, chosen),
+            steps,
+            gr.update(value=command, visible=bool(command)),
+            model_note(services, run_id),
+            gr.update(value=_BUTTON.get(chosen, _BUTTON["adapter"])),
+            "",
+        )
+
+    choice_outputs = [p.serving, p.estimate, p.steps, p.command, p.note, p.make, p.problem]
+    for trigger in (p.run.input, p.fmt.change):
+        trigger(
+            shown_in(on_choice, outputs=len(choice_outputs), at=len(choice_outputs) - 1),
+            [p.run, p.fmt],
+            choice_outputs,
+            **quiet,
+        )
 
     def on_export(run_id: str | None, chosen: str, progress=gr.Progress()) -> tuple:  # noqa: B008
         path, text = export_package(services, run_id, chosen, _reporter(progress, _STAGES))
-        return gr.update(value=str(path), visible=True), text
+        return (
+            gr.update(value=str(path), visible=True),
+            text,
+            export_estimate(services, run_id, chosen),
+            "",
+        )
 
-    make.click(user_errors(on_export), [run, fmt], [file, info], concurrency_id="export")
+    make_outputs = [p.file, p.info, p.estimate, p.problem]
+    p.make.click(
+        shown_in(on_export, outputs=4, at=3), [p.run, p.fmt], make_outputs, concurrency_id="export"
+    )
 
     def on_import(slug: str | None, upload: str | None, progress=gr.Progress()) -> tuple:  # noqa: B008
         owner, text = import_archive(services, slug, upload, _reporter(progress, _IMPORT_STAGES))
@@ -326,10 +553,12 @@ def build(services: Services, brand: gr.Dropdown, tab: gr.Tab) -> None:
             text += f"\n\nPick **{owner}** in the brand list to see it."
         return (*_show(export_choices(services, slug), services)[:3], text)
 
-    load.click(user_errors(on_import), [brand, archive], [run, notice, panel, imported])
+    load.click(
+        shown_in(on_import, outputs=4, at=3), [brand, archive], [p.run, notice, p.panel, imported]
+    )
 
     def on_votes(slug: str | None, chosen: str) -> tuple:
         path, text = export_preferences(services, slug, chosen)
         return gr.update(value=str(path), visible=True), text
 
-    votes.click(user_errors(on_votes), [brand, kind], [votes_file, votes_info])
+    votes.click(shown_in(on_votes, outputs=2, at=1), [brand, kind], [votes_file, votes_info])

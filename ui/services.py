@@ -11,6 +11,7 @@ wait for loading; a chat request made meanwhile waits for the warm-up rather tha
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
@@ -31,7 +32,15 @@ if TYPE_CHECKING:
     from chatbot.engine.streaming import StopFlag
     from chatbot.prepare.validation import TokenCounter
 
-__all__ = ["Services", "ChatBackend", "EngineFactory", "EngineSpec", "WarmUp"]
+__all__ = [
+    "Services",
+    "ChatBackend",
+    "EngineFactory",
+    "EngineSpec",
+    "WarmUp",
+    "QuickCard",
+    "QUICK_SCORECARD",
+]
 
 log = logging.getLogger("brandvoice.ui")
 
@@ -113,6 +122,25 @@ class WarmUp:
     error: str = ""
 
 
+@dataclass(frozen=True)
+class QuickCard:
+    """Where the quick scorecard made after a run stands."""
+
+    state: Literal["running", "done", "failed"]
+    started: float
+    """time.time() when it started."""
+    error: str = ""
+
+
+QUICK_SCORECARD: dict[str, int] = {
+    "max_prompts": 6,
+    "max_new_tokens": 48,
+    "max_conversations": 24,
+    "negatives": 6,
+}
+"""The quick scorecard's work: a handful of customer turns and short replies, so a finished run
+has a first scorecard within a minute or two on a laptop, without anyone starting it."""
+
 EngineFactory = Callable[[EngineSpec], ChatBackend]
 """Loads the base model of a spec, with no adapter yet."""
 
@@ -148,6 +176,13 @@ class Services:
     """What the Train tab proposes as base model ("default" is the built-in model)."""
     rng: random.Random = field(default_factory=random.Random)
     """Shuffles the sides in blind comparisons (seeded in tests)."""
+    evaluate: Callable[..., Any] | None = None
+    """Makes a scorecard (`chatbot.scorecard.evaluate` or a stand-in). When set, a run that
+    finishes gets a quick scorecard in the background; None (tests): only on request."""
+    scorecard_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    """One scorecard at a time: each loads a model and uses every core it can get."""
+    _quick: dict[str, QuickCard] = field(default_factory=dict, init=False, repr=False)
+    _quick_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _engine: tuple[EngineSpec, ChatBackend, Path | None] | None = field(
         default=None, init=False, repr=False
     )
@@ -272,6 +307,79 @@ class Services:
         what = f"{names[slug]} (run {run.id})"
         return EngineSpec.for_run(self.workspace, run.id), run.run_dir / "adapter", what
 
+    def quick_scorecard(self, run_id: str | None) -> QuickCard | None:
+        """The quick scorecard of `run_id` made by this app, if one was started."""
+        return self._quick.get(run_id or "")
+
+    def start_quick_scorecard(self, run_id: str, run_dir: Path) -> threading.Thread | None:
+        """Score a finished run quickly in the background (`QUICK_SCORECARD`), once.
+
+        Nothing happens when no `evaluate` is set, the run has a scorecard already, or one was
+        started for it. Returns the thread, if one was started.
+        """
+        if self.evaluate is None or (run_dir / "scorecard.json").exists():
+            return None
+        with self._quick_lock:
+            if run_id in self._quick:
+                return None
+            self._quick[run_id] = QuickCard("running", time.time())
+        worker = threading.Thread(
+            target=self._quick_scorecard,
+            args=(run_id, run_dir),
+            name="brandvoice-quick-scorecard",
+            daemon=True,
+        )
+        worker.start()
+        return worker
+
+    @contextlib.contextmanager
+    def one_model_load(
+        self, progress: Callable[[str, int, int], None] | None = None
+    ) -> Iterator[Callable[[str, int, int], None]]:
+        """A progress callback for `chatbot.scorecard.evaluate` that holds the chat engine's lock
+        while the scorecard loads its model.
+
+        Loading a model patches how torch creates weights for as long as it runs, for the whole
+        process; two loads at once (a scorecard's and the chat's) can leave one model with empty
+        weights. So loads take turns; generation afterwards runs side by side.
+        """
+        held: list[bool] = []
+
+        def report(stage: str, done: int, total: int) -> None:
+            if stage == "loading model" and done < total and not held:
+                self._engine_lock.acquire()
+                held.append(True)
+            elif stage == "loading model" and held:
+                self._engine_lock.release()
+                held.clear()
+            if progress is not None:
+                progress(stage, done, total)
+
+        try:
+            yield report
+        finally:
+            if held:
+                self._engine_lock.release()
+
+    def _quick_scorecard(self, run_id: str, run_dir: Path) -> None:
+        from chatbot.scorecard import write_report
+
+        assert self.evaluate is not None
+        started = self._quick[run_id].started
+        try:
+            with self.scorecard_lock, self.one_model_load() as progress:
+                if not (run_dir / "scorecard.json").exists():  # not made meanwhile by hand
+                    card = self.evaluate(
+                        self.workspace, run_id, progress=progress, **QUICK_SCORECARD
+                    )
+                    write_report(card, run_dir)
+        # Any failure: the tab must not say "being made" for ever; it offers the full one.
+        except Exception as exc:  # noqa: BLE001
+            log.warning("The quick scorecard of run %s failed", run_id, exc_info=True)
+            self._quick[run_id] = QuickCard("failed", started, str(exc))
+            return
+        self._quick[run_id] = QuickCard("done", started)
+
     @classmethod
     def create(cls, workspace: str | Path | None = None, base_model: str = "default") -> Services:
         """The production wiring: the real chat engine, real training jobs, real token counts.
@@ -284,7 +392,14 @@ class Services:
             token_counter=_cached_counter(base_model),
             tokenizer=_cached_tokenizers(),
             default_base_model=base_model,
+            evaluate=_real_evaluate,
         )
+
+
+def _real_evaluate(*args: Any, **kwargs: Any) -> Any:
+    from chatbot.scorecard import evaluate
+
+    return evaluate(*args, **kwargs)
 
 
 def _real_engine(spec: EngineSpec) -> ChatBackend:

@@ -79,6 +79,16 @@ CSS = """
 .bv-votes button { min-width: 0 !important; }
 .bv-pane-title { font-weight: 600; font-size: 15px; color: #0f172a; padding: 2px 4px; }
 .bv-reveal { font-size: 15px; }
+.bv-problem { border: 1px solid #fecaca; background: #fef2f2; color: #7f1d1d; border-radius: 10px;
+  padding: 10px 12px; font-size: 14px; }
+.bv-good { border: 1px solid #bbf7d0; background: #f0fdf4; color: #14532d; border-radius: 10px;
+  padding: 10px 12px; font-size: 14px; }
+.bv-note { border: 1px solid #fde68a; background: #fffbeb; color: #78350f; border-radius: 10px;
+  padding: 10px 12px; font-size: 14px; }
+.bv-prompt { white-space: pre-wrap; overflow-wrap: anywhere; background: #f8fafc;
+  border: 1px solid #e2e8f0; border-radius: 8px; padding: 8px 10px; font-size: 13px; }
+.bv-wrap .cm-content, .bv-wrap .cm-line { white-space: pre-wrap !important;
+  overflow-wrap: anywhere !important; word-break: break-word; }
 """
 
 

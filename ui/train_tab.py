@@ -21,10 +21,11 @@ from chatbot.config import DEFAULT_PRESET, PRESETS, TrainConfig
 from chatbot.errors import BrandVoiceError
 from chatbot.runs.adapters import parent_of
 from chatbot.runs.jobs import Run, get_run, list_runs, read_events
+from chatbot.runs.voice_match import run_voice_match
 from chatbot.training.estimate import estimate_run
-from ui.errors import user_errors
+from ui.errors import problem_html, shown_in
 from ui.services import Services
-from ui.text import base_model_label, duration_text, run_label, when_text
+from ui.text import BASE_MODEL_HELP, base_model_label, duration_text, run_label, when_text
 from ui.theme import empty_state, table
 
 __all__ = [
@@ -60,6 +61,8 @@ class TrainView:
     status_html: str = ""
     loss: pd.DataFrame = field(default_factory=lambda: loss_frame([]))
     runs_table: list[list] = field(default_factory=list)
+    details: str = ""
+    """Markdown for the Details accordion: the technical figures, each with its meaning."""
     active: bool = False
     """The watched run is queued or running: poll, offer Cancel, hold back Start."""
     can_start: bool = False
@@ -81,6 +84,8 @@ def train_view(services: Services, slug: str | None, run_id: str | None = None) 
     busy = any(r.state in ACTIVE_STATES for r in runs)
     if run is None:
         return TrainView(status_html=_no_runs(), can_start=True)
+    if run.state == "succeeded" and (run.run_dir / "adapter" / "adapter_config.json").exists():
+        services.start_quick_scorecard(run.id, run.run_dir)  # so the Scorecard tab is not empty
     events = read_events(run.run_dir)
     return TrainView(
         run_id=run.id,
@@ -88,6 +93,7 @@ def train_view(services: Services, slug: str | None, run_id: str | None = None) 
         status_html=_status_html(run, events),
         loss=loss_frame(events),
         runs_table=[_run_row(r) for r in runs],
+        details=_details(run, events),
         active=run.state in ACTIVE_STATES,
         can_start=not busy,
         signature=f"{slug}/{run.id}/{run.state}/{len(events)}/{[r.state for r in runs]}",
@@ -136,15 +142,21 @@ def cancel_training(services: Services, slug: str | None, run_id: str | None) ->
     return train_view(services, slug, run.id)
 
 
+EVAL_POINTS_DRAWN = 3
+"""The held-out curve is drawn from this many points on: two points only draw a straight line,
+which says nothing about the curve's shape."""
+
+
 def loss_frame(events: list[dict]) -> pd.DataFrame:
     """Long-form (step, loss, series) rows for the loss plot: one series each for train and eval.
 
     The browser's plot fixes its axis kinds and its list of series from the first data it draws
     and keeps them through later updates. So the columns stay numeric even when empty, and both
     series are always present, from the start, as one empty (NaN) point each, which the plot
-    leaves out.
+    leaves out. Held-out points are drawn once there are `EVAL_POINTS_DRAWN` of them.
     """
     rows = [(0, math.nan, "train"), (0, math.nan, "eval")]
+    evals = []
     for e in events:
         step = e.get("step")
         if step is None:
@@ -152,7 +164,9 @@ def loss_frame(events: list[dict]) -> pd.DataFrame:
         if e.get("loss") is not None:
             rows.append((int(step), float(e["loss"]), "train"))
         if e.get("eval_loss") is not None:
-            rows.append((int(step), float(e["eval_loss"]), "eval"))
+            evals.append((int(step), float(e["eval_loss"]), "eval"))
+    if len(evals) >= EVAL_POINTS_DRAWN:
+        rows += evals
     frame = pd.DataFrame(rows, columns=LOSS_COLUMNS)
     return frame.astype({"step": "int64", "loss": "float64", "series": "string"})
 
@@ -194,20 +208,59 @@ def _latest(events: list[dict]) -> dict:
 
 
 def _progress_meta(run: Run, last: dict) -> list[str]:
+    """The figures a person reads at a glance: time left or taken."""
     meta = []
-    if last.get("epoch") is not None:
-        meta.append(f"epoch {last['epoch']:.2f}")
-    if last.get("loss") is not None:
-        meta.append(f"loss {last['loss']:.3f}")
-    if last.get("eval_loss") is not None:
-        meta.append(f"eval loss {last['eval_loss']:.3f}")
-    if last.get("tokens_per_s"):
-        meta.append(f"{last['tokens_per_s']:,.0f} tokens/s")
     if run.state in ACTIVE_STATES and last.get("eta_s") is not None:
         meta.append(f"about {duration_text(last['eta_s'])} left")
     if run.state not in ACTIVE_STATES and run.started and run.finished:
         meta.append(f"took {duration_text(run.finished - run.started)}")
     return meta
+
+
+def _evals(events: list[dict]) -> list[float]:
+    return [float(e["eval_loss"]) for e in events if e.get("eval_loss") is not None]
+
+
+def _details(run: Run, events: list[dict]) -> str:
+    """The technical figures, each with a line that says what it means and what good looks like."""
+    last = _latest(events)
+    rows = []
+    if last.get("epoch") is not None:
+        rows.append(
+            f"- **Epoch {last['epoch']:.2f}**: how many times training has read all your "
+            "conversations (1.00 = once)."
+        )
+    if last.get("loss") is not None:
+        rows.append(
+            f"- **Training loss {last['loss']:.3f}**: how far the model's guesses are from your "
+            "training replies. Lower is better; it should fall, then level off."
+        )
+    evals = _evals(events)
+    if evals:
+        trend = ""
+        if len(evals) >= 2:
+            change = (evals[0] - evals[-1]) / evals[0] if evals[0] else 0.0
+            trend = (
+                f" It went from {evals[0]:.3f} to {evals[-1]:.3f} ({change:+.0%} better)."
+                if change >= 0
+                else f" It went from {evals[0]:.3f} to {evals[-1]:.3f}: worse, a sign of "
+                "too little or too varied data."
+            )
+        rows.append(
+            f"- **Eval loss {evals[-1]:.3f}**: the same, on held-out replies training never "
+            "saw, which is the honest measure. Good: it falls by 10% or more and stays near "
+            "the training loss; if it rises while training loss falls, the model is "
+            f"memorising.{trend}"
+        )
+    if last.get("tokens_per_s"):
+        rows.append(
+            f"- **{last['tokens_per_s']:,.0f} tokens/s**: training speed (a token is about "
+            "three quarters of a word)."
+        )
+    rows.append(
+        f"- Run `{run.id}`; base model {base_model_label(run.base_model)}; state {run.state}."
+    )
+    return "\n".join(rows)
 
 
 def _status_html(run: Run, events: list[dict]) -> str:
@@ -244,13 +297,27 @@ def _note(run: Run) -> str:
     if run.state == "failed":
         return f'<div class="bv-run-error">{html.escape(run.error or "The run failed.")}</div>'
     if run.state == "succeeded":
-        return (
-            '<div class="bv-hint">Finished. Chat with it on the <b>Compare</b> tab, or download '
-            "the adapter on the <b>Export</b> tab.</div>"
+        return _voice_match_html(run) + (
+            '<div class="bv-hint">Finished. A quick scorecard appears on the <b>Scorecard</b> '
+            "tab by itself; chat with the tuned model on <b>Compare</b>, or hand it over on "
+            "<b>Export</b>.</div>"
         )
     if run.state == "cancelled":
         return '<div class="bv-hint">Cancelled; its last checkpoint is kept.</div>'
     return ""
+
+
+def _voice_match_html(run: Run) -> str:
+    """The finished run's voice match: one figure and what it means ("" when not measured)."""
+    match = run_voice_match(run)
+    if match is None:
+        return ""
+    style = "bv-good" if match.level == "picked_up" else "bv-note"
+    return (
+        f'<div class="{style} bv-voice-match" data-level="{match.level}">'
+        f"<b>Voice match: {html.escape(match.figure)}</b>. {html.escape(match.meaning)} "
+        "(Good: 2× or more.)</div>"
+    )
 
 
 def _no_brand() -> str:
@@ -264,8 +331,8 @@ def _no_runs() -> str:
     return empty_state(
         "No training runs yet",
         "Pick a preset and press <b>Start training</b>. <i>Quick</i> gives a first taste of the "
-        "voice (the estimate beside it says how long on this machine); progress and the loss "
-        "curve appear here as it trains.",
+        "voice (the estimate beside it says how long on this machine); progress appears here "
+        "as it trains.",
     )
 
 
@@ -278,6 +345,7 @@ class _Outputs:
     status: gr.HTML
     loss: gr.LinePlot
     table: gr.Dataframe
+    details: gr.Markdown
     start: gr.Button
     cancel: gr.Button
     timer: gr.Timer
@@ -293,80 +361,106 @@ def _show(view: TrainView) -> tuple:
         # Shown from its first point on: the plot sizes its axes from the first data it gets.
         gr.update(value=view.loss, visible=bool(view.loss["loss"].notna().any())),
         gr.update(value=view.runs_table, visible=bool(view.runs_table)),
+        view.details,
         gr.update(interactive=view.can_start),
         gr.update(interactive=view.active, visible=view.active),
         gr.Timer(active=view.active),
     )
 
 
-def _controls(default_base: str) -> tuple[gr.Radio, gr.Textbox, gr.HTML, gr.Button, gr.Button]:
+def _controls(default_base: str) -> tuple:
     with gr.Column(scale=1, min_width=280, elem_classes="bv-card"):
         gr.Markdown("#### Training")
         preset = gr.Radio(
             [(PRESET_LABELS.get(name, name), name) for name in PRESETS],
             value=DEFAULT_PRESET,
-            label="Preset",
-        )
-        base = gr.Textbox(
-            value="" if default_base == "default" else default_base,
-            label="Base model",
-            placeholder="built-in (SmolLM2-135M-Instruct)",
-            info="Leave empty for the built-in model, or give a local folder or hub id.",
+            label="How long to train",
         )
         estimate = gr.HTML("")
         start = gr.Button("Start training", variant="primary", interactive=False)
         cancel = gr.Button("Cancel run", variant="stop", visible=False)
-    return preset, base, estimate, start, cancel
+        problem = gr.Markdown(elem_id="bv-train-problem")
+        with gr.Accordion("Details: base model", open=False):
+            base = gr.Textbox(
+                value="" if default_base == "default" else default_base,
+                label="Base model",
+                placeholder="built-in preview model (SmolLM2-135M)",
+                info="Leave empty for the built-in preview model.",
+            )
+            gr.Markdown(BASE_MODEL_HELP, elem_classes="bv-hint")
+    return preset, base, estimate, start, cancel, problem
 
 
 def build(services: Services, brand: gr.Dropdown, tab: gr.Tab) -> None:
     """Lay out the Train tab inside `tab`; `brand` is the app-wide brand picker."""
     with gr.Row(equal_height=False):
-        preset, base, estimate, start, cancel = _controls(services.default_base_model)
+        preset, base, estimate, start, cancel, problem = _controls(services.default_base_model)
         with gr.Column(scale=3):
             runs = gr.Dropdown(label="Run", choices=[], visible=False, interactive=True)
-            status = gr.HTML(_no_brand())
-            loss = gr.LinePlot(
-                x="step",
-                y="loss",
-                color="series",
-                color_map={"train": "#0f766e", "eval": "#d97706"},
-                x_title="step",
-                y_title="loss",
-                title="Loss",
-                height=280,
-                visible=False,
-            )
+            status = gr.HTML(_no_brand(), elem_id="bv-train-status")
+            with gr.Accordion("Details: learning curve and figures", open=False):
+                gr.Markdown(
+                    "The curve shows how far the model's guesses are from your replies "
+                    "(*loss*): lower is better. Training (green) should fall and level off; "
+                    "held-out replies (orange, from 3 checks on) should fall too and stay close.",
+                    elem_classes="bv-hint",
+                )
+                loss = gr.LinePlot(
+                    x="step",
+                    y="loss",
+                    color="series",
+                    color_map={"train": "#0f766e", "eval": "#d97706"},
+                    x_title="training step",
+                    y_title="loss (lower is better)",
+                    title="Learning curve",
+                    height=280,
+                    visible=False,
+                )
+                details = gr.Markdown()
             runs_table = table(
                 RUN_HEADERS, visible=False, label="All runs of this brand", show_label=True
             )
     timer = gr.Timer(POLL_SECONDS, active=False)
-    out = _Outputs(runs, status, loss, runs_table, start, cancel, timer)
+    out = _Outputs(runs, status, loss, runs_table, details, start, cancel, timer)
 
     shown = gr.State("")  # the signature of what the page shows, so polls can skip redraws
-    outputs = [*out.all(), shown]
+    outputs = [*out.all(), shown, problem]
+    n = len(outputs)
 
     def wire(handler: Callable[..., TrainView]) -> Callable[..., tuple]:
         def show(*args: object) -> tuple:
             view = handler(services, *args)
-            return (*_show(view), view.signature)
+            return (*_show(view), view.signature, "")
 
-        return user_errors(show)
+        return shown_in(show, outputs=n, at=n - 1)
 
     def poll(slug: str | None, run_id: str | None, last: str) -> tuple:
         view = train_view(services, slug, run_id)
         if view.signature == last:  # nothing new: redrawing the plot would only make it flicker
-            return (*(gr.skip() for _ in out.all()[:-1]), gr.Timer(active=view.active), last)
-        return (*_show(view), view.signature)
+            skipped = (gr.skip() for _ in out.all()[:-1])
+            return (*skipped, gr.Timer(active=view.active), last, gr.skip())
+        return (*_show(view), view.signature, gr.skip())
 
     quiet: dict = {"show_progress": "hidden"}
     brand.change(wire(train_view), brand, outputs, **quiet)
     runs.input(wire(train_view), [brand, runs], outputs, **quiet)
     tab.select(wire(train_view), [brand, runs], outputs, **quiet)
     # Polls are cheap reads of the database and the events file: never queue them behind a chat.
-    timer.tick(user_errors(poll), [brand, runs, shown], outputs, **quiet, concurrency_limit=None)
+    timer.tick(
+        shown_in(poll, outputs=n, at=n - 1),
+        [brand, runs, shown],
+        outputs,
+        **quiet,
+        concurrency_limit=None,
+    )
     start.click(wire(start_training), [brand, preset, base], outputs)
-    guess = user_errors(lambda *args: run_estimate(services, *args))
+
+    def guess(*args: object) -> str:
+        try:
+            return run_estimate(services, *args)
+        except BrandVoiceError as exc:  # a base model that is not there: said under the field
+            return problem_html(str(exc))
+
     for trigger in (brand.change, preset.change, base.blur, tab.select):
-        trigger(guess, [brand, preset, base], estimate, **quiet)
+        trigger(shown_in(guess, outputs=1, at=0), [brand, preset, base], estimate, **quiet)
     cancel.click(wire(cancel_training), [brand, runs], outputs)

@@ -163,7 +163,7 @@ def _highlighted(check: DraftCheck) -> str:
         pieces.append(escape(check.text[at : sentence.start]))
         title = f"{sentence.verdict} ({sentence.score if sentence.score is not None else '–'})"
         if sentence.breaks:
-            title += "; breaks " + ", ".join(b.detail for b in sentence.breaks)
+            title += "; breaks " + ", ".join(dict.fromkeys(b.detail for b in sentence.breaks))
         pieces.append(
             f'<span class="{_SHADE[sentence.verdict]}" title="{escape(title)}">'
             f"{escape(sentence.text)}</span>"

@@ -286,8 +286,9 @@ def _print_sentences(check) -> None:  # noqa: ANN001 - a chatbot.check.DraftChec
     for sentence in check.sentences:
         mark = f"{sentence.verdict} {sentence.score if sentence.score is not None else '-'}"
         line = Text(f"  [{mark}] ", style=_VERDICT_STYLE[sentence.verdict]) + Text(sentence.text)
-        for broken in sentence.breaks:
-            line += Text(f"  (breaks {broken.rule}: {broken.detail})", style="red")
+        # A rule broken at several places of one sentence (each extra "!") is named once.
+        for rule, detail in dict.fromkeys((b.rule, b.detail) for b in sentence.breaks):
+            line += Text(f"  (breaks {rule}: {detail})", style="red")
         console.print(line)
     placed = {b.rule for b in check.breaks if b.start is not None}
     for result in check.broken:
