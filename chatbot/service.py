@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from chatbot.export import ExportResult
     from chatbot.export.importing import ImportResult
     from chatbot.feedback.preferences import PreferenceExport
+    from chatbot.ingest.style_guide import StyleGuide
     from chatbot.prepare.pipeline import PrepareResult
     from chatbot.prepare.validation import TokenCounter
     from chatbot.runs.adapters import AdapterSetup
@@ -67,6 +68,7 @@ __all__ = [
     "brand_profile",
     "brand_reply_bounds",
     "brand_report",
+    "brand_style_guide",
     "brand_yaml",
     "cancel_training",
     "checkpoint_setup",
@@ -77,6 +79,7 @@ __all__ = [
     "export_votes",
     "follow_events",
     "get_run",
+    "has_scorecard",
     "import_adapter",
     "latest_usable_run",
     "list_runs",
@@ -92,8 +95,10 @@ __all__ = [
     "resume_training",
     "run_events",
     "run_setup",
+    "save_brand_profile",
     "save_brand_yaml",
     "score_run",
+    "scorecard_html",
     "serve_run",
     "start_from_votes",
     "start_training",
@@ -221,7 +226,10 @@ def brand_profile(ws: Workspace, brand: str) -> BrandProfile:
     """The prepared brand's profile (`brand.yaml`), validated."""
     from chatbot.brand import BrandProfile
 
-    return BrandProfile.load(ws.brand_dir(ws.find_brand(brand)) / _BRAND_YAML)
+    path = ws.brand_dir(brand) / _BRAND_YAML
+    if not path.exists():  # a brand's name rather than its slug, or no such brand: say which exist
+        path = ws.brand_dir(ws.find_brand(brand)) / _BRAND_YAML
+    return BrandProfile.load(path)
 
 
 def brand_yaml(ws: Workspace, slug: str) -> str:
@@ -252,6 +260,26 @@ def save_brand_yaml(ws: Workspace, slug: str, yaml_text: str) -> BrandProfile:
             raise ConfigError(exc.problems, source=_BRAND_YAML) from None
     profile.save(target)
     return profile
+
+
+def save_brand_profile(ws: Workspace, slug: str, profile: BrandProfile) -> str:
+    """Save an edited profile as the brand's `brand.yaml`; returns the text saved."""
+    from chatbot.errors import BrandVoiceError
+
+    target = ws.brand_dir(slug) / _BRAND_YAML
+    if not target.is_file():
+        raise BrandVoiceError(f"Brand '{slug}' is not in this workspace any more.")
+    profile.save(target)
+    return target.read_text("utf-8")
+
+
+def brand_style_guide(ws: Workspace, slug: str) -> StyleGuide:
+    """The brand's style guide as prepare kept it (`style_guide.md`); empty when it had none."""
+    from chatbot.ingest.style_guide import StyleGuide
+
+    path = ws.brand_dir(slug) / "style_guide.md"
+    text = path.read_text("utf-8") if path.is_file() else ""
+    return StyleGuide(text=text, source="style_guide.md", format="md")
 
 
 def brand_report(ws: Workspace, slug: str) -> dict:
@@ -494,6 +522,20 @@ def score_run(
         old = evaluate(ws, old_run.id, progress=progress, **settings)
         write_report(old, old_run.run_dir)
     return Score(card, files, old, tuple(compare_scorecards(card, old)))
+
+
+def has_scorecard(run_dir: Path) -> bool:
+    """The run has a saved scorecard (`scorecard.json` in its folder)."""
+    from chatbot.scorecard.card import SCORECARD_FILE
+
+    return (Path(run_dir) / SCORECARD_FILE).exists()
+
+
+def scorecard_html(run_dir: Path) -> Path:
+    """Where the run's scorecard report (`scorecard.html`) is written."""
+    from chatbot.scorecard.report import HTML_FILE
+
+    return Path(run_dir) / HTML_FILE
 
 
 def load_checker(

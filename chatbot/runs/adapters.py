@@ -53,8 +53,12 @@ class AdapterSetup:
 
 
 def usable_runs(ws: Workspace, brand: str) -> list[Run]:
-    """The brand's runs finished with an adapter (`Run.has_adapter`), newest first."""
-    return [run for run in list_runs(ws, ws.find_brand(brand)) if run.has_adapter]
+    """The brand's runs finished with an adapter (`Run.has_adapter`), newest first.
+
+    `brand` is a slug, or a name that `Workspace.find_brand` knows (which says what exists).
+    """
+    slug = brand if ws.brand_dir(brand).is_dir() else ws.find_brand(brand)
+    return [run for run in list_runs(ws, slug) if run.has_adapter]
 
 
 def latest_adapter_run(ws: Workspace, brand: str) -> Run:
