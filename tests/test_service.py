@@ -195,3 +195,52 @@ def test_library_names_are_reexported_on_first_use():
     assert service.Scorecard is Scorecard and service.write_scorecard_report is write_report
     with pytest.raises(AttributeError):
         service.no_such_name  # noqa: B018
+
+
+def test_a_profile_edit_and_the_style_guide_go_through_the_layer(tmp_path: Path):
+    from dataclasses import replace
+
+    ws = prepared_brand(tmp_path)
+    guide = service.brand_style_guide(ws, SLUG)
+    assert guide.text.strip() and guide.source == "style_guide.md"
+    profile = service.brand_profile(ws, SLUG)
+    saved = service.save_brand_profile(ws, SLUG, replace(profile, system_prompt="Be warm."))
+    assert saved == service.brand_yaml(ws, SLUG) and "Be warm." in saved
+    assert service.brand_profile(ws, SLUG).system_prompt == "Be warm."
+    with pytest.raises(BrandVoiceError, match="not in this workspace"):
+        service.save_brand_profile(ws, "gone", profile)
+
+
+def test_a_run_s_adapter_config_and_scorecard_files(tmp_path: Path):
+    ws = prepared_brand(tmp_path / "ws")
+    run_dir = record_run(ws, tmp_path / "model", "20250101-000001-aaaaaa", adapter=False)
+    _adapter(run_dir)
+    run = service.get_run(ws, "20250101-000001")
+    assert service.adapter_config(run) == {"r": 8}
+    assert not service.has_scorecard(run.run_dir)
+    assert service.scorecard_html(run.run_dir) == run_dir / "scorecard.html"
+    (run_dir / "scorecard.json").write_text("{}")
+    assert service.has_scorecard(run.run_dir)
+
+
+def test_a_run_from_votes_is_queued_by_the_starter_given(tmp_path: Path):
+    from dataclasses import replace
+
+    from chatbot.feedback.votes import Vote, record_vote
+
+    ws = prepared_brand(tmp_path / "ws")
+    run_dir = record_run(ws, tmp_path / "model", "20250101-000001-aaaaaa", adapter=False)
+    _adapter(run_dir)
+    for i in range(service.MIN_VOTES + 1):
+        vote = Vote(
+            SLUG, "base_vs_tuned", f"Question {i}", "base", "tuned", "no.", "Happy!", "right"
+        )
+        record_vote(ws, replace(vote, run_id="20250101-000001-aaaaaa"))
+    started: list[tuple[str, str]] = []
+
+    def start(_ws: Workspace, brand: str, config: object, *, preset: str = "") -> object:
+        started.append((brand, preset))
+        return service.get_run(ws, "20250101-000001")
+
+    service.start_from_votes(ws, BRAND, "dpo", start=start)
+    assert started == [(SLUG, "from votes (DPO)")]
