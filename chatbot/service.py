@@ -4,16 +4,18 @@ The faces (`chatbot.cli`, `ui`) call these functions and print or show what they
 not reach into the packages below. Each function is a thin, typed entry point over the library:
 
 - a workspace and its brands: `open_workspace`, `prepare_brand`, `token_counter`, and what a
-  prepared brand's folder holds (`brand_profile`, `brand_yaml`/`save_brand_yaml`, `brand_report`,
-  `brand_conversations`, `brand_reply_bounds`), so no face opens those files itself;
+  prepared brand's folder holds (`brand_profile`, `brand_yaml`/`save_brand_yaml`,
+  `save_brand_profile`, `brand_style_guide`, `brand_report`, `brand_conversations`,
+  `brand_reply_bounds`), so no face opens those files itself;
 - runs: `list_runs`, `get_run`, `usable_runs` (finished with an adapter, the one definition:
-  `Run.has_adapter`), `latest_usable_run`, `run_events`, `follow_events`, and each run's file
-  layout as a `RunFolder` (`Run.folder`);
+  `Run.has_adapter`), `latest_usable_run`, `adapter_config`, `run_events`, `follow_events`,
+  `parent_of`, and each run's file layout as a `RunFolder` (`Run.folder`);
 - jobs: `estimate_training`, `start_training`, `start_from_votes`, `cancel_training`,
   `resume_training`;
 - chat: `run_setup`/`checkpoint_setup` (how a run's adapter is talked to), `load_engine` (the one
   way to build a `ChatEngine` for a run), `reply_bounds`; `serve_run` for the HTTP face;
-- evaluation and the border: `score_run`, `load_checker`, `export_run`, `import_adapter`,
+- evaluation and the border: `score_run` (`has_scorecard`, `scorecard_html`), `load_checker`,
+  `read_drafts`/`check_drafts`/`write_check_report`, `export_run`, `import_adapter`,
   `export_votes`.
 
 The library's types and helpers a face shows or fills in (`Scorecard`, `BrandProfile`, `Vote`,
