@@ -6,7 +6,16 @@ __all__ = ["BrandVoiceError", "InputError", "ConfigError", "BusyError"]
 
 
 class BrandVoiceError(Exception):
-    """An error meant for the user: its message is shown as is, never with a traceback."""
+    """An error meant for the user: its message is shown as is, never with a traceback.
+
+    The message names no command-line flag: the library serves the app too. `option`, when set,
+    names what fixes the problem, a setting by its field name ("base_model", "brand", "quant") or
+    a step ("prepare", "train"); each face adds how it is given there (the CLI: its flag).
+    """
+
+    def __init__(self, *args: object, option: str | None = None) -> None:
+        super().__init__(*args)
+        self.option = option
 
 
 class InputError(BrandVoiceError):

@@ -178,5 +178,6 @@ class Workspace:
         known = ", ".join(b["slug"] for b in self.brands()) or "none yet"
         raise BrandVoiceError(
             f"No prepared brand '{slug}' in workspace {self.root} (prepared brands: {known}). "
-            "Run `brandvoice prepare --brand NAME --conversations FILE --style-guide FILE` first."
+            "Prepare it first.",
+            option="prepare",
         )

@@ -28,7 +28,8 @@ LAYERS: dict[str, int] = {
     "check": 8,
     "export": 8,
     "serving": 9,
-    "cli": 10,
+    "service": 10,
+    "cli": 11,
 }
 """A unit imports only units of lower layers (the ground floor's modules also each other)."""
 
@@ -160,3 +161,49 @@ def test_package_graph_is_acyclic():
 def test_cycle_finder_finds_a_cycle():
     assert _find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _find_cycle({"a": {"b", "c"}, "b": {"c"}}) is None
+
+
+UI_MAY_IMPORT = {"chatbot.service", "chatbot.engine", *(f"chatbot.{m}" for m in GROUND)}
+"""All the app sees of `chatbot`: the application layer, the engine's public names (the package's
+`__all__`, none of its modules) and the ground floor's modules."""
+
+
+def _public_names(package: str) -> set[str]:
+    tree = ast.parse((ROOT / package.replace(".", "/") / "__init__.py").read_text("utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
+        ):
+            return set(ast.literal_eval(node.value))
+    return set()
+
+
+def _app_imports() -> Iterator[tuple[str, list[str], str]]:
+    """(imported chatbot module, names taken from it, "module:line") for every import in ui/."""
+    for path in sorted((ROOT / "ui").rglob("*.py")):
+        where = _module_name(path)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.split(".")[0] == "chatbot":
+                        yield alias.name, [], f"{where}:{node.lineno}"
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                if node.module == "chatbot":
+                    for alias in node.names:
+                        yield f"chatbot.{alias.name}", [], f"{where}:{node.lineno}"
+                elif node.module.split(".")[0] == "chatbot":
+                    names = [alias.name for alias in node.names]
+                    yield node.module, names, f"{where}:{node.lineno}"
+
+
+def test_the_app_imports_only_the_application_layer_the_engine_and_the_ground_floor():
+    engine = _public_names("chatbot.engine")
+    wrong = [
+        f"{where}: {module} {sorted(set(names) - engine) if module in UI_MAY_IMPORT else ''}"
+        for module, names, where in _app_imports()
+        if module not in UI_MAY_IMPORT or (module == "chatbot.engine" and not set(names) <= engine)
+    ]
+    assert not wrong, (
+        "ui/ may import only chatbot.service, chatbot.engine's public names and the ground "
+        "floor:\n" + "\n".join(wrong)
+    )

@@ -209,8 +209,9 @@ def test_without_brand_or_brand_yaml_it_asks_for_one(
     ws: Workspace, adapter_dir: Path, tmp_path: Path
 ):
     archive = _zip(tmp_path / "a.zip", _adapter_entries(adapter_dir))
-    with pytest.raises(BrandVoiceError, match="--brand NAME"):
+    with pytest.raises(BrandVoiceError, match="name a prepared brand") as refused:
         import_adapter(ws, archive)
+    assert refused.value.option == "brand"
     with pytest.raises(BrandVoiceError, match="not a readable zip"):
         import_adapter(ws, Path(__file__), "Lumen Lamps")
 
@@ -261,8 +262,9 @@ def test_a_base_model_not_on_this_machine_must_be_named(
     hub = config | {"base_model_name_or_path": "some-org/some-model"}
     entries = _adapter_entries(adapter_dir) | {"adapter_config.json": json.dumps(hub).encode()}
     archive = _zip(tmp_path / "hub.zip", entries)
-    with pytest.raises(BrandVoiceError, match="not a folder on this machine.*--base-model"):
+    with pytest.raises(BrandVoiceError, match="not a folder on this machine.*base model") as asked:
         import_adapter(ws, archive, "Lumen Lamps")
+    assert asked.value.option == "base_model" and "--" not in str(asked.value)
     assert list_runs(ws) == []
     # Named on purpose (a download the user chose), it is accepted as given.
     run = import_adapter(ws, archive, "Lumen Lamps", base_model="some-org/some-model").run

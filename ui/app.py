@@ -26,7 +26,7 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from chatbot.errors import BrandVoiceError
-from chatbot.serving.http_guard import RequestGuard, allowed_hosts, is_loopback
+from chatbot.service import RequestGuard, allowed_hosts, is_loopback
 from ui import brand_tab, check_tab, compare_tab, export_tab, scorecard_tab, train_tab
 from ui.errors import shown_in
 from ui.services import Services

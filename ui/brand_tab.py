@@ -7,8 +7,6 @@ them directly); `build` lays out the tab and wires them to its components.
 from __future__ import annotations
 
 import html
-import json
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,12 +14,10 @@ from pathlib import Path
 import gradio as gr
 import yaml
 
-from chatbot.brand.profile import BrandProfile
+from chatbot import service
 from chatbot.config import FIRST_TASTE_CONVERSATIONS, RECOMMENDED_CONVERSATIONS, PrepareConfig
-from chatbot.errors import BrandVoiceError, ConfigError
-from chatbot.prepare.pipeline import prepare
-from chatbot.runs.jobs import Run, list_runs
-from chatbot.storage import read_jsonl
+from chatbot.errors import BrandVoiceError
+from chatbot.service import Run
 from ui import rules_form
 from ui.errors import problem_html, shown_in
 from ui.rules_form import EMOJI_CHOICES, RulesForm
@@ -104,7 +100,7 @@ def prepare_brand(
             "Add at least one file of sample conversations (a chat export, CSV or JSON Lines)."
         )
     try:
-        result = prepare(
+        result = service.prepare_brand(
             services.workspace,
             name.strip(),
             [Path(f) for f in conversation_files],
@@ -126,10 +122,7 @@ def load_brand(services: Services, slug: str | None) -> BrandView:
     """The view of a prepared brand, read back from its folder (after a reload, or a switch)."""
     if not slug:
         return BrandView()
-    brand_dir = services.workspace.brand_dir(slug)
-    report_path = brand_dir / "report.json"
-    report = json.loads(report_path.read_text("utf-8")) if report_path.exists() else {}
-    return _written_view(services, slug, report)
+    return _written_view(services, slug, service.brand_report(services.workspace, slug))
 
 
 def save_rules(services: Services, slug: str | None, yaml_text: str) -> tuple[str, str]:
@@ -139,48 +132,30 @@ def save_rules(services: Services, slug: str | None, yaml_text: str) -> tuple[st
     """
     if not slug:
         raise BrandVoiceError("Prepare a brand first: there are no rules to save yet.")
-    target = services.workspace.brand_dir(slug) / "brand.yaml"
-    if not target.parent.is_dir():
-        raise BrandVoiceError(f"Brand '{slug}' is not in this workspace any more.")
-    profile = _parse_profile(yaml_text)
-    profile.save(target)
+    profile = service.save_brand_yaml(services.workspace, slug, yaml_text)
     return (
         f"Saved. The next training run uses these rules and this system prompt "
         f"({len(profile.rules.banned_phrases)} banned phrases, "
         f"{len(profile.rules.preferred_terms)} preferred terms).",
-        target.read_text("utf-8"),
+        service.brand_yaml(services.workspace, slug),
     )
-
-
-def _parse_profile(yaml_text: str) -> BrandProfile:
-    # BrandProfile.load holds the safe YAML reading (no aliases, size limit, line numbers), so the
-    # text goes through a file of the same name; errors then read "Invalid settings in brand.yaml".
-    with tempfile.TemporaryDirectory(prefix="brandvoice-rules-") as tmp:
-        path = Path(tmp) / "brand.yaml"
-        path.write_text(yaml_text or "", encoding="utf-8")
-        try:
-            return BrandProfile.load(path)
-        except ConfigError as exc:
-            raise ConfigError(exc.problems, source="brand.yaml") from None
 
 
 # --- views --------------------------------------------------------------------------------------
 
 
 def _written_view(services: Services, slug: str, report: dict) -> BrandView:
-    brand_dir = services.workspace.brand_dir(slug)
-    yaml_path = brand_dir / "brand.yaml"
-    rules_yaml = yaml_path.read_text("utf-8") if yaml_path.exists() else ""
+    rules_yaml = service.brand_yaml(services.workspace, slug)
     name = report.get("brand") or _profile_name(rules_yaml) or slug
     view = _report_view(report, status=_ok_status(name, report, _trained_run(services, slug)))
     view.slug, view.name, view.rules_yaml = slug, name, rules_yaml
     try:
-        profile = BrandProfile.load(yaml_path)
+        profile = service.brand_profile(services.workspace, slug)
     except BrandVoiceError as exc:  # hand-edited into a broken state: the YAML shows it
         view.unsure = problem_html(str(exc)) + "\n\n" + view.unsure
     else:
         view.form, view.prompt = rules_form.form_of(profile.rules), profile.system_prompt
-    view.preview = _preview(brand_dir / "conversations.jsonl")
+    view.preview = _preview(service.brand_conversations(services.workspace, slug, PREVIEW_ROWS))
     return view
 
 
@@ -205,8 +180,8 @@ def _report_view(report: dict, status: str, skip: bool = False) -> BrandView:
 
 
 def _trained_run(services: Services, slug: str) -> Run | None:
-    """The brand's newest finished run, if it has one."""
-    done = [r for r in list_runs(services.workspace, slug) if r.state == "succeeded"]
+    """The brand's newest run finished with an adapter, if it has one."""
+    done = service.usable_runs(services.workspace, slug)
     return done[0] if done else None
 
 
@@ -343,11 +318,9 @@ def _clip(text: str) -> str:
     return text if len(text) <= _CELL else text[: _CELL - 1] + "…"
 
 
-def _preview(path: Path) -> list[list]:
-    if not path.exists():
-        return []
+def _preview(records: list[dict]) -> list[list]:
     rows = []
-    for record in read_jsonl(path)[:PREVIEW_ROWS]:
+    for record in records:
         messages = record.get("messages", [])
         first = {m["role"]: m["content"] for m in reversed(messages)}  # first of each role
         where = ", ".join(x for x in (record.get("source", ""), record.get("location", "")) if x)

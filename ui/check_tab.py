@@ -24,11 +24,18 @@ from pathlib import Path
 
 import gradio as gr
 
-from chatbot.check import Draft, DraftCheck, DraftChecker, check_drafts, write_report
-from chatbot.check.batch import read_drafts
 from chatbot.errors import BrandVoiceError
-from chatbot.runs.adapters import adapter_setup
-from chatbot.runs.jobs import Run, get_run, list_runs
+from chatbot.service import (
+    Draft,
+    DraftCheck,
+    DraftChecker,
+    check_drafts,
+    get_run,
+    read_drafts,
+    run_setup,
+    usable_runs,
+    write_check_report,
+)
 from ui.errors import shown_in
 from ui.services import EngineSpec, Services
 from ui.text import run_label
@@ -99,7 +106,7 @@ class CheckerCache:
         self, services: Services, run_id: str, progress: Progress | None = None
     ) -> DraftChecker:
         run = get_run(services.workspace, run_id)
-        setup = adapter_setup(services.workspace, run.id)
+        setup = run_setup(services.workspace, run.id)
         engine = services.engine(EngineSpec.of(setup), setup.adapter_dir)
         with self._lock:
             checker = self._checker
@@ -114,15 +121,11 @@ class CheckerCache:
 # --- handlers -----------------------------------------------------------------------------------
 
 
-def _checkable(run: Run) -> bool:
-    return run.state == "succeeded" and (run.run_dir / "adapter" / "adapter_config.json").exists()
-
-
 def check_setup(services: Services, slug: str | None) -> CheckSetup:
     """The brand's finished runs, newest first: any of them can check a draft."""
     if not slug:
         return CheckSetup(notice=empty_state("Nothing to check against yet", "Prepare a brand."))
-    runs = [r for r in list_runs(services.workspace, slug) if _checkable(r)]
+    runs = usable_runs(services.workspace, slug)
     if not runs:
         return CheckSetup(
             notice=empty_state(
@@ -235,7 +238,9 @@ def run_batch(
     checker = checkers.get(services, run_id, progress)
     results = check_drafts(checker, drafts, progress)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    report = write_report(results, services.exports_dir / f"check-{checker.run.brand}-{stamp}.html")
+    report = write_check_report(
+        results, services.exports_dir / f"check-{checker.run.brand}-{stamp}.html"
+    )
     rows = [
         [d.name, str(c.score.total), ", ".join(r.rule for r in c.broken) or "none"]
         for d, c in results

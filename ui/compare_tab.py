@@ -31,17 +31,26 @@ from functools import partial
 
 import gradio as gr
 
-from chatbot.brand.profile import BrandProfile
-from chatbot.engine import GenerationSettings
-from chatbot.engine.priority import in_background
-from chatbot.engine.reply_length import ReplyBounds, brand_reply_bounds
-from chatbot.engine.streaming import StopFlag
+from chatbot.engine import GenerationSettings, ReplyBounds, StopFlag, in_background
 from chatbot.errors import BrandVoiceError
-from chatbot.feedback.preferences import preference_rows
-from chatbot.feedback.votes import Verdict, Vote, list_votes, record_vote, tally
-from chatbot.runs.from_votes import MIN_VOTES, start_from_votes, usable_votes
-from chatbot.runs.jobs import Run, get_run, list_runs
-from chatbot.runs.preview import brand_previews, pin_newest_preview
+from chatbot.service import (
+    MIN_VOTES,
+    Run,
+    Verdict,
+    Vote,
+    brand_previews,
+    brand_profile,
+    brand_reply_bounds,
+    get_run,
+    list_votes,
+    pin_newest_preview,
+    preference_rows,
+    record_vote,
+    start_from_votes,
+    tally,
+    usable_runs,
+    usable_votes,
+)
 from ui.errors import shown_in
 from ui.services import ChatBackend, EngineSpec, Services, WarmUp
 from ui.text import is_preview_sized, preview_note_html, run_label
@@ -175,11 +184,7 @@ class VoteOutcome:
 
 
 def _chat_runs(services: Services, slug: str) -> list[Run]:
-    return [
-        r
-        for r in list_runs(services.workspace, slug)
-        if r.state == "succeeded" and (r.run_dir / "adapter").is_dir()
-    ]
+    return usable_runs(services.workspace, slug)
 
 
 def _no_brand_notice() -> str:
@@ -208,12 +213,11 @@ def compare_setup(services: Services, slug: str | None) -> CompareSetup:
 
 def reply_bounds(services: Services, slug: str, run_id: str) -> ReplyBounds:
     """The brand's reply-length cap, in the tokens of `run_id`'s base model, and its sign-off."""
-    brand_dir = services.workspace.brand_dir(slug)
     tokenizer = services.tokenizer(EngineSpec.for_run(services.workspace, run_id).base_model)
     if tokenizer is None:
-        signoff = BrandProfile.load(brand_dir / "brand.yaml").rules.required_signoff
+        signoff = brand_profile(services.workspace, slug).rules.required_signoff
         return ReplyBounds(None, signoff or "")
-    return brand_reply_bounds(brand_dir, tokenizer)
+    return brand_reply_bounds(services.workspace, slug, tokenizer)
 
 
 def _preview_engine(services: Services, run: Run) -> tuple[ChatBackend, str]:
@@ -237,7 +241,7 @@ def _new_matchup(run: Run, mode: str, rng: random.Random) -> Matchup:
         left=left,
         right=right,
         run_id=run.id,
-        adapter=str(run.run_dir / "adapter"),
+        adapter=str(run.folder.adapter),
     )
 
 
@@ -283,7 +287,7 @@ def compare_stream(
     preview = run_id.startswith(PREVIEW)
     run = get_run(services.workspace, run_id.removeprefix(PREVIEW))
     stops = stops or PaneStops()
-    rules = BrandProfile.load(services.workspace.brand_dir(slug) / "brand.yaml").rules
+    rules = brand_profile(services.workspace, slug).rules
     settings = replace(settings, signoff=rules.required_signoff or "")
     if not _continues(matchup, mode, run.id):
         matchup, left, right = _new_matchup(run, mode, services.rng), [], []
@@ -306,9 +310,7 @@ def compare_stream(
         matchup = replace(matchup, adapter=adapter)
         pair = partial(engine.stream_pair, background=True)
     else:
-        engine = services.engine(
-            EngineSpec.for_run(services.workspace, run.id), run.run_dir / "adapter"
-        )
+        engine = services.engine(EngineSpec.for_run(services.workspace, run.id), run.folder.adapter)
         pair = engine.stream_pair
     left_reply = right_reply = ""
     stream = pair(left, matchup.left, right, matchup.right, settings, stop=stops.flag)

@@ -21,13 +21,20 @@ from pathlib import Path
 import gradio as gr
 
 from chatbot.errors import BrandVoiceError
-from chatbot.export import ExportResult, export_run, zip_adapter
-from chatbot.export.base_model import DEFAULT_HUB_ID
-from chatbot.export.importing import import_adapter
-from chatbot.export.vllm_compat import max_lora_rank_for
-from chatbot.feedback.preferences import export_votes
 from chatbot.models import default_model_dir
-from chatbot.runs.jobs import Run, get_run, list_runs
+from chatbot.service import (
+    DEFAULT_HUB_ID,
+    ExportResult,
+    Run,
+    adapter_config,
+    export_run,
+    export_votes,
+    get_run,
+    import_adapter,
+    max_lora_rank_for,
+    usable_runs,
+    zip_adapter,
+)
 from chatbot.storage import atomic_write_json
 from ui.errors import shown_in
 from ui.services import Services
@@ -94,15 +101,11 @@ class ExportView:
     notice: str = ""
 
 
-def _exportable(run: Run) -> bool:
-    return run.state == "succeeded" and (run.run_dir / "adapter" / "adapter_config.json").exists()
-
-
 def export_choices(services: Services, slug: str | None) -> ExportView:
     """The brand's runs that have an adapter to export, newest first."""
     if not slug:
         return ExportView(notice=empty_state("Nothing to export yet", "Prepare a brand first."))
-    runs = [r for r in list_runs(services.workspace, slug) if _exportable(r)]
+    runs = usable_runs(services.workspace, slug)
     if not runs:
         return ExportView(
             notice=empty_state(
@@ -260,7 +263,7 @@ def going_live(services: Services, run_id: str | None, fmt: str = "adapter") -> 
         files = f"`{zip_name}` (the complete model)"
         needs = "vLLM installed"
     else:
-        config = json.loads((run.run_dir / "adapter" / "adapter_config.json").read_text("utf-8"))
+        config = adapter_config(run)
         rank = max_lora_rank_for(int(config.get("r") or 0)) or 16
         command = (
             f"unzip {zip_name} -d {folder}\n"
@@ -303,7 +306,7 @@ def serving_text(services: Services, run_id: str | None) -> str:
         return ""
     run = get_run(services.workspace, run_id)
     base = DEFAULT_HUB_ID if run.base_model in ("", "default") else run.base_model
-    config = json.loads((run.run_dir / "adapter" / "adapter_config.json").read_text("utf-8"))
+    config = adapter_config(run)
     rank = max_lora_rank_for(int(config.get("r") or 0)) or "R"
     return (
         "#### Serve it\n"

@@ -13,12 +13,21 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, fields, replace
-from pathlib import Path
 
-from chatbot.brand import AddressRule, BrandProfile, BrandRules, EmojiRule, PreferredTerm
-from chatbot.brand.guide_prompt import condense_system_prompt
 from chatbot.errors import BrandVoiceError, ConfigError
-from chatbot.ingest.style_guide import StyleGuide
+from chatbot.service import (
+    AddressRule,
+    BrandProfile,
+    BrandRules,
+    EmojiRule,
+    PreferredTerm,
+    StyleGuide,
+    brand_profile,
+    brand_style_guide,
+    brand_yaml,
+    condense_system_prompt,
+    save_brand_profile,
+)
 from ui.services import Services
 
 __all__ = [
@@ -158,23 +167,20 @@ def rules_of(form: RulesForm, base: BrandRules | None = None) -> BrandRules:
 
 def _guide(services: Services, slug: str) -> StyleGuide:
     """The brand's style guide as prepare kept it; an empty one when it was prepared without."""
-    path = services.workspace.brand_dir(slug) / "style_guide.md"
-    text = path.read_text("utf-8") if path.is_file() else ""
-    return StyleGuide(text=text, source="style_guide.md", format="md")
+    return brand_style_guide(services.workspace, slug)
 
 
-def _profile(services: Services, slug: str | None) -> tuple[Path, BrandProfile]:
+def _profile(services: Services, slug: str | None) -> BrandProfile:
     if not slug:
         raise BrandVoiceError("Prepare a brand first: there are no rules to edit yet.")
-    target = services.workspace.brand_dir(slug) / "brand.yaml"
-    if not target.is_file():
+    if not brand_yaml(services.workspace, slug):
         raise BrandVoiceError(f"Brand '{slug}' is not in this workspace any more.")
-    return target, BrandProfile.load(target)
+    return brand_profile(services.workspace, slug)
 
 
 def preview_prompt(services: Services, slug: str | None, form: RulesForm) -> str:
     """The system prompt these rules give the brand (what the next training run uses)."""
-    _, profile = _profile(services, slug)
+    profile = _profile(services, slug)
     rules = rules_of(form, profile.rules)
     return condense_system_prompt(_guide(services, slug or ""), rules, profile.name)
 
@@ -184,13 +190,15 @@ def save_form(services: Services, slug: str | None, form: RulesForm) -> tuple[st
 
     Raises ConfigError naming each field to fix; brand.yaml is left as it was.
     """
-    target, profile = _profile(services, slug)
+    profile = _profile(services, slug)
     rules = rules_of(form, profile.rules)
     prompt = condense_system_prompt(_guide(services, slug or ""), rules, profile.name)
-    replace(profile, rules=rules, system_prompt=prompt).save(target)
+    saved = save_brand_profile(
+        services.workspace, slug or "", replace(profile, rules=rules, system_prompt=prompt)
+    )
     message = (
         f"Saved: {len(rules.banned_phrases)} banned phrase(s), "
         f"{len(rules.preferred_terms)} preferred term(s). The next training run uses these "
         "rules and the system prompt shown."
     )
-    return message, target.read_text("utf-8")
+    return message, saved

@@ -27,9 +27,9 @@ import gradio as gr
 import pandas as pd
 
 from chatbot.errors import BrandVoiceError
-from chatbot.runs.jobs import Run, get_run, list_runs
-from chatbot.scorecard import (
+from chatbot.service import (
     REFERENCE,
+    SYSTEM_NAMES,
     SYSTEMS,
     Progress,
     Scorecard,
@@ -37,13 +37,15 @@ from chatbot.scorecard import (
     charts_html,
     evaluate,
     examples_html,
+    get_run,
     headlines,
     load_scorecard,
+    scorecard_html,
     summary_rows,
+    usable_runs,
     verdict,
-    write_report,
+    write_scorecard_report,
 )
-from chatbot.scorecard.report import SYSTEM_NAMES
 from ui.errors import shown_in
 from ui.services import Services
 from ui.text import duration_text, run_label
@@ -107,10 +109,6 @@ class ScorecardView:
 # --- handlers -----------------------------------------------------------------------------------
 
 
-def _scorable(run: Run) -> bool:
-    return run.state == "succeeded" and (run.run_dir / "adapter" / "adapter_config.json").exists()
-
-
 def _no_brand_notice() -> str:
     return empty_state("Nothing to score yet", "Prepare and train a brand first.")
 
@@ -119,7 +117,7 @@ def scorecard_setup(services: Services, slug: str | None) -> ScorecardSetup:
     """The brand's runs with an adapter, newest first; those already scored say so."""
     if not slug:
         return ScorecardSetup(notice=_no_brand_notice())
-    runs = [r for r in list_runs(services.workspace, slug) if _scorable(r)]
+    runs = usable_runs(services.workspace, slug)
     if not runs:
         return ScorecardSetup(
             notice=empty_state(
@@ -141,8 +139,8 @@ def saved_scorecard(services: Services, run_id: str | None) -> ScorecardView:
     run = get_run(services.workspace, run_id)
     card = load_scorecard(run.run_dir)
     if card is not None:
-        return _view(card, _publish(services, card, run.run_dir / "scorecard.html"))
-    if _scorable(run):
+        return _view(card, _publish(services, card, scorecard_html(run.run_dir)))
+    if run.has_adapter:
         services.start_quick_scorecard(run.id, run.run_dir)
     quick = services.quick_scorecard(run.id)
     if quick is not None and quick.state == "running":
@@ -182,7 +180,7 @@ def run_scorecard(
         max_new_tokens=int(max_new_tokens),
         progress=progress,
     )
-    files = write_report(card, run.run_dir)
+    files = write_scorecard_report(card, run.run_dir)
     return _view(card, _publish(services, card, files.html))
 
 

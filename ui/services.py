@@ -21,16 +21,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from chatbot import service
 from chatbot.errors import BrandVoiceError
-from chatbot.runs import jobs
-from chatbot.runs.adapters import AdapterSetup, adapter_setup, checkpoint_setup, latest_adapter_run
+from chatbot.service import (
+    AdapterSetup,
+    Run,
+    checkpoint_setup,
+    get_run,
+    latest_usable_run,
+    run_setup,
+)
 from chatbot.workspace import Workspace
 
 if TYPE_CHECKING:
-    from chatbot.engine import GenerationSettings
-    from chatbot.engine.fewshot import Example
-    from chatbot.engine.streaming import StopFlag
-    from chatbot.prepare.validation import TokenCounter
+    from chatbot.engine import Example, GenerationSettings, StopFlag
+    from chatbot.service import TokenCounter
 
 __all__ = [
     "Services",
@@ -92,7 +97,7 @@ class EngineSpec:
     @classmethod
     def for_run(cls, ws: Workspace, run_id: str) -> EngineSpec:
         """The model a run's adapter belongs on, and the prompts each side gets."""
-        return cls.of(adapter_setup(ws, run_id))
+        return cls.of(run_setup(ws, run_id))
 
     @classmethod
     def for_checkpoint(cls, ws: Workspace, run_id: str, checkpoint: Path) -> EngineSpec:
@@ -144,10 +149,10 @@ has a first scorecard within a minute or two on a laptop, without anyone startin
 EngineFactory = Callable[[EngineSpec], ChatBackend]
 """Loads the base model of a spec, with no adapter yet."""
 
-StartRun = Callable[..., jobs.Run]
-"""`chatbot.runs.jobs.start_run(ws, brand, config, preset=...)` or a stand-in with that
+StartRun = Callable[..., Run]
+"""`chatbot.service.start_training(ws, brand, config, preset=...)` or a stand-in with that
 signature."""
-CancelRun = Callable[[Workspace, str], jobs.Run]
+CancelRun = Callable[[Workspace, str], Run]
 
 
 def _no_token_counter() -> TokenCounter | None:
@@ -165,8 +170,8 @@ class Services:
     workspace: Workspace
     engine_factory: EngineFactory
     """Builds a chat engine; the app keeps one alive and switches adapters on it."""
-    start_run: StartRun = jobs.start_run
-    cancel_run: CancelRun = jobs.cancel_run
+    start_run: StartRun = service.start_training
+    cancel_run: CancelRun = service.cancel_training
     token_counter: Callable[[], TokenCounter | None] = _no_token_counter
     """Returns the token counter prepare uses for token statistics (None: words only)."""
     tokenizer: Callable[[str], Any | None] = _no_tokenizer
@@ -298,14 +303,14 @@ class Services:
             slug = next(iter(names), None)
         if slug is not None and run_id is None:
             try:
-                run_id = latest_adapter_run(self.workspace, slug).id
+                run_id = latest_usable_run(self.workspace, slug).id
             except BrandVoiceError:
                 run_id = None  # no trained run yet: the base model alone
         if slug is None or run_id is None:
             return EngineSpec(self.default_base_model), None, "the base model"
-        run = jobs.get_run(self.workspace, run_id)
+        run = get_run(self.workspace, run_id)
         what = f"{names[slug]} (run {run.id})"
-        return EngineSpec.for_run(self.workspace, run.id), run.run_dir / "adapter", what
+        return EngineSpec.for_run(self.workspace, run.id), run.folder.adapter, what
 
     def quick_scorecard(self, run_id: str | None) -> QuickCard | None:
         """The quick scorecard of `run_id` made by this app, if one was started."""
@@ -317,7 +322,7 @@ class Services:
         Nothing happens when no `evaluate` is set, the run has a scorecard already, or one was
         started for it. Returns the thread, if one was started.
         """
-        if self.evaluate is None or (run_dir / "scorecard.json").exists():
+        if self.evaluate is None or service.has_scorecard(run_dir):
             return None
         with self._quick_lock:
             if run_id in self._quick:
@@ -362,17 +367,17 @@ class Services:
                 self._engine_lock.release()
 
     def _quick_scorecard(self, run_id: str, run_dir: Path) -> None:
-        from chatbot.scorecard import write_report
+        from chatbot.service import write_scorecard_report
 
         assert self.evaluate is not None
         started = self._quick[run_id].started
         try:
             with self.scorecard_lock, self.one_model_load() as progress:
-                if not (run_dir / "scorecard.json").exists():  # not made meanwhile by hand
+                if not service.has_scorecard(run_dir):  # not made meanwhile by hand
                     card = self.evaluate(
                         self.workspace, run_id, progress=progress, **QUICK_SCORECARD
                     )
-                    write_report(card, run_dir)
+                    write_scorecard_report(card, run_dir)
         # Any failure: the tab must not say "being made" for ever; it offers the full one.
         except Exception as exc:  # noqa: BLE001
             log.warning("The quick scorecard of run %s failed", run_id, exc_info=True)
@@ -397,7 +402,7 @@ class Services:
 
 
 def _real_evaluate(*args: Any, **kwargs: Any) -> Any:
-    from chatbot.scorecard import evaluate
+    from chatbot.service import evaluate
 
     return evaluate(*args, **kwargs)
 
@@ -439,13 +444,7 @@ def _cached_counter(base_model: str) -> Callable[[], TokenCounter | None]:
 
     def get() -> TokenCounter | None:
         if not cache:
-            from transformers import AutoTokenizer
-
-            from chatbot.models import resolve_base_model
-            from chatbot.prepare.validation import tokenizer_counter
-
-            tokenizer = AutoTokenizer.from_pretrained(resolve_base_model(base_model))
-            cache.append(tokenizer_counter(tokenizer))
+            cache.append(service.token_counter(base_model))
         return cache[0]
 
     return get

@@ -7,8 +7,7 @@ import time
 from pathlib import Path
 
 from chatbot.models import default_model_dir
-from chatbot.runs.adapters import parent_of
-from chatbot.runs.jobs import Run
+from chatbot.service import Run, parent_of
 
 __all__ = [
     "base_model_label",

@@ -19,10 +19,15 @@ import pandas as pd
 
 from chatbot.config import DEFAULT_PRESET, PRESETS, TrainConfig
 from chatbot.errors import BrandVoiceError
-from chatbot.runs.adapters import parent_of
-from chatbot.runs.jobs import Run, get_run, list_runs, read_events
-from chatbot.runs.voice_match import run_voice_match
-from chatbot.training.estimate import estimate_run
+from chatbot.service import (
+    Run,
+    estimate_training,
+    get_run,
+    list_runs,
+    parent_of,
+    read_events,
+    run_voice_match,
+)
 from ui.errors import problem_html, shown_in
 from ui.services import Services
 from ui.text import BASE_MODEL_HELP, base_model_label, duration_text, run_label, when_text
@@ -84,7 +89,7 @@ def train_view(services: Services, slug: str | None, run_id: str | None = None) 
     busy = any(r.state in ACTIVE_STATES for r in runs)
     if run is None:
         return TrainView(status_html=_no_runs(), can_start=True)
-    if run.state == "succeeded" and (run.run_dir / "adapter" / "adapter_config.json").exists():
+    if run.has_adapter:
         services.start_quick_scorecard(run.id, run.run_dir)  # so the Scorecard tab is not empty
     events = read_events(run.run_dir)
     return TrainView(
@@ -123,7 +128,7 @@ def run_estimate(services: Services, slug: str | None, preset: str, base_model: 
     base = (base_model or "").strip() or services.default_base_model
     config = TrainConfig.from_preset(preset, [] if base == "default" else [f"base_model={base}"])
     try:
-        estimate = estimate_run(services.workspace.brand_dir(slug), config)
+        estimate = estimate_training(services.workspace, slug, config)
     except BrandVoiceError as exc:
         return f'<div class="bv-hint">No time estimate: {html.escape(str(exc))}</div>'
     return (

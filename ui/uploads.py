@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
 
-from chatbot.serving.http_guard import ASGIApp, Message, Receive, Scope, Send
+from chatbot.service import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
     "UPLOADS",

@@ -36,7 +36,7 @@ from chatbot.check.likelihood import GainScorer, TokenGains
 from chatbot.check.score import BrandScore, brand_score
 from chatbot.engine import GenerationSettings
 from chatbot.errors import BrandVoiceError
-from chatbot.runs.adapters import AdapterSetup, adapter_setup, latest_adapter_run
+from chatbot.runs.adapters import AdapterSetup, adapter_setup, build_engine, latest_adapter_run
 from chatbot.runs.jobs import Run, get_run
 from chatbot.scorecard.evaluate import brand_style_classifier
 from chatbot.scorecard.style import StyleClassifier
@@ -230,16 +230,7 @@ def _sentences(
 
 
 def _load_engine(setup: AdapterSetup, say: Progress) -> ChatEngine:
-    from chatbot.engine import ChatEngine
-
     say("loading model", 0, 1)
-    engine = ChatEngine(
-        setup.base_model,
-        setup.adapter_dir,
-        setup.system_prompt,
-        tuned_system_prompt=setup.tuned_system_prompt,
-        fewshot_examples=setup.fewshot_examples,
-        quantization=setup.quantization,  # type: ignore[arg-type]
-    )
+    engine = build_engine(setup)
     say("loading model", 1, 1)
     return engine

@@ -23,7 +23,6 @@ from chatbot.types import ChatMode, ExportFormat, GgufQuant, PreferenceKind, Pro
 
 if TYPE_CHECKING:
     from chatbot.engine.reply_length import ReplyBounds
-    from chatbot.workspace import Workspace
 
 __all__ = ["main"]
 
@@ -49,24 +48,20 @@ def _add_allowed_hosts(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
+    from chatbot import service
     from chatbot.cli.report import print_prepare_result, rich_progress
     from chatbot.config import PrepareConfig
-    from chatbot.prepare.pipeline import prepare
-    from chatbot.prepare.validation import tokenizer_counter
-    from chatbot.workspace import Workspace
 
-    ws = Workspace.open(args.workspace)
+    ws = service.open_workspace(args.workspace)
     overrides: dict = {"skip_invalid": args.skip_invalid, "preset": args.preset}
     if args.no_redact:
         overrides["redact_pii"] = False
     if args.column_map:
         overrides["column_map"] = _parse_pairs(args.column_map, "--column")
     config = PrepareConfig(**overrides)
-    counter = None
-    if not args.no_tokens:
-        counter = tokenizer_counter(_tokenizer(args.base_model))
+    counter = None if args.no_tokens else service.token_counter(args.base_model)
     with rich_progress() as progress:
-        result = prepare(
+        result = service.prepare_brand(
             ws,
             args.brand,
             [Path(f) for f in args.conversations],
@@ -77,14 +72,6 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
         )
     print_prepare_result(result)
     return 0 if result.ok else 1
-
-
-def _tokenizer(base_model: str | None):  # noqa: ANN202 - a transformers tokenizer
-    from transformers import AutoTokenizer
-
-    from chatbot.models import resolve_base_model
-
-    return AutoTokenizer.from_pretrained(resolve_base_model(base_model))
 
 
 def _parse_pairs(items: list[str], flag: str) -> dict[str, str]:
@@ -108,21 +95,18 @@ def _cmd_model_fetch(args: argparse.Namespace) -> int:
 
 
 def _cmd_brands(args: argparse.Namespace) -> int:
+    from chatbot import service
     from chatbot.cli.report import print_brands
-    from chatbot.workspace import Workspace
 
-    print_brands(Workspace.open(args.workspace))
+    print_brands(service.open_workspace(args.workspace))
     return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from chatbot import service
     from chatbot.cli.report import follow_run
-    from chatbot.config import TrainConfig
-    from chatbot.runs.jobs import start_run
-    from chatbot.training.estimate import estimate_run
-    from chatbot.workspace import Workspace
 
-    ws = Workspace.open(args.workspace)
+    ws = service.open_workspace(args.workspace)
     if args.from_votes:
         return _train_from_votes(ws, args)
     overrides = list(args.set or [])
@@ -130,9 +114,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if getattr(args, flag):
             overrides.append(f"{flag}={getattr(args, flag)}")
     config = TrainConfig.from_preset(args.preset, overrides, yaml_path=args.config)
-    estimate = estimate_run(ws.brand_dir(ws.find_brand(args.brand)), config)
+    estimate = service.estimate_training(ws, args.brand, config)
     print(f"Training {args.brand} ({config.preset} preset): {estimate.describe()}.", flush=True)
-    run = start_run(ws, args.brand, config, preset=args.preset)
+    run = service.start_training(ws, args.brand, config, preset=args.preset)
     print(
         f"Run {run.id} started for brand '{run.brand}' ({args.preset} preset); folder {run.run_dir}"
     )
@@ -142,66 +126,55 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train_from_votes(ws, args: argparse.Namespace) -> int:  # noqa: ANN001 - a Workspace
+    from chatbot import service
     from chatbot.cli.report import follow_run
-    from chatbot.runs.adapters import parent_of
-    from chatbot.runs.from_votes import start_from_votes
 
-    run = start_from_votes(ws, args.brand, args.method, overrides=list(args.set or []))
-    parent = parent_of(run)
+    run = service.start_from_votes(ws, args.brand, args.method, overrides=args.set or ())
+    parent = service.parent_of(run)
     print(f"Run {run.id} started from the votes on run {parent} ({args.method.upper()})")
     print(f"Score it against its parent: brandvoice eval --run {run.id} --against {parent}")
     return 0 if args.detach else follow_run(ws, run.id)
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
+    from chatbot import service
     from chatbot.cli.report import print_runs
-    from chatbot.runs.jobs import list_runs
-    from chatbot.workspace import Workspace
 
-    ws = Workspace.open(args.workspace)
-    print_runs(list_runs(ws, args.brand))
+    ws = service.open_workspace(args.workspace)
+    print_runs(service.list_runs(ws, args.brand))
     return 0
 
 
 def _cmd_cancel(args: argparse.Namespace) -> int:
-    from chatbot.runs.jobs import cancel_run
-    from chatbot.workspace import Workspace
+    from chatbot import service
 
-    run = cancel_run(Workspace.open(args.workspace), args.run, timeout=args.timeout)
+    run = service.cancel_training(
+        service.open_workspace(args.workspace), args.run, timeout=args.timeout
+    )
     print(f"Run {run.id}: {run.state}" + (f" ({run.error})" if run.error else ""))
     return 0
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
+    from chatbot import service
     from chatbot.cli.report import follow_run
-    from chatbot.runs.jobs import resume_run
-    from chatbot.workspace import Workspace
 
-    ws = Workspace.open(args.workspace)
-    run = resume_run(ws, args.run)
+    ws = service.open_workspace(args.workspace)
+    run = service.resume_training(ws, args.run)
     print(f"Run {run.id} resumed from its newest complete checkpoint")
     return 0 if args.detach else follow_run(ws, run.id)
 
 
 def _cmd_chat(args: argparse.Namespace) -> int:
+    from chatbot import service
     from chatbot.cli.chat import run_chat
-    from chatbot.engine import ChatEngine, GenerationSettings
-    from chatbot.runs.adapters import adapter_setup, latest_adapter_run
-    from chatbot.workspace import Workspace
+    from chatbot.engine import GenerationSettings
 
-    ws = Workspace.open(args.workspace)
-    run_id = args.run or latest_adapter_run(ws, args.brand).id
-    setup = adapter_setup(ws, run_id)
+    ws = service.open_workspace(args.workspace)
+    setup = service.run_setup(ws, args.run, brand=args.brand)
     print(f"Loading {setup.base_model} with the adapter of run {setup.run_id}...")
-    engine = ChatEngine(
-        setup.base_model,
-        setup.adapter_dir,
-        setup.system_prompt,
-        tuned_system_prompt=setup.tuned_system_prompt,
-        fewshot_examples=setup.fewshot_examples,
-        quantization=setup.quantization,
-    )
-    settings = _brand_bounds(ws, run_id, engine.tokenizer).apply(
+    engine = service.load_engine(setup)
+    settings = _say_bounds(service.reply_bounds(ws, setup.run_id, engine.tokenizer)).apply(
         GenerationSettings(temperature=args.temperature, seed=args.seed),
         max_new_tokens=args.max_new_tokens,
     )
@@ -209,12 +182,10 @@ def _cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
-def _brand_bounds(ws: Workspace, run_id: str, tokenizer: object) -> ReplyBounds:
+def _say_bounds(bounds: ReplyBounds) -> ReplyBounds:
     """The run's brand's reply bounds, said in one line: its length cap and its sign-off."""
-    from chatbot.engine.reply_length import REPLY_CAP_FACTOR, brand_reply_bounds
-    from chatbot.runs.jobs import get_run
+    from chatbot.engine.reply_length import REPLY_CAP_FACTOR
 
-    bounds = brand_reply_bounds(ws.brand_dir(get_run(ws, run_id).brand), tokenizer)
     if bounds.lengths is not None:
         print(
             f"Replies run to at most {bounds.lengths.max_new_tokens} tokens by default "
@@ -253,73 +224,55 @@ def _cmd_ui(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    from chatbot import service
     from chatbot.cli.report import print_regressions, print_scorecard, rich_progress
-    from chatbot.runs.jobs import get_run
-    from chatbot.scorecard import compare_scorecards, evaluate, load_scorecard, write_report
-    from chatbot.workspace import Workspace
 
-    ws = Workspace.open(args.workspace)
+    ws = service.open_workspace(args.workspace)
     # Unset options keep the scorecard's own defaults (ScorecardSettings).
     knobs = {
         k: v
         for k, v in (("max_prompts", args.max_prompts), ("max_new_tokens", args.max_new_tokens))
         if v is not None
     }
-    old = None
     with rich_progress() as progress:
-        card = evaluate(ws, args.run, progress=progress, **knobs)
-        files = write_report(card, get_run(ws, card.run_id).run_dir)
-        if args.against:
-            # The older run's saved scorecard is reused; one is made (and saved) if it has none.
-            old_run = get_run(ws, args.against)
-            old = load_scorecard(old_run.run_dir)
-            if old is None:
-                old = evaluate(ws, old_run.id, progress=progress, **knobs)
-                write_report(old, old_run.run_dir)
-    print_scorecard(card, files.html)
-    if old is None:
+        score = service.score_run(ws, args.run, against=args.against, progress=progress, **knobs)
+    print_scorecard(score.card, score.files.html)
+    if score.older is None:
         return 0
-    return print_regressions(card, old, compare_scorecards(card, old))
+    return print_regressions(score.card, score.older, list(score.regressions))
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from chatbot.check import DraftChecker, check_drafts, read_drafts, write_report
+    from chatbot import service
     from chatbot.cli.report import print_check, print_check_batch, rich_progress
-    from chatbot.workspace import Workspace
 
-    ws = Workspace.open(args.workspace)
+    ws = service.open_workspace(args.workspace)
     source = None if args.source == "-" else Path(args.source)
     batch = source is not None and (source.is_dir() or source.suffix.lower() == ".csv")
-    drafts = read_drafts(source) if source is not None else []
+    drafts = service.read_drafts(source) if source is not None else []
     text = sys.stdin.read() if source is None else drafts[0].text
     with rich_progress() as progress:
-        checker = DraftChecker.load(ws, brand=args.brand, run_id=args.run, progress=progress)
+        checker = service.load_checker(ws, brand=args.brand, run_id=args.run, progress=progress)
         if batch:
-            results = check_drafts(checker, drafts, progress)
+            results = service.check_drafts(checker, drafts, progress)
     if not batch:
         print_check(checker.check(text, args.customer, suggest=not args.no_suggest))
         return 0
-    out = Path(args.report) if args.report else _default_report(ws, checker.run.brand)
-    print_check_batch(results, write_report(results, out))
+    out = Path(args.report) if args.report else service.default_check_report(ws, checker.run.brand)
+    print_check_batch(results, service.write_check_report(results, out))
     return 0
 
 
-def _default_report(ws, brand: str) -> Path:  # noqa: ANN001 - a Workspace
-    import time
-
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return ws.root / "exports" / f"check-{brand}-{stamp}.html"
-
-
 def _cmd_export(args: argparse.Namespace) -> int:
+    from chatbot import service
     from chatbot.cli.report import rich_progress
-    from chatbot.export import export_run
-    from chatbot.workspace import Workspace
 
-    ws = Workspace.open(args.workspace)
+    ws = service.open_workspace(args.workspace)
     out = Path(args.out) if args.out else None
     with rich_progress() as progress:
-        result = export_run(ws, args.run, args.format, out, progress=progress, quant=args.quant)
+        result = service.export_run(
+            ws, args.run, args.format, out, progress=progress, quant=args.quant
+        )
     print(f"Exported run {result.run_id} ({result.format}): {result.path}")
     if result.format == "gguf":
         from chatbot.cli.report import print_gguf_verification
@@ -335,13 +288,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_import_adapter(args: argparse.Namespace) -> int:
+    from chatbot import service
     from chatbot.cli.report import rich_progress
-    from chatbot.export.importing import import_adapter
-    from chatbot.workspace import Workspace
 
-    ws = Workspace.open(args.workspace)
+    ws = service.open_workspace(args.workspace)
     with rich_progress() as progress:
-        result = import_adapter(
+        result = service.import_adapter(
             ws,
             Path(args.archive),
             args.brand,
@@ -360,11 +312,10 @@ def _cmd_import_adapter(args: argparse.Namespace) -> int:
 
 
 def _cmd_export_votes(args: argparse.Namespace) -> int:
-    from chatbot.feedback.preferences import export_votes
-    from chatbot.workspace import Workspace
+    from chatbot import service
 
-    ws = Workspace.open(args.workspace)
-    result = export_votes(
+    ws = service.open_workspace(args.workspace)
+    result = service.export_votes(
         ws, args.brand, Path(args.out), args.format, run_id=args.run, style=args.style
     )
     print(f"Wrote {result.rows} {result.kind.upper()} rows ({result.votes} votes): {result.path}")
@@ -376,41 +327,45 @@ def _cmd_export_votes(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from chatbot.engine import ChatEngine, GenerationSettings
-    from chatbot.runs.adapters import adapter_setup, latest_adapter_run
-    from chatbot.runs.jobs import get_run
-    from chatbot.serving.server import API_KEY_ENV, check_bind, read_api_key, serve
-    from chatbot.workspace import Workspace
+    from chatbot import service
+    from chatbot.serving.server import API_KEY_ENV, check_bind, read_api_key
 
     if args.api_key is not None:
         raise BrandVoiceError(
             "--api-key would show the key to every user of this machine (in `ps`); set "
             f"{API_KEY_ENV} or pass --api-key-file FILE instead."
         )
-    ws = Workspace.open(args.workspace)
+    ws = service.open_workspace(args.workspace)
     api_key = read_api_key(Path(args.api_key_file) if args.api_key_file else None)
     check_bind(args.host, api_key)  # before the model loads, so a refusal comes at once
-    setup = adapter_setup(ws, args.run or latest_adapter_run(ws, args.brand).id)
-    model_id = get_run(ws, setup.run_id).brand
+    setup = service.run_setup(ws, args.run, brand=args.brand)
     print(f"Loading {setup.base_model} with the adapter of run {setup.run_id}...")
-    engine = ChatEngine(
-        setup.base_model,
-        setup.adapter_dir,
-        setup.system_prompt,
-        tuned_system_prompt=setup.tuned_system_prompt,
-        quantization=setup.quantization,
-    )
-    defaults = _brand_bounds(ws, setup.run_id, engine.tokenizer).apply(GenerationSettings())
+    model = service.load_served_model(ws, setup)
+    _say_bounds(model.bounds)
     print(
-        f"OpenAI-compatible API at http://{args.host}:{args.port}/v1 (model '{model_id}'); "
+        f"OpenAI-compatible API at http://{args.host}:{args.port}/v1 (model '{model.model_id}'); "
         "Ctrl-C to stop",
         flush=True,
     )
     allowed = args.allowed_host or ()
-    serve(
-        engine, model_id, args.host, args.port, api_key=api_key, defaults=defaults, allowed=allowed
-    )
+    service.serve_run(model, args.host, args.port, api_key=api_key, allowed=allowed)
     return 0
+
+
+_HINTS = {
+    "base_model": "--base-model MODEL",
+    "brand": "--brand NAME",
+    "conversations": "--conversations FILE",
+    "quant": "--quant f16 or --quant q8_0",
+    "prepare": "`brandvoice prepare --brand NAME --conversations FILE --style-guide FILE`",
+    "train": "`brandvoice train --brand NAME`",
+}
+"""How the command line gives what fixes an error (`BrandVoiceError.option`)."""
+
+
+def _hint(exc: BrandVoiceError) -> str:
+    hint = _HINTS.get(getattr(exc, "option", None) or "")
+    return f" (command line: {hint})" if hint else ""
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -717,7 +672,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return func(args)
     except BrandVoiceError as exc:
-        _err.print(Text("error: ", style="bold red") + Text(str(exc)))
+        _err.print(Text("error: ", style="bold red") + Text(str(exc) + _hint(exc)))
         return 2
     except KeyboardInterrupt:
         _err.print("interrupted")

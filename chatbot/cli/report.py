@@ -6,15 +6,17 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from chatbot.prepare.pipeline import PrepareResult
-from chatbot.runs.jobs import Run, cancel_run, follow_events, get_run
-from chatbot.workspace import Workspace
+from chatbot.service import Run, Workspace, cancel_training, follow_events, get_run
+
+if TYPE_CHECKING:
+    from chatbot.prepare.pipeline import PrepareResult
 
 __all__ = [
     "print_prepare_result",
@@ -218,14 +220,14 @@ def follow_run(ws: Workspace, run_id: str) -> int:
                     )
     except KeyboardInterrupt:
         console.print("Stopping the run gracefully (it keeps its last checkpoint)...")
-        cancel_run(ws, run_id)
+        cancel_training(ws, run_id)
     run = get_run(ws, run_id)
     style = {"succeeded": "bold green", "failed": "bold red"}.get(run.state, "bold yellow")
     console.print(Text(f"Run {run.id}: {run.state}", style=style))
     if run.error:
         console.print(Text(run.error))
     if run.state == "succeeded":
-        console.print(Text(f"Adapter: {run.run_dir / 'adapter'}"))
+        console.print(Text(f"Adapter: {run.folder.adapter}"))
     return 0 if run.state == "succeeded" else 1
 
 

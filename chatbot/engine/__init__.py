@@ -7,7 +7,20 @@ training runs.
 """
 
 from chatbot.engine.chat_engine import MODES, ChatEngine, Mode
+from chatbot.engine.fewshot import Example
+from chatbot.engine.priority import in_background
+from chatbot.engine.reply_length import ReplyBounds
 from chatbot.engine.settings import GenerationSettings
 from chatbot.engine.streaming import StopFlag
 
-__all__ = ["ChatEngine", "GenerationSettings", "MODES", "Mode", "StopFlag"]
+# The engine's public names: what the faces may use of it (tests/test_architecture.py).
+__all__ = [
+    "ChatEngine",
+    "Example",
+    "GenerationSettings",
+    "MODES",
+    "Mode",
+    "ReplyBounds",
+    "StopFlag",
+    "in_background",
+]

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from chatbot.errors import BrandVoiceError
+from chatbot.training.run_files import RunFolder
 
 __all__ = [
     "zip_adapter",
@@ -94,7 +95,7 @@ def zip_adapter(run_dir: Path, out: Path | None = None) -> Path:
     package. Raises BrandVoiceError when the run has no adapter (not finished, or failed early).
     """
     run_dir = Path(run_dir)
-    adapter = run_dir / "adapter"
+    adapter = RunFolder(run_dir).adapter
     files = sorted(p for p in adapter.iterdir() if _exportable(p)) if adapter.is_dir() else []
     if not any(p.name == "adapter_config.json" for p in files):
         raise BrandVoiceError(

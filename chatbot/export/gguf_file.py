@@ -108,10 +108,10 @@ def check_gguf_support(config: Any, quant: str) -> None:
     if quant == "q4_k_m":
         raise BrandVoiceError(
             "q4_k_m needs llama.cpp's own quantizer, which brandvoice does not include (the `gguf` "
-            "package writes F16 and Q8_0 but has no K-quant encoder). Export with --quant f16, "
-            "then run llama.cpp's `llama-quantize MODEL-f16.gguf MODEL-q4_k_m.gguf Q4_K_M` and "
-            "point the Modelfile's FROM line at the new file. --quant q8_0 halves the size "
-            "without it."
+            "package writes F16 and Q8_0 but has no K-quant encoder). Export as f16, then run "
+            "llama.cpp's `llama-quantize MODEL-f16.gguf MODEL-q4_k_m.gguf Q4_K_M` and point the "
+            "Modelfile's FROM line at the new file. A q8_0 export halves the size without it.",
+            option="quant",
         )
 
 

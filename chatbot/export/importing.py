@@ -360,8 +360,9 @@ def _local_base(base: str, label: str) -> str:
         return "default"
     raise BrandVoiceError(
         f"{label}: {_CONFIG} names the base model {base!r}, which is not a folder on this "
-        "machine, so chatting with the adapter would download it. Pass --base-model with the "
-        "folder of that model (or its hub id, to allow the download)."
+        "machine, so chatting with the adapter would download it. Give the base model: the "
+        "folder of that model (or its hub id, to allow the download).",
+        option="base_model",
     )
 
 
@@ -382,8 +383,8 @@ def _brand(ws: Workspace, brand: str | None, staging: Path, label: str) -> str:
     profile_file = staging / "brand.yaml"
     if not profile_file.is_file():
         raise BrandVoiceError(
-            f"{label} has no brand.yaml to say whose voice it is; name a prepared brand with "
-            "--brand NAME."
+            f"{label} has no brand.yaml to say whose voice it is; name a prepared brand.",
+            option="brand",
         )
     profile = BrandProfile.load(profile_file)
     slug = slugify(profile.name)

@@ -28,7 +28,6 @@ from typing import Any
 import torch
 
 from chatbot.brand.profile import BrandProfile
-from chatbot.config import TrainConfig
 from chatbot.errors import BrandVoiceError
 from chatbot.export import reload_check
 from chatbot.export.archive import atomic_zip_path, zip_folder
@@ -310,8 +309,8 @@ def _write_card(
     quant: str = "",
     verified: dict[str, Any] | None = None,
 ) -> None:
-    run_dir = job.run.run_dir
-    config = TrainConfig.from_yaml(run_dir / "config.yaml").to_dict()
+    run_dir, files = job.run.run_dir, job.run.folder
+    config = files.read_config().to_dict()
     adapter_config = json.loads((job.setup.adapter_dir / _ADAPTER_FILES[1]).read_text("utf-8"))
     facts = CardFacts(
         brand_name=job.profile.name,
@@ -326,10 +325,10 @@ def _write_card(
         check_tokens=len(reply.token_ids),
         check_reply=reply.text,
         config=config,
-        metrics=_read_json(run_dir / "metrics.json"),
+        metrics=_read_json(files.metrics),
         report=_read_json(job.brand_yaml.parent / "report.json"),
         **_scorecard_summary(run_dir),
-        imported=_read_json(imported) if (imported := run_dir / "imported.json").exists() else None,
+        imported=_read_json(files.imported) if files.imported.exists() else None,
         lora_rank=adapter_config.get("r"),
         max_lora_rank=vllm.max_lora_rank if vllm else None,
         vllm_problems=list(vllm.problems) if vllm else [],

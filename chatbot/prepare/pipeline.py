@@ -272,7 +272,7 @@ def prepare(
     config = config or PrepareConfig()
     if not conversation_files:
         raise BrandVoiceError(
-            "No conversation files given: pass at least one with --conversations."
+            "No conversation files given: give at least one.", option="conversations"
         )
     slug = slugify(brand)
     brand_dir = workspace.brand_dir(slug)

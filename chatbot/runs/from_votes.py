@@ -65,18 +65,15 @@ def _parent(ws: Workspace, slug: str, run_id: str | None) -> Run:
         run = get_run(ws, run_id)
         if run.brand != slug:
             raise BrandVoiceError(f"Run {run.id} belongs to brand '{run.brand}', not '{slug}'.")
-        if run.state != "succeeded" or not (run.run_dir / "adapter").is_dir():
+        if not run.has_adapter:
             raise BrandVoiceError(f"Run {run.id} is {run.state} and has no adapter to start from.")
         return run
-    finished = [
-        r
-        for r in list_runs(ws, slug)
-        if r.state == "succeeded" and (r.run_dir / "adapter").is_dir()
-    ]
+    finished = [r for r in list_runs(ws, slug) if r.has_adapter]
     if not finished:
         raise BrandVoiceError(
-            f"Brand '{slug}' has no finished training run to vote on yet; train one with "
-            f"`brandvoice train --brand {slug}`, then vote in the Compare tab."
+            f"Brand '{slug}' has no finished training run to vote on yet; train one first, "
+            "then vote in the Compare tab.",
+            option="train",
         )
     voted = {v.run_id for v in list_votes(ws, slug)}
     return next((r for r in finished if r.id in voted), finished[0])
@@ -115,7 +112,7 @@ def start_from_votes(
     prompt policy) with `_VOTE_SETTINGS`, then `overrides` ("key=value", as `--set`) on top.
     """
     plan = plan_from_votes(ws, brand, method, parent_run)
-    parent = TrainConfig.from_yaml(plan.parent.run_dir / "config.yaml").to_dict()
+    parent = plan.parent.folder.read_config().to_dict()
     values = {**parent, **_VOTE_SETTINGS, "method": method, "parent_run": plan.parent.id}
     pairs = [f"{key}={json.dumps(value)}" for key, value in values.items()]
     config = TrainConfig.from_preset(None, [*pairs, *overrides])

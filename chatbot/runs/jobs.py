@@ -32,7 +32,7 @@ from pathlib import Path
 from chatbot.config import TrainConfig
 from chatbot.errors import BrandVoiceError
 from chatbot.storage import atomic_write_text
-from chatbot.training.run_files import Event, read_events
+from chatbot.training.run_files import Event, RunFolder, read_events
 from chatbot.workspace import PRIVATE_UMASK, Workspace
 
 __all__ = [
@@ -73,6 +73,20 @@ class Run:
     @property
     def done(self) -> bool:
         return self.state in FINAL_STATES
+
+    @property
+    def folder(self) -> RunFolder:
+        """The run folder's files (`chatbot.training.run_files.RunFolder`)."""
+        return RunFolder(self.run_dir)
+
+    @property
+    def has_adapter(self) -> bool:
+        """Finished with an adapter to chat with, score, check or export: the one definition.
+
+        The run succeeded and its `adapter/` holds `adapter_config.json` (a folder without it is
+        not an adapter PEFT can load).
+        """
+        return self.state == "succeeded" and self.folder.has_adapter()
 
 
 def _row_to_run(row) -> Run:  # noqa: ANN001 - sqlite3.Row
@@ -153,7 +167,7 @@ def list_runs(ws: Workspace, brand: str | None = None) -> list[Run]:
 
 
 def _spawn_worker(ws: Workspace, run: Run, resume: bool) -> int:
-    fd = os.open(run.run_dir / "worker.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    fd = os.open(run.folder.worker_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     log = os.fdopen(fd, "ab")  # handed to the child process
     cmd = [sys.executable, "-m", "chatbot.runs.jobs", "--workspace", str(ws.root), run.id]
     if resume:
@@ -215,7 +229,7 @@ def start_run(ws: Workspace, brand: str, config: TrainConfig, *, preset: str = "
     run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     run_dir = ws.runs_dir() / run_id
     run_dir.mkdir(mode=0o700, parents=True)
-    atomic_write_text(run_dir / "config.yaml", config.to_yaml())
+    atomic_write_text(RunFolder(run_dir).config, config.to_yaml())
     with ws.db() as con:
         con.execute(
             "INSERT INTO runs (id, brand, state, preset, base_model, created, run_dir) "
@@ -260,11 +274,12 @@ def record_imported_run(
     run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     run_dir = ws.runs_dir() / run_id
     run_dir.mkdir(mode=0o700, parents=True)
-    atomic_write_text(run_dir / "config.yaml", config.to_yaml())
-    atomic_write_text(run_dir / "system_prompt.txt", system_prompt)
+    files = RunFolder(run_dir)
+    atomic_write_text(files.config, config.to_yaml())
+    atomic_write_text(files.system_prompt, system_prompt)
     if origin is not None:
-        atomic_write_text(run_dir / "imported.json", json.dumps(origin, indent=2) + "\n")
-    os.replace(adapter_dir, run_dir / "adapter")
+        atomic_write_text(files.imported, json.dumps(origin, indent=2) + "\n")
+    os.replace(adapter_dir, files.adapter)
     now = time.time()
     with ws.db() as con:
         con.execute(
@@ -380,7 +395,7 @@ def _run_worker(ws: Workspace, run_id: str, resume: bool) -> int:
         from chatbot.training.distributed import RANKS_LOCK_ENV, train_processes
 
         os.environ[RANKS_LOCK_ENV] = str(ws.root / RANKS_LOCK)  # for the ranks, if any
-        config = TrainConfig.from_yaml(run.run_dir / "config.yaml")
+        config = run.folder.read_config()
         several = config.processes > 1 or bool(config.accelerate_config)
         fit = train_processes if several else train
         if config.method != "sft":  # a run from votes (chatbot.training.from_votes)

@@ -27,12 +27,11 @@ from pathlib import Path
 from chatbot.errors import BrandVoiceError
 from chatbot.runs.jobs import Run, get_run, list_runs
 from chatbot.storage import atomic_dir
-from chatbot.training.run_files import COMPLETE_MARKER, CheckpointStore, read_events
+from chatbot.training.run_files import ADAPTER_CONFIG, COMPLETE_MARKER, read_events
 from chatbot.workspace import Workspace
 
 __all__ = ["Preview", "newest_preview", "brand_previews", "pin_newest_preview"]
 
-PREVIEW_DIR = "preview"
 _KEEP_PINNED = 2  # the one being chatted with and the one replacing it
 # What a checkpoint holds only to resume training; a preview needs none of it.
 _TRAINING_STATE = re.compile(r"^(optimizer|scheduler|rng_state.*|training_args|trainer_state)\.")
@@ -60,9 +59,9 @@ def newest_preview(ws: Workspace, run: Run | str) -> Preview | None:
     run = get_run(ws, run) if isinstance(run, str) else run
     if run.state != "running":
         return None
-    for checkpoint in reversed(CheckpointStore(run.run_dir / "checkpoints").complete()):
+    for checkpoint in reversed(run.folder.checkpoint_store().complete()):
         match = _STEP.search(checkpoint.name)
-        if match and (checkpoint / "adapter_config.json").is_file():
+        if match and (checkpoint / ADAPTER_CONFIG).is_file():
             return Preview(run.id, int(match.group(1)), _total_steps(run), checkpoint)
     return None
 
@@ -95,7 +94,7 @@ def pin_newest_preview(ws: Workspace, run: Run | str, attempts: int = 3) -> Prev
                 "pick it from the list of runs)."
             )
         try:
-            return replace(found, adapter_dir=_pin(found, run.run_dir / PREVIEW_DIR))
+            return replace(found, adapter_dir=_pin(found, run.folder.preview))
         except FileNotFoundError:
             continue  # rotated away between finding and linking it: take the next newest
     raise BrandVoiceError("Training replaced its checkpoint as it loaded; send the message again.")

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from chatbot.training.run_files import RunFolder
+
 __all__ = ["VoiceMatch", "run_voice_match", "voice_match"]
 
 Level = Literal["picked_up", "started", "hardly", "away"]
@@ -26,8 +28,6 @@ STARTED = 1.25
 """At least this: it has started to; below it (down to `AWAY`) it has hardly changed."""
 AWAY = 0.95
 """Below this the tuned model finds the brand's replies less likely than the base did."""
-
-_METRICS = "metrics.json"
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def run_voice_match(run: object) -> VoiceMatch | None:
     not finished with both held-out losses (running, cancelled, failed, or no eval split)."""
     run_dir = Path(getattr(run, "run_dir", run))  # type: ignore[arg-type]
     try:
-        metrics = json.loads((run_dir / _METRICS).read_text(encoding="utf-8"))
+        metrics = json.loads(RunFolder(run_dir).metrics.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if not isinstance(metrics, dict):

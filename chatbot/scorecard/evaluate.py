@@ -19,7 +19,7 @@ from chatbot.engine import GenerationSettings
 from chatbot.engine.fewshot import as_messages
 from chatbot.errors import BrandVoiceError
 from chatbot.feedback.votes import list_votes, tally
-from chatbot.runs.adapters import AdapterSetup, adapter_setup
+from chatbot.runs.adapters import AdapterSetup, adapter_setup, build_engine
 from chatbot.runs.jobs import Run, get_run
 from chatbot.scorecard.card import (
     REFERENCE,
@@ -161,7 +161,7 @@ def _setup(ws: Workspace, run_id: str, settings: ScorecardSettings) -> _Job:
         run=run,
         setup=setup,
         profile=BrandProfile.load(brand_dir / "brand.yaml"),
-        config=TrainConfig.from_yaml(run.run_dir / "config.yaml"),
+        config=run.folder.read_config(),
         data=data,
         turns=everything[: settings.max_prompts],
         available=len(everything),
@@ -171,17 +171,8 @@ def _setup(ws: Workspace, run_id: str, settings: ScorecardSettings) -> _Job:
 
 
 def _load_engine(setup: AdapterSetup, say: Progress) -> ChatEngine:
-    from chatbot.engine import ChatEngine
-
     say("loading model", 0, 1)
-    engine = ChatEngine(
-        setup.base_model,
-        setup.adapter_dir,
-        setup.system_prompt,
-        tuned_system_prompt=setup.tuned_system_prompt,
-        fewshot_examples=setup.fewshot_examples,
-        quantization=setup.quantization,  # type: ignore[arg-type]
-    )
+    engine = build_engine(setup)
     say("loading model", 1, 1)
     return engine
 

@@ -2,7 +2,7 @@
 
 QLoRA with TRL's SFTTrainer by default (4-bit NF4 base, bf16 compute, LoRA on all linear layers,
 loss on the assistant replies only). `train()` is the single entry point; the job runner and the
-CLI wrap it. A run folder holds:
+CLI wrap it. A run folder holds (each path named once by `run_files.RunFolder`):
 
 - `config.yaml`: the resolved `TrainConfig`;
 - `events.jsonl`: one event a line (time, state, step, total_steps, epoch, loss, eval_loss,

@@ -38,6 +38,7 @@ import torch
 
 from chatbot.config import TrainConfig
 from chatbot.errors import BrandVoiceError
+from chatbot.training.run_files import RunFolder
 
 __all__ = [
     "RankSync",
@@ -50,7 +51,7 @@ __all__ = [
     "cpu_threads",
 ]
 
-STOP_FILE = "STOP"
+STOP_FILE = RunFolder.STOP_FILE
 PARENT_ENV = "BRANDVOICE_PARENT_PID"
 RANKS_LOCK_ENV = "BRANDVOICE_RANKS_LOCK"
 """Where the job worker tells the ranks to find the lock they hold while they live."""
@@ -231,16 +232,17 @@ def train_processes(
 
     check_distributed(config)
     run_dir = Path(run_dir)
-    (run_dir / STOP_FILE).unlink(missing_ok=True)
-    (run_dir / "metrics.json").unlink(missing_ok=True)
+    files = RunFolder(run_dir)
+    files.stop_file.unlink(missing_ok=True)
+    files.metrics.unlink(missing_ok=True)
     cmd = launch_command(run_dir, brand_dir, config, resume=resume)
     with _launched(cmd) as proc:
         while proc.poll() is None:
             if stop is not None and stop.is_set():
-                StopFile(run_dir / STOP_FILE).set()
+                StopFile(files.stop_file).set()
             time.sleep(0.2)
-    (run_dir / STOP_FILE).unlink(missing_ok=True)
-    metrics = _read_metrics(run_dir)
+    files.stop_file.unlink(missing_ok=True)
+    metrics = _read_metrics(files)
     if proc.returncode == 0 and metrics is not None:
         return metrics
     failed = [e for e in read_events(run_dir) if e.get("state") == "failed"]
@@ -256,9 +258,9 @@ def train_processes(
     raise TrainingError(reason)
 
 
-def _read_metrics(run_dir: Path) -> dict | None:
+def _read_metrics(files: RunFolder) -> dict | None:
     try:
-        return json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+        return json.loads(files.metrics.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
 

@@ -46,6 +46,7 @@ from chatbot.training.distributed import cpu_threads
 from chatbot.training.progress import RunEventsCallback
 from chatbot.training.recipe import TrainingError, learned_token_loss
 from chatbot.training.run import TrainingRun
+from chatbot.training.run_files import RunFolder
 from chatbot.workspace import Workspace
 
 __all__ = ["METHODS", "MIN_VOTES", "too_few_votes", "train_from_votes", "usable_votes", "VoteRun"]
@@ -137,6 +138,10 @@ class _Parent:
     def run_dir(self) -> Path:
         return self.runs_dir / self.id
 
+    @property
+    def folder(self) -> RunFolder:
+        return RunFolder(self.run_dir)
+
 
 class VoteRun(TrainingRun):
     """The stages of `train_from_votes` (TrainingRun's events and failure handling)."""
@@ -159,11 +164,11 @@ class VoteRun(TrainingRun):
     def setup(self, resume: bool = False) -> None:
         config = self.config
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        config.to_yaml(self.run_dir / "config.yaml")
+        config.to_yaml(self.files.config)
         self.parent = _Parent(config.parent_run, self.brand_dir.name, self.ws.runs_dir())
-        self.system_prompt = _read_text(self.parent.run_dir / "system_prompt.txt")
+        self.system_prompt = _read_text(self.parent.folder.system_prompt)
         # The new adapter is chatted with as its parent was.
-        atomic_write_text(self.run_dir / "system_prompt.txt", self.system_prompt)
+        atomic_write_text(self.files.system_prompt, self.system_prompt)
         self.rows = self._rows()
         self.train_rows, self.held_out = _split(self.rows)
         self.model, self.tokenizer = self._model()
@@ -179,13 +184,13 @@ class VoteRun(TrainingRun):
         state = self.trainer.state
         if self.progress.stopped and state.global_step < state.max_steps:
             metrics = self._vote_metrics("cancelled", {})
-            atomic_write_json(self.run_dir / "metrics.json", metrics)
+            atomic_write_json(self.files.metrics, metrics)
             self.events.emit("cancelled", **self.progress.figures(state))
             return metrics
         after = self._held_out_figures()
         self._save_adapter()
         metrics = self._vote_metrics("succeeded", after)
-        atomic_write_json(self.run_dir / "metrics.json", metrics)
+        atomic_write_json(self.files.metrics, metrics)
         self.events.emit(
             "succeeded",
             loss=metrics["final_train_loss"],
@@ -219,7 +224,7 @@ class VoteRun(TrainingRun):
             self.config.base_model, quantization=self.config.quantization
         )
         keep_4bit_layers_trainable(model)
-        adapter = self.parent.run_dir / "adapter"
+        adapter = self.parent.folder.adapter
         model = PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
         if (adapter / "tokenizer_config.json").is_file():
             from transformers import AutoTokenizer
@@ -276,7 +281,7 @@ class VoteRun(TrainingRun):
 
     def _save_adapter(self) -> None:
         """adapter/: the new adapter only (not the frozen copy of the parent DPO compares with)."""
-        with atomic_dir(self.run_dir / "adapter") as folder:
+        with atomic_dir(self.files.adapter) as folder:
             self.trainer.model.save_pretrained(
                 folder, selected_adapters=["default"], safe_serialization=True
             )
@@ -307,7 +312,7 @@ class VoteRun(TrainingRun):
             "duration_s": round(time.time() - self.started, 2),
             "base_model": self.config.base_model,
             "quantization": self.config.quantization,
-            "adapter": str(self.run_dir / "adapter") if state == "succeeded" else None,
+            "adapter": str(self.files.adapter) if state == "succeeded" else None,
         }
 
 

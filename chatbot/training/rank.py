@@ -32,18 +32,19 @@ def main(argv: list[str] | None = None) -> int:
     die_with_parent()
     _hold_ranks_lock()
 
-    from chatbot.config import TrainConfig
     from chatbot.training import TrainingError, train
-    from chatbot.training.distributed import STOP_FILE, StopFile, exit_with_parent
+    from chatbot.training.distributed import StopFile, exit_with_parent
+    from chatbot.training.run_files import RunFolder
 
     exit_with_parent()  # where the system has no parent-death signal
-    config = TrainConfig.from_yaml(args.run_dir / "config.yaml")
+    files = RunFolder(args.run_dir)
+    config = files.read_config()
     try:
         train(
             args.run_dir,
             config,
             args.brand_dir,
-            stop=StopFile(args.run_dir / STOP_FILE),
+            stop=StopFile(files.stop_file),
             resume=args.resume,
         )
     except TrainingError as exc:

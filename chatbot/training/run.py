@@ -37,7 +37,7 @@ from chatbot.training.recipe import (
     sft_config,
     use_gradient_checkpointing,
 )
-from chatbot.training.run_files import CheckpointStore, EventLog, is_disk_full
+from chatbot.training.run_files import EventLog, RunFolder, is_disk_full
 
 __all__ = ["train"]
 
@@ -83,10 +83,11 @@ class TrainingRun:
         on_event: Callable[[dict], None] | None,
     ) -> None:
         self.run_dir, self.config, self.brand_dir, self.stop = run_dir, config, brand_dir, stop
+        self.files = RunFolder(run_dir)
         self.sync = RankSync()
         """The other ranks of a multi-process run (see distributed.py); only rank 0 writes."""
         self.events = EventLog(run_dir, on_event, enabled=self.sync.is_main)
-        self.checkpoints = CheckpointStore(run_dir / "checkpoints")
+        self.checkpoints = self.files.checkpoint_store()
         self.started = time.time()
         self.sizes: dict[str, int] = {}
         self.dtype_probe: dict | None = None
@@ -122,7 +123,7 @@ class TrainingRun:
             torch.set_num_threads(cpu_threads(config.threads, self.sync.world_size))
         dtype = self._compute_dtype(device)
         if self.sync.is_main:
-            config.to_yaml(self.run_dir / "config.yaml")  # with the dtype resolved
+            config.to_yaml(self.files.config)  # with the dtype resolved
         self.resume_from = self.checkpoints.newest() if resume else None
         model, self.tokenizer = load_base_model(
             config.base_model,
@@ -195,9 +196,7 @@ class TrainingRun:
         if self.sync.is_main:
             # What the tuned model must be chatted with (chatbot.runs.adapters reads it), whatever
             # brand.yaml says later.
-            atomic_write_text(
-                self.run_dir / "system_prompt.txt", brand.system_prompt if include else ""
-            )
+            atomic_write_text(self.files.system_prompt, brand.system_prompt if include else "")
         template = training_chat_template(self.tokenizer)
 
         def encode(conversations: list) -> tuple[list[dict], int]:
@@ -227,7 +226,7 @@ class TrainingRun:
         if self.progress.stopped and state.global_step < state.max_steps:
             metrics = self._metrics("cancelled", eval_after=None)
             if self.sync.is_main:
-                atomic_write_json(self.run_dir / "metrics.json", metrics)
+                atomic_write_json(self.files.metrics, metrics)
             self.events.emit("cancelled", **self.progress.figures(state))
             return metrics
         eval_after = None
@@ -245,7 +244,7 @@ class TrainingRun:
         self._save_adapter()
         metrics = self._metrics("succeeded", eval_after=eval_after)
         if self.sync.is_main:
-            atomic_write_json(self.run_dir / "metrics.json", metrics)
+            atomic_write_json(self.files.metrics, metrics)
         self.events.emit(
             "succeeded",
             loss=metrics["final_train_loss"],
@@ -281,7 +280,7 @@ class TrainingRun:
     def _save_adapter(self) -> None:
         """adapter/: adapter_model.safetensors, adapter_config.json and the tokenizer files."""
         if self._sharded:  # every rank hands its shards to Trainer.save_model; rank 0 writes
-            with self.sync_dir(self.run_dir / "adapter") as folder:
+            with self.sync_dir(self.files.adapter) as folder:
                 self.trainer.save_model(str(folder))
                 self.sync.barrier()
                 if self.sync.is_main:
@@ -290,7 +289,7 @@ class TrainingRun:
             return
         if not self.sync.is_main:
             return
-        with atomic_dir(self.run_dir / "adapter") as folder:
+        with atomic_dir(self.files.adapter) as folder:
             self.trainer.model.save_pretrained(folder, safe_serialization=True)
             self.tokenizer.save_pretrained(folder)
             (folder / "README.md").unlink(missing_ok=True)  # PEFT's model card template
@@ -337,7 +336,7 @@ class TrainingRun:
             "quantization": self.config.quantization,
             "compute_dtype": self.config.compute_dtype,
             "dtype_probe": self.dtype_probe,
-            "adapter": str(self.run_dir / "adapter") if state == "succeeded" else None,
+            "adapter": str(self.files.adapter) if state == "succeeded" else None,
             "checkpoint": str(self.checkpoints.newest() or "") or None,
         }
 

@@ -1,4 +1,8 @@
-"""What a training run writes into its folder while it runs: events and resumable checkpoints.
+"""A run folder's layout (`RunFolder`), and what training writes there: events and checkpoints.
+
+`RunFolder` names every file of a run folder once (adapter, config.yaml, events, metrics, system
+prompt, checkpoints, preview, ...); everything that reads or writes a run's files asks it for the
+path instead of spelling the name.
 
 `events.jsonl` gets one JSON object a line (an `Event`), flushed as training goes, so another
 process can follow it; `read_events` reads them back, here beside the writer, so the job runner, the
@@ -16,20 +20,25 @@ import json
 import re
 import shutil
 import time
+import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
 
+from chatbot.config import TrainConfig
 from chatbot.storage import atomic_dir, atomic_write_text, fsync_path, fsync_tree
 
 __all__ = [
+    "ADAPTER_CONFIG",
     "COMPLETE_MARKER",
     "CheckpointStore",
     "EVENTS_FILE",
     "EVENT_FIELDS",
     "Event",
     "EventLog",
+    "RunFolder",
     "is_disk_full",
     "read_events",
 ]
@@ -71,6 +80,90 @@ class Event(TypedDict, total=False):
 
 
 COMPLETE_MARKER = "COMPLETE"
+ADAPTER_CONFIG = "adapter_config.json"
+"""The file PEFT writes into every adapter folder: without it there is no adapter to load."""
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """The files of one run folder, each named once here."""
+
+    root: Path
+
+    STOP_FILE: typing.ClassVar[str] = "STOP"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def adapter(self) -> Path:
+        """`adapter/`: the final adapter (safetensors, its config) and the tokenizer."""
+        return self.root / "adapter"
+
+    @property
+    def config(self) -> Path:
+        """`config.yaml`: the resolved `TrainConfig` the run trained with."""
+        return self.root / "config.yaml"
+
+    @property
+    def events(self) -> Path:
+        """`events.jsonl`: one `Event` a line (`read_events`)."""
+        return self.root / EVENTS_FILE
+
+    @property
+    def metrics(self) -> Path:
+        """`metrics.json`: losses before/after, tokens/s, duration, steps."""
+        return self.root / "metrics.json"
+
+    @property
+    def system_prompt(self) -> Path:
+        """`system_prompt.txt`: the system prompt the training conversations carried ("" none)."""
+        return self.root / "system_prompt.txt"
+
+    @property
+    def checkpoints(self) -> Path:
+        """`checkpoints/`: resumable checkpoints (`CheckpointStore`)."""
+        return self.root / "checkpoints"
+
+    @property
+    def preview(self) -> Path:
+        """`preview/`: checkpoints' adapters pinned while they are chatted with."""
+        return self.root / "preview"
+
+    @property
+    def imported(self) -> Path:
+        """`imported.json`: where an adapter trained elsewhere came from (imported runs only)."""
+        return self.root / "imported.json"
+
+    @property
+    def worker_log(self) -> Path:
+        """`worker.log`: the training process's own output, for a failure's details."""
+        return self.root / "worker.log"
+
+    @property
+    def stop_file(self) -> Path:
+        """`STOP`: asks the ranks of a multi-process run to stop at the next step."""
+        return self.root / self.STOP_FILE
+
+    def has_adapter(self) -> bool:
+        """The final adapter is on disk (its `adapter_config.json` is there)."""
+        return (self.adapter / ADAPTER_CONFIG).is_file()
+
+    def read_config(self) -> TrainConfig:
+        """The settings the run trained with."""
+        return TrainConfig.from_yaml(self.config)
+
+    def read_system_prompt(self) -> str | None:
+        """The system prompt training recorded; None for a run that recorded none."""
+        try:
+            return self.system_prompt.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+
+    def checkpoint_store(self, keep: int = 2) -> CheckpointStore:
+        return CheckpointStore(self.checkpoints, keep)
+
+
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
