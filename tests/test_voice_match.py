@@ -65,6 +65,23 @@ def test_a_runs_metrics(tmp_path: Path) -> None:
     assert run_voice_match(Run(run_dir)) == match
 
 
+def test_a_run_from_votes_is_matched_against_the_base_not_its_parent(tmp_path: Path) -> None:
+    """A run from votes records its parent's loss as "before"; the voice match still compares
+    with the base model's, found along the lineage."""
+    runs = tmp_path / "runs"
+    for name, metrics in {
+        "sft": {"eval_loss_before": 3.375, "eval_loss_after": 2.001},
+        "dpo1": {"parent_run": "sft", "eval_loss_before": 2.001, "eval_loss_after": 2.041},
+        "dpo2": {"parent_run": "dpo1", "eval_loss_before": 2.041, "eval_loss_after": 2.0},
+    }.items():
+        (runs / name).mkdir(parents=True)
+        (runs / name / "metrics.json").write_text(json.dumps(metrics))
+    assert run_voice_match(runs / "dpo1").ratio == pytest.approx(math.exp(3.375 - 2.041))
+    assert run_voice_match(runs / "dpo2").ratio == pytest.approx(math.exp(3.375 - 2.0))
+    (runs / "sft" / "metrics.json").unlink()  # the parent was deleted: no figure, not a wrong one
+    assert run_voice_match(runs / "dpo2") is None
+
+
 def test_an_older_run_uses_its_step_zero_evaluation(tmp_path: Path) -> None:
     history = [{"step": 0, "eval_loss": 3.0}, {"step": 6, "eval_loss": 2.0}]
     run_dir = _run(tmp_path, {"eval_history": history, "eval_loss_after": 2.0})

@@ -90,6 +90,9 @@ def voice_match(base_eval_loss: float | None, tuned_eval_loss: float | None) -> 
     return VoiceMatch(ratio, base, tuned, level, meaning)
 
 
+_MAX_LINEAGE = 32  # runs from votes, one on another; a guard against a loop in hand-edited files
+
+
 def _base_loss(metrics: dict) -> float | None:
     before = metrics.get("eval_loss_before")
     if before is not None:
@@ -104,10 +107,30 @@ def run_voice_match(run: object) -> VoiceMatch | None:
     """The voice match of a run (a `chatbot.runs.jobs.Run`, or its folder); None when the run has
     not finished with both held-out losses (running, cancelled, failed, or no eval split)."""
     run_dir = Path(getattr(run, "run_dir", run))  # type: ignore[arg-type]
+    metrics = _metrics(run_dir)
+    if metrics is None:
+        return None
+    return voice_match(_base_loss_of_lineage(run_dir, metrics), metrics.get("eval_loss_after"))
+
+
+def _metrics(run_dir: Path) -> dict | None:
     try:
         metrics = json.loads(RunFolder(run_dir).metrics.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(metrics, dict):
-        return None
-    return voice_match(_base_loss(metrics), metrics.get("eval_loss_after"))
+    return metrics if isinstance(metrics, dict) else None
+
+
+def _base_loss_of_lineage(run_dir: Path, metrics: dict) -> float | None:
+    """The base model's held-out loss. A run trained from another (from votes) records its
+    parent's loss as "before", so the base's is looked up along the parents; the voice match
+    compares with the base model, whatever the lineage."""
+    for _ in range(_MAX_LINEAGE):
+        parent = metrics.get("parent_run")
+        if not parent:
+            return _base_loss(metrics)
+        parent_metrics = _metrics(run_dir.parent / str(parent))
+        if parent_metrics is None:
+            return None
+        run_dir, metrics = run_dir.parent / str(parent), parent_metrics
+    return None
