@@ -190,3 +190,9 @@ def test_the_next_worker_waits_for_ranks_that_outlived_theirs(tmp_path: Path):
         assert not entered.is_set()
     thread.join(timeout=WAIT)
     assert entered.is_set()
+
+
+@pytest.mark.parametrize("run_id", [None, "", "   "])
+def test_no_run_chosen_is_said_in_words(ws, run_id) -> None:  # noqa: ANN001
+    with pytest.raises(BrandVoiceError, match="No run was chosen"):
+        get_run(ws, run_id)

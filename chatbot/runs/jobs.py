@@ -135,9 +135,11 @@ def get_run(ws: Workspace, run_id: str) -> Run:
 
 def _get_row(ws: Workspace, run_id: str) -> Run:
     """The run with this id, or the one run whose id starts with it."""
+    if not isinstance(run_id, str) or not run_id.strip():
+        raise BrandVoiceError("No run was chosen: pick a run (its id) first.")
     with ws.db() as con:
         row = con.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
-        if row is None and run_id.strip():
+        if row is None:
             # The prefix is matched literally: "%" and "_" mean themselves, not "anything".
             escaped = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             rows = con.execute(
