@@ -107,10 +107,25 @@ __all__ = [
     "token_counter",
     "usable_runs",
     "write_check_report",
+    "base_model_bytes",
+    "export_timings",
+    "remember_export_time",
 ]
 
 
 _REEXPORTED = {
+    # The ground floor's names a face uses, so a face imports only this layer and the engine.
+    "BrandVoiceError": "chatbot.errors",
+    "ConfigError": "chatbot.errors",
+    "DEFAULT_PRESET": "chatbot.config",
+    "FIRST_TASTE_CONVERSATIONS": "chatbot.config",
+    "PRESETS": "chatbot.config",
+    "RECOMMENDED_CONVERSATIONS": "chatbot.config",
+    "PrepareConfig": "chatbot.config",
+    "TrainConfig": "chatbot.config",
+    "Workspace": "chatbot.workspace",
+    "default_model_dir": "chatbot.models",
+    "resolve_base_model": "chatbot.models",
     # The library's types and helpers a face shows or fills in, loaded on first use (most of them
     # pull in torch): `from chatbot.service import Scorecard` works without the face knowing where
     # the type lives.
@@ -633,3 +648,38 @@ def export_votes(
     from chatbot.feedback.preferences import export_votes as export
 
     return export(ws, brand, Path(out), kind, run_id=run_id, style=style)
+
+
+# -- export timings ------------------------------------------------------------------------------
+_EXPORT_TIMINGS = ".export-timings.json"
+
+
+def base_model_bytes(base_model: str) -> int | None:
+    """The size of the base model's weight files, when it is on this machine (None: unknown)."""
+    from chatbot.models import default_model_dir
+
+    folder = default_model_dir() if base_model in ("", "default") else Path(base_model)
+    if not folder.is_dir():
+        return None  # a hub id: not looked up, so nothing is downloaded for an estimate
+    sizes = [p.stat().st_size for p in folder.iterdir() if p.suffix in (".safetensors", ".bin")]
+    return sum(sizes) or None
+
+
+def export_timings(exports_dir: Path) -> dict:
+    """Measured seconds per export format on this machine, with the base model's size then."""
+    import json
+
+    try:
+        data = json.loads((Path(exports_dir) / _EXPORT_TIMINGS).read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def remember_export_time(exports_dir: Path, fmt: str, seconds: float, size: int | None) -> None:
+    """Keep the measured seconds per GB of base model, so the next estimate is this machine's."""
+    from chatbot.storage import atomic_write_json
+
+    data = export_timings(exports_dir)
+    data[fmt] = {"seconds": round(seconds, 1), "gb": round((size or 0) / 1e9, 3)}
+    atomic_write_json(Path(exports_dir) / _EXPORT_TIMINGS, data)

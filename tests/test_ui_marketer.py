@@ -17,6 +17,7 @@ import pytest
 from chatbot.brand import BrandProfile
 from chatbot.errors import BrandVoiceError, ConfigError
 from chatbot.scorecard import Scorecard, ScorecardSettings
+from chatbot.service import remember_export_time
 from chatbot.workspace import Workspace
 from ui import brand_tab, build_app, export_tab, rules_form, scorecard_tab, train_tab
 from ui.errors import GENERIC_MESSAGE, plain_words, shown_in
@@ -255,7 +256,7 @@ def test_export_says_how_long_before_it_starts(services: Services, brand: str):
     run_id = _run(services.workspace, brand)
     guess = export_tab.export_estimate(services, run_id, "adapter")
     assert "Estimated time" in guess and "about" in guess
-    export_tab._remember_time(services, "adapter", 42.0, None)
+    remember_export_time(services.exports_dir, "adapter", 42.0, None)
     guess = export_tab.export_estimate(services, run_id, "adapter")
     assert "42s" in guess and "last export of this kind on this machine" in guess
 

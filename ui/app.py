@@ -25,8 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 import gradio as gr
 from starlette.middleware import Middleware
 
-from chatbot.errors import BrandVoiceError
-from chatbot.service import RequestGuard, allowed_hosts, is_loopback
+from chatbot.service import BrandVoiceError, RequestGuard, allowed_hosts, is_loopback
 from ui import brand_tab, check_tab, compare_tab, export_tab, scorecard_tab, train_tab
 from ui.errors import shown_in
 from ui.services import Services

@@ -15,9 +15,13 @@ import gradio as gr
 import yaml
 
 from chatbot import service
-from chatbot.config import FIRST_TASTE_CONVERSATIONS, RECOMMENDED_CONVERSATIONS, PrepareConfig
-from chatbot.errors import BrandVoiceError
-from chatbot.service import Run
+from chatbot.service import (
+    FIRST_TASTE_CONVERSATIONS,
+    RECOMMENDED_CONVERSATIONS,
+    BrandVoiceError,
+    PrepareConfig,
+    Run,
+)
 from ui import rules_form
 from ui.errors import problem_html, shown_in
 from ui.rules_form import EMOJI_CHOICES, RulesForm

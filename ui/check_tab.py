@@ -24,8 +24,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from chatbot.errors import BrandVoiceError
 from chatbot.service import (
+    BrandVoiceError,
     Draft,
     DraftCheck,
     DraftChecker,

@@ -32,9 +32,9 @@ from functools import partial
 import gradio as gr
 
 from chatbot.engine import GenerationSettings, ReplyBounds, StopFlag, in_background
-from chatbot.errors import BrandVoiceError
 from chatbot.service import (
     MIN_VOTES,
+    BrandVoiceError,
     Run,
     Verdict,
     Vote,

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import gradio as gr
 
-from chatbot.errors import BrandVoiceError
+from chatbot.service import BrandVoiceError
 
 __all__ = [
     "user_errors",

@@ -12,7 +12,6 @@ The handlers are plain functions over `Services`; `build` only lays them out.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,22 +19,23 @@ from pathlib import Path
 
 import gradio as gr
 
-from chatbot.errors import BrandVoiceError
-from chatbot.models import default_model_dir
 from chatbot.service import (
     DEFAULT_HUB_ID,
+    BrandVoiceError,
     ExportResult,
     Run,
     adapter_config,
+    base_model_bytes,
     export_run,
+    export_timings,
     export_votes,
     get_run,
     import_adapter,
     max_lora_rank_for,
+    remember_export_time,
     usable_runs,
     zip_adapter,
 )
-from chatbot.storage import atomic_write_json
 from ui.errors import shown_in
 from ui.services import Services
 from ui.text import (
@@ -77,7 +77,6 @@ _FORMAT_WORK = {"adapter": 1.0, "merged": 1.6, "gguf-f16": 2.2, "gguf-q8_0": 2.4
 # Until this workspace has timed an export: fixed costs (starting the checking process, loading
 # libraries) and time per GB of base model, each loaded twice (the check reply and the check).
 _FIXED_S, _PER_GB_S = 90.0, 60.0
-_TIMINGS = ".export-timings.json"
 _BUTTON = {
     "adapter": "Create adapter zip",
     "merged": "Create merged model zip",
@@ -133,38 +132,13 @@ def export_adapter(services: Services, run_id: str | None) -> tuple[Path, str]:
     )
 
 
-def _model_bytes(base_model: str) -> int | None:
-    """The size of the base model's weight files, when it is on this machine (None: unknown)."""
-    folder = default_model_dir() if base_model in ("", "default") else Path(base_model)
-    if not folder.is_dir():
-        return None  # a hub id: not looked up, so nothing is downloaded for an estimate
-    sizes = [p.stat().st_size for p in folder.iterdir() if p.suffix in (".safetensors", ".bin")]
-    return sum(sizes) or None
-
-
-def _timings(services: Services) -> dict:
-    path = services.exports_dir / _TIMINGS
-    try:
-        data = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _remember_time(services: Services, fmt: str, seconds: float, size: int | None) -> None:
-    """Keep the measured seconds per GB of base model, so the next estimate is this machine's."""
-    data = _timings(services)
-    data[fmt] = {"seconds": round(seconds, 1), "gb": round((size or 0) / 1e9, 3)}
-    atomic_write_json(services.exports_dir / _TIMINGS, data)
-
-
 def export_estimate(services: Services, run_id: str | None, fmt: str) -> str:
     """How long an export will take, said before it starts (an estimate, and labelled one)."""
     if not run_id:
         return ""
     run = get_run(services.workspace, run_id)
-    size = _model_bytes(run.base_model)
-    measured = _timings(services).get(fmt)
+    size = base_model_bytes(run.base_model)
+    measured = export_timings(services.exports_dir).get(fmt)
     if isinstance(measured, dict) and measured.get("seconds"):
         was_gb = float(measured.get("gb") or 0)
         scale = (size / 1e9) / was_gb if size and was_gb else 1.0
@@ -193,7 +167,9 @@ def export_package(
     extra = {"quant": quant} if quant else {}
     started = time.monotonic()
     result = export_run(services.workspace, run.id, kind, out, progress=progress, **extra)
-    _remember_time(services, fmt, time.monotonic() - started, _model_bytes(run.base_model))
+    remember_export_time(
+        services.exports_dir, fmt, time.monotonic() - started, base_model_bytes(run.base_model)
+    )
     return result.path, _describe_result(run, result)
 
 

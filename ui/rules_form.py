@@ -14,11 +14,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, fields, replace
 
-from chatbot.errors import BrandVoiceError, ConfigError
 from chatbot.service import (
     AddressRule,
     BrandProfile,
     BrandRules,
+    BrandVoiceError,
+    ConfigError,
     EmojiRule,
     PreferredTerm,
     StyleGuide,

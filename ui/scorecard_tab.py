@@ -26,11 +26,11 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from chatbot.errors import BrandVoiceError
 from chatbot.service import (
     REFERENCE,
     SYSTEM_NAMES,
     SYSTEMS,
+    BrandVoiceError,
     Progress,
     Scorecard,
     ScorecardSettings,

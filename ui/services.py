@@ -22,16 +22,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from chatbot import service
-from chatbot.errors import BrandVoiceError
 from chatbot.service import (
     AdapterSetup,
+    BrandVoiceError,
     Run,
+    Workspace,
     checkpoint_setup,
     get_run,
     latest_usable_run,
     run_setup,
 )
-from chatbot.workspace import Workspace
 
 if TYPE_CHECKING:
     from chatbot.engine import Example, GenerationSettings, StopFlag
@@ -430,7 +430,7 @@ def _cached_tokenizers() -> Callable[[str], Any | None]:
             if base_model not in cache:
                 from transformers import AutoTokenizer
 
-                from chatbot.models import resolve_base_model
+                from chatbot.service import resolve_base_model
 
                 cache[base_model] = AutoTokenizer.from_pretrained(resolve_base_model(base_model))
             return cache[base_model]

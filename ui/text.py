@@ -6,8 +6,7 @@ import re
 import time
 from pathlib import Path
 
-from chatbot.models import default_model_dir
-from chatbot.service import Run, parent_of
+from chatbot.service import Run, default_model_dir, parent_of
 
 __all__ = [
     "base_model_label",

@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 import gradio as gr
 import pandas as pd
 
-from chatbot.config import DEFAULT_PRESET, PRESETS, TrainConfig
-from chatbot.errors import BrandVoiceError
 from chatbot.service import (
+    DEFAULT_PRESET,
+    PRESETS,
+    BrandVoiceError,
     Run,
+    TrainConfig,
     estimate_training,
     get_run,
     list_runs,
