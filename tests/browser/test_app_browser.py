@@ -7,48 +7,27 @@ artifacts/screenshots/ for a person to look at.
 
 from __future__ import annotations
 
-import dataclasses
-import socket
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from browser_support import ASSETS, ROOT, chromium_page, served, short_run
 
-from chatbot.config import TrainConfig
 from chatbot.feedback.votes import list_votes
-from chatbot.runs.jobs import Run, cancel_run, list_runs, start_run
-from chatbot.workspace import Workspace
-from ui import Services, launch
+from ui import Services
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
-ASSETS = ROOT / "tests" / "assets" / "brand"
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-TRAIN_STEPS = 6
 TRAIN_TIMEOUT_MS = 150_000
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _short_run(ws: Workspace, brand: str, config: TrainConfig, *, preset: str = "") -> Run:
-    """The real job runner, with the run cut to a few small steps to keep the test short."""
-    short = dataclasses.replace(config, max_steps=TRAIN_STEPS, batch_size=2, max_length=256)
-    return start_run(ws, brand, short, preset=preset)
 
 
 @pytest.fixture(scope="module")
@@ -58,29 +37,15 @@ def app(
     """The app on the tiny base model (trained and chatted with for real), on a free port."""
     workspace = tmp_path_factory.mktemp("workspace")
     services = Services.create(workspace, base_model=str(tiny_model_dir))
-    services.start_run = _short_run
-    port = _free_port()
-    blocks = launch(services, port=port, block=False)
-    try:
-        yield f"http://127.0.0.1:{port}", services
-    finally:
-        blocks.close()
-        for run in list_runs(services.workspace):
-            if not run.done:
-                cancel_run(services.workspace, run.id, timeout=10)
+    services.start_run = short_run
+    with served(services) as url:
+        yield url, services
 
 
 @pytest.fixture(scope="module")
 def page() -> Iterator[Page]:
-    if not CHROMIUM.exists():
-        pytest.skip("Chromium is not installed (scripts/test.sh installs it)")
-    with playwright_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        context = browser.new_context(
-            viewport={"width": 1360, "height": 1000}, accept_downloads=True
-        )
-        yield context.new_page()
-        browser.close()
+    with chromium_page(accept_downloads=True) as page:
+        yield page
 
 
 def _shot(page: Page, name: str) -> None:

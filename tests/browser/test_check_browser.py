@@ -8,25 +8,22 @@ artifacts/screenshots/ for a person to look at.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from browser_support import ROOT, chromium_page, served
 from check_support import prepared_brand, record_run
 
-from ui import Services, launch
+from ui import Services
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 RUN_ID = "20260103-100000-c4ec4b"
 CHECK_TIMEOUT_MS = 240_000  # the first check calibrates the run's scale
 
@@ -34,35 +31,19 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[str]:
     """The app over a prepared brand with one finished run on the tiny model, on a free port."""
     ws = prepared_brand(tmp_path_factory.mktemp("check-browser") / "ws")
     record_run(ws, tiny_model_dir, RUN_ID)
-    services = Services.create(ws.root, base_model=str(tiny_model_dir))
-    port = _free_port()
-    blocks = launch(services, port=port, block=False)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        blocks.close()
+    with served(Services.create(ws.root, base_model=str(tiny_model_dir))) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def page() -> Iterator[Page]:
-    if not CHROMIUM.exists():
-        pytest.skip("Chromium is not installed (scripts/test.sh installs it)")
-    with playwright_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1360, "height": 1000})
-        yield context.new_page()
-        browser.close()
+    with chromium_page() as page:
+        yield page
 
 
 def test_check_a_draft_and_audit_files(app: str, page: Page, tmp_path: Path) -> None:

@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from test_app_browser import ASSETS, CHROMIUM, CHROMIUM_ARGS, _free_port, _short_run
+from browser_support import ASSETS, chromium_page, served, short_run
 
 from chatbot.feedback.votes import list_votes
-from chatbot.runs.jobs import cancel_run, list_runs
-from ui import Services, launch
+from ui import Services
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -41,27 +40,15 @@ def app(
     """The app as `brandvoice ui` wires it (quick scorecards included), on the tiny model."""
     workspace = tmp_path_factory.mktemp("walk-workspace")
     services = Services.create(workspace, base_model=str(tiny_model_dir))
-    services.start_run = _short_run
-    port = _free_port()
-    blocks = launch(services, port=port, block=False)
-    try:
-        yield f"http://127.0.0.1:{port}", services
-    finally:
-        blocks.close()
-        for run in list_runs(services.workspace):
-            if not run.done:
-                cancel_run(services.workspace, run.id, timeout=10)
+    services.start_run = short_run
+    with served(services) as url:
+        yield url, services
 
 
 @pytest.fixture(scope="module")
 def page() -> Iterator[Page]:
-    if not CHROMIUM.exists():
-        pytest.skip("Chromium is not installed (scripts/test.sh installs it)")
-    with playwright_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1360, "height": 1000})
-        yield context.new_page()
-        browser.close()
+    with chromium_page() as page:
+        yield page
 
 
 def _shot(page: Page, name: str) -> None:
